@@ -1,0 +1,291 @@
+"""Frozen attrs records shared by every store, and the portable schema type system."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TypeAlias
+
+from attrs import field, frozen
+
+from pinnacle_protocols.errors import InvalidArtifactRef, InvalidRecord, SchemaError
+
+__all__ = [
+    "ArtifactRef",
+    "ComponentKey",
+    "ComponentRecord",
+    "DType",
+    "Field",
+    "JSONValue",
+    "JobRecord",
+    "JobStatus",
+    "Schema",
+    "SchemaRevision",
+    "validate_sha256",
+]
+
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_MAX_NAME = 255
+
+
+def validate_sha256(value: object) -> str:
+    """Return ``value`` if it is a lowercase sha256 hex digest, else raise InvalidArtifactRef.
+
+    This runs before a key touches a path or a query, so path traversal is impossible.
+    """
+    if not isinstance(value, str) or _SHA256_RE.fullmatch(value) is None:
+        shown = value if isinstance(value, str) and len(value) < 100 else type(value).__name__
+        raise InvalidArtifactRef(
+            f"artifact key {shown!r} is not a sha256 hex digest (64 lowercase hex characters)"
+        )
+    return value
+
+
+def _check_name(kind: str, value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRecord(f"{kind} must be a non-empty string, got {value!r}")
+    if "\x00" in value:
+        raise InvalidRecord(f"{kind} {value!r} contains a NUL byte, which no database stores")
+    if len(value) > _MAX_NAME:
+        raise InvalidRecord(f"{kind} is {len(value)} characters long; the limit is {_MAX_NAME}")
+
+
+def _check_json(value: object, where: str) -> None:
+    if value is None or isinstance(value, (bool, str)):
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidRecord(f"{where}: strings must not contain NUL bytes")
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InvalidRecord(f"{where}: integer {value} does not fit in 64 bits")
+        return
+    if isinstance(value, float):
+        if math.isnan(value) or value in (float("inf"), float("-inf")):
+            raise InvalidRecord(f"{where}: {value} is not representable in JSON")
+        return
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_json(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidRecord(f"{where}: dict keys must be strings, got {k!r}")
+            if "\x00" in k:
+                raise InvalidRecord(f"{where}: dict keys must not contain NUL bytes")
+            _check_json(v, f"{where}[{k!r}]")
+        return
+    raise InvalidRecord(
+        f"{where}: {type(value).__name__} is not JSON data (use None, bool, int, float, str, "
+        "list or dict with string keys; store large or binary values as artifacts)"
+    )
+
+
+def _validate_sha_field(_inst: object, _attr: object, value: str) -> None:
+    validate_sha256(value)
+
+
+def _validate_size(_inst: object, _attr: object, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArtifactRef(f"artifact size must be a non-negative int, got {value!r}")
+
+
+@frozen(kw_only=True)
+class ArtifactRef:
+    """The address of a blob: its sha256 hex digest and size in bytes."""
+
+    sha256: str = field(validator=_validate_sha_field)
+    size: int = field(validator=_validate_size)
+
+
+def _validate_version(_inst: object, _attr: object, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise InvalidRecord(f"version must be a non-negative int or None, got {value!r}")
+
+
+def _validate_key_version(_inst: object, _attr: object, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRecord(f"version must be a non-negative int, got {value!r}")
+
+
+@frozen(kw_only=True, order=True)
+class ComponentKey:
+    """Identifies one version of a component."""
+
+    type_id: str
+    identifier: str
+    version: int = field(validator=_validate_key_version)
+
+    def __attrs_post_init__(self) -> None:
+        _check_name("type_id", self.type_id)
+        _check_name("identifier", self.identifier)
+
+
+@frozen(kw_only=True, eq=True)
+class ComponentRecord:
+    """A versioned component as stored in a metadata store.
+
+    Attributes:
+        type_id: Component kind, e.g. ``"model"``.
+        identifier: Name chosen by the user; any non-empty string without NUL bytes.
+        version: ``None`` asks the store to allocate the next version; an int asks for exactly
+            that version (used by copy) and fails with VersionConflict if taken.
+        data: JSON-safe parameters of the component.
+        artifacts: Named artifacts (weights, large values) stored in the artifact store.
+        created_at: Set by the store (UTC) when the record is created.
+    """
+
+    type_id: str
+    identifier: str
+    version: int | None = field(default=None, validator=_validate_version)
+    data: Mapping[str, JSONValue] = field(factory=dict)
+    artifacts: Mapping[str, ArtifactRef] = field(factory=dict)
+    created_at: datetime | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check_name("type_id", self.type_id)
+        _check_name("identifier", self.identifier)
+        if not isinstance(self.data, Mapping):
+            raise InvalidRecord(f"data must be a mapping, got {type(self.data).__name__}")
+        _check_json(dict(self.data), "data")
+        for name, ref in self.artifacts.items():
+            if not isinstance(name, str) or not name or "\x00" in name:
+                raise InvalidRecord(f"artifact names must be non-empty strings, got {name!r}")
+            if not isinstance(ref, ArtifactRef):
+                raise InvalidRecord(f"artifact {name!r} must be an ArtifactRef, got {ref!r}")
+
+    @property
+    def key(self) -> ComponentKey:
+        """The key of this version; raises InvalidRecord if no version is allocated yet."""
+        if self.version is None:
+            raise InvalidRecord(f"{self.type_id}/{self.identifier} has no version yet")
+        return ComponentKey(type_id=self.type_id, identifier=self.identifier, version=self.version)
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON of type, identifier, data and artifacts.
+
+        Two records with the same content hash describe the same component content, whatever
+        their version or creation time.
+        """
+        payload = {
+            "type_id": self.type_id,
+            "identifier": self.identifier,
+            "data": self.data,
+            "artifacts": {k: [r.sha256, r.size] for k, r in sorted(self.artifacts.items())},
+        }
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class JobStatus(enum.StrEnum):
+    """Lifecycle of a job."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+@frozen(kw_only=True)
+class JobRecord:
+    """A unit of work (e.g. a prediction run) and its outcome."""
+
+    job_id: str
+    kind: str
+    status: JobStatus = JobStatus.PENDING
+    component: ComponentKey | None = None
+    args: Mapping[str, JSONValue] = field(factory=dict)
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check_name("job_id", self.job_id)
+        _check_name("kind", self.kind)
+        _check_json(dict(self.args), "args")
+
+
+class DType(enum.StrEnum):
+    """The portable column types every databackend maps to its own."""
+
+    INT = "int"
+    FLOAT = "float"
+    STR = "str"
+    BOOL = "bool"
+    BYTES = "bytes"
+    DATETIME = "datetime"  # timezone-aware, UTC
+    JSON = "json"
+    VECTOR = "vector"  # list of float, optional fixed dimension
+
+
+@frozen(kw_only=True)
+class Field:
+    """One column of a portable schema."""
+
+    name: str
+    dtype: DType
+    nullable: bool = True
+    dim: int | None = None  # only for VECTOR
+
+    def __attrs_post_init__(self) -> None:
+        _check_name("column name", self.name)
+        if not isinstance(self.dtype, DType):
+            raise SchemaError(f"column {self.name!r}: dtype must be a DType, got {self.dtype!r}")
+        if self.dim is not None and (self.dtype is not DType.VECTOR or self.dim <= 0):
+            raise SchemaError(f"column {self.name!r}: dim is only for vector columns, and > 0")
+
+
+@frozen(kw_only=True)
+class Schema:
+    """An ordered set of uniquely named fields."""
+
+    fields: tuple[Field, ...]
+
+    def __attrs_post_init__(self) -> None:
+        if not self.fields:
+            raise SchemaError("a schema needs at least one field")
+        names = [f.name for f in self.fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SchemaError(f"duplicate column names: {dupes}")
+
+    @classmethod
+    def of(cls, **columns: DType | str) -> Schema:
+        """Shorthand: ``Schema.of(id="int", name="str")`` (all columns nullable)."""
+        return cls(fields=tuple(Field(name=k, dtype=DType(v)) for k, v in columns.items()))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Column names in order."""
+        return tuple(f.name for f in self.fields)
+
+    def __getitem__(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return any(f.name == name for f in self.fields)
+
+
+@frozen(kw_only=True)
+class SchemaRevision:
+    """Where a store's on-disk schema stands against this package's migrations."""
+
+    current: str | None
+    head: str
+
+    @property
+    def up_to_date(self) -> bool:
+        """Whether no migration is pending."""
+        return self.current == self.head

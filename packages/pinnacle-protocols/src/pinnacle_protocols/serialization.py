@@ -1,0 +1,116 @@
+"""The cattrs converter that turns every record into JSON-safe data and back.
+
+SQL stores keep the result in a JSON column and MongoDB stores keep it as a document, so both
+see exactly the same shape: datetimes as ISO-8601 strings in UTC, enums as their values.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import typing
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import cattrs
+from attrs import resolve_types
+
+from pinnacle_protocols import records
+from pinnacle_protocols.errors import InvalidRecord
+from pinnacle_protocols.records import (
+    ArtifactRef,
+    ComponentKey,
+    ComponentRecord,
+    DType,
+    Field,
+    JobRecord,
+    JobStatus,
+    JSONValue,
+    Schema,
+    SchemaRevision,
+)
+
+__all__ = ["converter", "structure", "unstructure", "utcnow"]
+
+T = TypeVar("T")
+
+_RECORD_TYPES: tuple[type, ...] = (
+    ArtifactRef,
+    ComponentKey,
+    ComponentRecord,
+    JobRecord,
+    Field,
+    Schema,
+    SchemaRevision,
+)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC, truncated to milliseconds (what every DB keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=(now.microsecond // 1000) * 1000)
+
+
+def _unstructure_dt(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise InvalidRecord(f"datetime {value!r} is naive: use timezone-aware datetimes (UTC)")
+    return value.astimezone(UTC).isoformat()
+
+
+def _structure_dt(value: Any, _: type) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        dt = datetime.fromisoformat(value)
+    else:
+        raise InvalidRecord(f"expected an ISO-8601 datetime string, got {value!r}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _json_passthrough(value: Any, _: Any) -> Any:
+    return copy.deepcopy(value)
+
+
+def _is_json_value(tp: Any) -> bool:
+    # JSONValue after forward-reference resolution: a union with the JSON scalar types.
+    if tp == JSONValue:
+        return True
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return False
+    return {bool, int, float, str, type(None)} <= set(typing.get_args(tp))
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    for cls in _RECORD_TYPES:
+        resolve_types(cls, globalns=vars(records))
+    conv.register_unstructure_hook(datetime, _unstructure_dt)
+    conv.register_structure_hook(datetime, _structure_dt)
+    conv.register_unstructure_hook(JobStatus, lambda s: s.value)
+    conv.register_unstructure_hook(DType, lambda d: d.value)
+    conv.register_structure_hook_func(_is_json_value, _json_passthrough)
+    return conv
+
+
+#: The shared converter. Use :func:`unstructure` / :func:`structure` unless you extend it.
+converter: cattrs.Converter = _make_converter()
+
+
+def unstructure(record: object) -> dict[str, Any]:
+    """Turn a record into JSON-safe data (dicts, lists, str, int, float, bool, None)."""
+    result = converter.unstructure(record)
+    if not isinstance(result, dict):
+        raise TypeError(f"{type(record).__name__} is not a pinnacledb record")
+    return result
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Build a ``cls`` record from JSON-safe data; raise InvalidRecord if it does not fit."""
+    try:
+        return converter.structure(data, cls)
+    except InvalidRecord:
+        raise
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidRecord(f"cannot read a {cls.__name__} from stored data: {exc}") from exc

@@ -1,0 +1,325 @@
+"""URI parsing, redaction and translation between stacks (SQLAlchemy, ibis, pymongo, fsspec).
+
+:class:`RedactedURI` is the only form in which a store URI is shown to a person: its ``str``
+and ``repr`` replace the password with ``***``. :func:`translate_uri` is the one place where
+the spec's URI forms (``sqlite://file.db``, ``postgres://...``) become what each driver expects.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from attrs import frozen
+
+from pinnacle_protocols.errors import InvalidURIError
+
+__all__ = [
+    "PATH_SCHEMES",
+    "REDACTED",
+    "RedactedURI",
+    "redact",
+    "translate_uri",
+]
+
+REDACTED = "***"
+
+#: Schemes whose "authority" is really a local path (``sqlite://file.db``, ``filesystem://./data``).
+PATH_SCHEMES = frozenset(
+    {"sqlite", "duckdb", "filesystem", "file", "memory", "pandas", "polars", "datafusion", "local"}
+)
+
+_SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.DOTALL)
+_USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:\s]*:)(?P<pw>[^@/\s]*)(?=@)")
+_SECRET_QUERY_KEYS = frozenset(
+    {
+        "password",
+        "pwd",
+        "pass",
+        "secret",
+        "secret_key",
+        "aws_secret_access_key",
+        "token",
+        "session_token",
+        "aws_session_token",
+        "api_key",
+        "apikey",
+        "access_token",
+        "key",
+        "sas_token",
+        "client_secret",
+    }
+)
+
+
+def redact(text: str) -> str:
+    """Mask every ``scheme://user:password@`` password in free text (best effort, for messages).
+
+    Used on strings that may not parse as a URI at all, e.g. inside an error message.
+    """
+    return _USERINFO_RE.sub(lambda m: m.group("pre") + REDACTED, text)
+
+
+def _is_secret_key(key: str) -> bool:
+    k = key.lower()
+    return k in _SECRET_QUERY_KEYS or k.endswith(("password", "secret", "_token", "secret_key"))
+
+
+@frozen(kw_only=True, repr=False)
+class RedactedURI:
+    """A parsed store URI whose text form never shows the password.
+
+    Attributes:
+        scheme: Lower-cased scheme, e.g. ``"postgresql"`` or ``"mongodb+srv"``.
+        username: Decoded user name, or ``None``.
+        password: Decoded password, or ``None``. Never part of ``str()`` or ``repr()``.
+        hosts: ``(host, port)`` pairs; several for MongoDB replica sets, IPv6 hosts without
+            brackets. Empty for path schemes (see :data:`PATH_SCHEMES`).
+        path: For network schemes the part after the authority (``"/db"``); for path schemes
+            the whole location after ``scheme://`` (``"./data"``, ``"/abs/x.db"``, ``""``).
+        query: The query string as ordered ``(key, value)`` pairs, preserved for the driver.
+        fragment: The fragment, or ``""``.
+    """
+
+    scheme: str
+    username: str | None = None
+    password: str | None = None
+    hosts: tuple[tuple[str, int | None], ...] = ()
+    path: str = ""
+    query: tuple[tuple[str, str], ...] = ()
+    fragment: str = ""
+
+    # ------------------------------------------------------------------ parsing
+    @classmethod
+    def parse(cls, uri: str | RedactedURI) -> RedactedURI:
+        """Parse ``uri``; raise :class:`InvalidURIError` (with a redacted message) if malformed."""
+        if isinstance(uri, RedactedURI):
+            return uri
+        if not isinstance(uri, str):
+            raise InvalidURIError(f"a store URI must be a string, got {type(uri).__name__}")
+        text = uri.strip()
+        if not text:
+            raise InvalidURIError("empty URI: expected 'scheme://...', e.g. 'sqlite://data.db'")
+        if any(c in text for c in "\x00\n\r\t") or " " in text.split("?", 1)[0].split("://", 1)[0]:
+            raise InvalidURIError(f"URI {redact(text)!r} contains whitespace or control characters")
+        m = _SCHEME_RE.match(text)
+        if m is None:
+            raise InvalidURIError(
+                f"URI {redact(text)!r} has no scheme: expected 'scheme://...', "
+                "e.g. 'postgresql://user@host/db' or 'filesystem://./artifacts'"
+            )
+        scheme = m.group("scheme").lower()
+        rest = m.group("rest")
+        rest, _, fragment = rest.partition("#")
+        rest, _, query_text = rest.partition("?")
+        try:
+            query = tuple(parse_qsl(query_text, keep_blank_values=True, strict_parsing=False))
+            _check_percent(query_text, text)
+        except ValueError as exc:
+            raise InvalidURIError(f"URI {redact(text)!r} has a malformed query string") from exc
+        if scheme in PATH_SCHEMES:
+            if "@" in rest and scheme != "file":
+                raise InvalidURIError(
+                    f"URI {redact(text)!r}: scheme {scheme!r} takes a path, not user@host"
+                )
+            _check_percent(rest, text)
+            return cls(scheme=scheme, path=unquote(rest), query=query, fragment=fragment, hosts=())
+        authority, slash, path = rest.partition("/")
+        path = slash + path
+        username = password = None
+        if "@" in authority:
+            userinfo, _, authority = authority.rpartition("@")
+            user_raw, has_pw, pw_raw = userinfo.partition(":")
+            _check_percent(userinfo, text)
+            username = unquote(user_raw) or None
+            password = unquote(pw_raw) if has_pw else None
+        hosts = _parse_hosts(authority, text) if authority else ()
+        _check_percent(path, text)
+        return cls(
+            scheme=scheme,
+            username=username,
+            password=password,
+            hosts=hosts,
+            path=unquote(path),
+            query=query,
+            fragment=fragment,
+        )
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def host(self) -> str | None:
+        """The first host, or ``None``."""
+        return self.hosts[0][0] if self.hosts else None
+
+    @property
+    def port(self) -> int | None:
+        """The first host's port, or ``None``."""
+        return self.hosts[0][1] if self.hosts else None
+
+    @property
+    def database(self) -> str | None:
+        """The database name: the first path segment of a network URI, or ``None``."""
+        if self.scheme in PATH_SCHEMES:
+            return None
+        name = self.path.lstrip("/").split("/", 1)[0]
+        return name or None
+
+    @property
+    def query_dict(self) -> dict[str, str]:
+        """The query as a dict (last value wins)."""
+        return dict(self.query)
+
+    @property
+    def is_path_scheme(self) -> bool:
+        """Whether the part after ``scheme://`` is a local path (sqlite, duckdb, filesystem...)."""
+        return self.scheme in PATH_SCHEMES
+
+    # ------------------------------------------------------------------ rendering
+    def _render(self, *, reveal: bool, scheme: str | None = None) -> str:
+        scheme = scheme or self.scheme
+        q = "&".join(
+            f"{quote(k, safe='')}="
+            + (REDACTED if (not reveal and _is_secret_key(k)) else quote(v, safe=":/,.-_~+@"))
+            for k, v in self.query
+        )
+        tail = ("?" + q if self.query else "") + ("#" + self.fragment if self.fragment else "")
+        if self.scheme in PATH_SCHEMES:
+            return f"{scheme}://{quote(self.path, safe='/:.-_~+=,@')}{tail}"
+        auth = ""
+        if self.username is not None or self.password is not None:
+            auth = quote(self.username or "", safe="")
+            if self.password is not None:
+                auth += ":" + (quote(self.password, safe="") if reveal else REDACTED)
+            auth += "@"
+        hosts = ",".join(
+            (f"[{h}]" if ":" in h else h) + (f":{p}" if p is not None else "")
+            for h, p in self.hosts
+        )
+        return f"{scheme}://{auth}{hosts}{quote(self.path, safe='/:.-_~+=,@')}{tail}"
+
+    def __str__(self) -> str:
+        return self._render(reveal=False)
+
+    def __repr__(self) -> str:
+        return f"RedactedURI({self._render(reveal=False)!r})"
+
+    def reveal(self) -> str:
+        """The full URI including the password: only for handing to a driver, never to print."""
+        return self._render(reveal=True)
+
+    def with_scheme(self, scheme: str) -> RedactedURI:
+        """A copy with another scheme (path schemes keep their path)."""
+        from attrs import evolve
+
+        return evolve(self, scheme=scheme)
+
+    def without_query(self) -> RedactedURI:
+        """A copy without query string and fragment."""
+        from attrs import evolve
+
+        return evolve(self, query=(), fragment="")
+
+
+def _check_percent(part: str, whole: str) -> None:
+    i = part.find("%")
+    while i != -1:
+        if not re.fullmatch(r"[0-9A-Fa-f]{2}", part[i + 1 : i + 3]):
+            raise InvalidURIError(
+                f"URI {redact(whole)!r} has a broken percent-escape near {part[i : i + 3]!r}: "
+                "encode a literal '%' as '%25'"
+            )
+        i = part.find("%", i + 1)
+
+
+def _parse_hosts(authority: str, whole: str) -> tuple[tuple[str, int | None], ...]:
+    hosts: list[tuple[str, int | None]] = []
+    for item in authority.split(","):
+        if not item:
+            raise InvalidURIError(f"URI {redact(whole)!r} has an empty host in its host list")
+        if item.startswith("["):
+            end = item.find("]")
+            if end == -1:
+                raise InvalidURIError(f"URI {redact(whole)!r} has an unbalanced '[' in its host")
+            host, port_text = item[1:end], item[end + 1 :]
+            if port_text and not port_text.startswith(":"):
+                raise InvalidURIError(f"URI {redact(whole)!r}: junk after IPv6 address")
+            port_text = port_text[1:]
+            if not host or ":" not in host:
+                raise InvalidURIError(f"URI {redact(whole)!r}: '[...]' must hold an IPv6 address")
+        else:
+            if "]" in item or "[" in item:
+                raise InvalidURIError(f"URI {redact(whole)!r} has an unbalanced ']' in its host")
+            host, _, port_text = item.partition(":")
+            if not host:
+                raise InvalidURIError(f"URI {redact(whole)!r} has a port but no host")
+        port: int | None = None
+        if port_text:
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise InvalidURIError(
+                    f"URI {redact(whole)!r} has an invalid port {port_text!r}: "
+                    "expected a number from 1 to 65535"
+                )
+            port = int(port_text)
+        hosts.append((unquote(host), port))
+    return tuple(hosts)
+
+
+Stack = Literal["sqlalchemy", "ibis", "pymongo", "fsspec"]
+
+_SQLALCHEMY_DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "mssql": "mssql+pyodbc",
+    "oracle": "oracle+oracledb",
+    "sqlite": "sqlite",
+    "duckdb": "duckdb",
+}
+_IBIS_SCHEMES = {"postgresql": "postgres", "mariadb": "mysql"}
+
+
+def translate_uri(uri: str | RedactedURI, stack: Stack) -> str:
+    """Translate a pinnacledb URI into the connection string another stack expects.
+
+    One URI means one database across stacks: ``sqlite://data.db`` (relative, the spec's form),
+    ``sqlite:///abs/data.db`` (absolute) and ``sqlite://`` (in memory) become
+    ``sqlite:///data.db`` / ``sqlite:////abs/data.db`` / ``sqlite://`` for SQLAlchemy and
+    ``sqlite://data.db`` style for ibis; ``postgres://`` gains the ``+psycopg`` driver for
+    SQLAlchemy and becomes ``postgres://`` for ibis; ``mysql://`` gains ``+pymysql``.
+
+    The result contains the password: hand it to the driver, never print it.
+
+    Raises:
+        InvalidURIError: the scheme has no meaning for ``stack``.
+    """
+    u = RedactedURI.parse(uri)
+    if stack == "sqlalchemy":
+        driver = _SQLALCHEMY_DRIVERS.get(u.scheme)
+        if driver is None:
+            if "+" in u.scheme:  # already a SQLAlchemy dialect+driver
+                driver = u.scheme
+            else:
+                raise InvalidURIError(f"{u} has no SQLAlchemy dialect for scheme {u.scheme!r}")
+        if u.scheme in ("sqlite", "duckdb"):
+            path = u.path
+            if path in ("", ":memory:"):
+                return f"{driver}://" if u.scheme == "sqlite" else f"{driver}:///:memory:"
+            q = ("?" + urlencode(u.query)) if u.query else ""
+            return f"{driver}:///{path}{q}"
+        return u._render(reveal=True, scheme=driver)
+    if stack == "ibis":
+        if u.scheme in ("sqlite", "duckdb"):
+            path = u.path
+            if path in ("", ":memory:"):
+                return f"{u.scheme}://"
+            return f"{u.scheme}://{path}"
+        return u._render(reveal=True, scheme=_IBIS_SCHEMES.get(u.scheme, u.scheme))
+    if stack == "pymongo":
+        if u.scheme not in ("mongodb", "mongodb+srv"):
+            raise InvalidURIError(f"{u} is not a MongoDB URI (mongodb:// or mongodb+srv://)")
+        return u._render(reveal=True)
+    if u.scheme == "filesystem":
+        return u.path or "."
+    return u._render(reveal=True)
