@@ -79,6 +79,10 @@ def _check_scalar(value: object, where: str, *, allow_none: bool) -> None:
         )
     if isinstance(value, float) and math.isnan(value):
         raise FilterError(f"{where}: NaN is not comparable; filter with $exists instead")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise FilterError(
+            f"{where}: integer {value} does not fit in 64 bits, so no backend can compare it"
+        )
     if isinstance(value, datetime) and value.tzinfo is None:
         raise FilterError(f"{where}: datetime {value!r} is naive; use a timezone-aware datetime")
 

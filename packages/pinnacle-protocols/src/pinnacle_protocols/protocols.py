@@ -70,7 +70,7 @@ class ArrowTableLike(Protocol):
 class StoreFactory(Protocol):
     """What an entry point loads: builds a store from a URI (connects lazily)."""
 
-    def __call__(self, uri: str, /, **options: Any) -> Any:
+    def __call__(self, uri: str, **options: Any) -> Any:
         """Build the store for ``uri``; options are implementation specific."""
         ...
 

@@ -7,11 +7,11 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from attrs import field, frozen
+from attrs import Attribute, field, frozen
 
 from pinnacle_protocols.errors import InvalidArtifactRef, InvalidRecord, SchemaError
 
@@ -48,11 +48,18 @@ def validate_sha256(value: object) -> str:
     return value
 
 
+def _has_surrogate(value: str) -> bool:
+    # A lone surrogate is not Unicode text: it cannot be encoded as UTF-8, stored or hashed.
+    return not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value)
+
+
 def _check_name(kind: str, value: str) -> None:
     if not isinstance(value, str) or not value:
         raise InvalidRecord(f"{kind} must be a non-empty string, got {value!r}")
     if "\x00" in value:
         raise InvalidRecord(f"{kind} {value!r} contains a NUL byte, which no database stores")
+    if _has_surrogate(value):
+        raise InvalidRecord(f"{kind} {value!r} contains a lone surrogate, which is not UTF-8")
     if len(value) > _MAX_NAME:
         raise InvalidRecord(f"{kind} is {len(value)} characters long; the limit is {_MAX_NAME}")
 
@@ -61,6 +68,8 @@ def _check_json(value: object, where: str) -> None:
     if value is None or isinstance(value, (bool, str)):
         if isinstance(value, str) and "\x00" in value:
             raise InvalidRecord(f"{where}: strings must not contain NUL bytes")
+        if isinstance(value, str) and _has_surrogate(value):
+            raise InvalidRecord(f"{where}: strings must not contain lone surrogates (not UTF-8)")
         return
     if isinstance(value, int):
         if not -(2**63) <= value < 2**63:
@@ -78,14 +87,25 @@ def _check_json(value: object, where: str) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidRecord(f"{where}: dict keys must be strings, got {k!r}")
-            if "\x00" in k:
-                raise InvalidRecord(f"{where}: dict keys must not contain NUL bytes")
+            if "\x00" in k or _has_surrogate(k):
+                raise InvalidRecord(f"{where}: dict keys must not contain NUL bytes or surrogates")
             _check_json(v, f"{where}[{k!r}]")
         return
     raise InvalidRecord(
         f"{where}: {type(value).__name__} is not JSON data (use None, bool, int, float, str, "
         "list or dict with string keys; store large or binary values as artifacts)"
     )
+
+
+def _validate_datetime(_inst: object, attr: Attribute[Any], value: datetime | None) -> None:
+    # Naive datetimes are accepted here and refused when the record is serialized.
+    if value is not None and not isinstance(value, datetime):
+        raise InvalidRecord(f"{attr.name} must be a datetime or None, got {value!r}")
+
+
+def _validate_opt_str(_inst: object, attr: Attribute[Any], value: str | None) -> None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidRecord(f"{attr.name} must be a string or None, got {value!r}")
 
 
 def _validate_sha_field(_inst: object, _attr: object, value: str) -> None:
@@ -147,7 +167,7 @@ class ComponentRecord:
     version: int | None = field(default=None, validator=_validate_version)
     data: Mapping[str, JSONValue] = field(factory=dict)
     artifacts: Mapping[str, ArtifactRef] = field(factory=dict)
-    created_at: datetime | None = None
+    created_at: datetime | None = field(default=None, validator=_validate_datetime)
 
     def __attrs_post_init__(self) -> None:
         _check_name("type_id", self.type_id)
@@ -155,6 +175,11 @@ class ComponentRecord:
         if not isinstance(self.data, Mapping):
             raise InvalidRecord(f"data must be a mapping, got {type(self.data).__name__}")
         _check_json(dict(self.data), "data")
+        if not isinstance(self.artifacts, Mapping):
+            raise InvalidRecord(
+                f"artifacts must be a mapping of name to ArtifactRef, got "
+                f"{type(self.artifacts).__name__}"
+            )
         for name, ref in self.artifacts.items():
             if not isinstance(name, str) or not name or "\x00" in name:
                 raise InvalidRecord(f"artifact names must be non-empty strings, got {name!r}")
@@ -194,23 +219,42 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+def _to_job_status(value: JobStatus | str) -> JobStatus:
+    try:
+        return JobStatus(value)
+    except ValueError:
+        raise InvalidRecord(
+            f"job status {value!r} is not one of {[s.value for s in JobStatus]}"
+        ) from None
+
+
+def _validate_component(_inst: object, _attr: object, value: ComponentKey | None) -> None:
+    if value is not None and not isinstance(value, ComponentKey):
+        raise InvalidRecord(f"component must be a ComponentKey or None, got {value!r}")
+
+
 @frozen(kw_only=True)
 class JobRecord:
-    """A unit of work (e.g. a prediction run) and its outcome."""
+    """A unit of work (e.g. a prediction run) and its outcome.
+
+    ``status`` also accepts the status's string value (``"running"``).
+    """
 
     job_id: str
     kind: str
-    status: JobStatus = JobStatus.PENDING
-    component: ComponentKey | None = None
+    status: JobStatus = field(default=JobStatus.PENDING, converter=_to_job_status)
+    component: ComponentKey | None = field(default=None, validator=_validate_component)
     args: Mapping[str, JSONValue] = field(factory=dict)
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    error: str | None = None
+    created_at: datetime | None = field(default=None, validator=_validate_datetime)
+    started_at: datetime | None = field(default=None, validator=_validate_datetime)
+    finished_at: datetime | None = field(default=None, validator=_validate_datetime)
+    error: str | None = field(default=None, validator=_validate_opt_str)
 
     def __attrs_post_init__(self) -> None:
         _check_name("job_id", self.job_id)
         _check_name("kind", self.kind)
+        if not isinstance(self.args, Mapping):
+            raise InvalidRecord(f"args must be a mapping, got {type(self.args).__name__}")
         _check_json(dict(self.args), "args")
 
 
@@ -240,19 +284,37 @@ class Field:
         _check_name("column name", self.name)
         if not isinstance(self.dtype, DType):
             raise SchemaError(f"column {self.name!r}: dtype must be a DType, got {self.dtype!r}")
-        if self.dim is not None and (self.dtype is not DType.VECTOR or self.dim <= 0):
-            raise SchemaError(f"column {self.name!r}: dim is only for vector columns, and > 0")
+        if not isinstance(self.nullable, bool):
+            raise SchemaError(f"column {self.name!r}: nullable must be a bool")
+        if self.dim is not None and (
+            isinstance(self.dim, bool)
+            or not isinstance(self.dim, int)
+            or self.dtype is not DType.VECTOR
+            or self.dim <= 0
+        ):
+            raise SchemaError(
+                f"column {self.name!r}: dim is only for vector columns, and an int > 0"
+            )
+
+
+def _to_fields(fields: Iterable[Field]) -> tuple[Field, ...]:
+    if isinstance(fields, (str, bytes, Mapping)) or not isinstance(fields, Iterable):
+        raise SchemaError(f"schema fields must be a sequence of Field, got {fields!r}")
+    return tuple(fields)
 
 
 @frozen(kw_only=True)
 class Schema:
     """An ordered set of uniquely named fields."""
 
-    fields: tuple[Field, ...]
+    fields: tuple[Field, ...] = field(converter=_to_fields)
 
     def __attrs_post_init__(self) -> None:
         if not self.fields:
             raise SchemaError("a schema needs at least one field")
+        for f in self.fields:
+            if not isinstance(f, Field):
+                raise SchemaError(f"schema fields must be Field objects, got {f!r}")
         names = [f.name for f in self.fields]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -282,8 +344,12 @@ class Schema:
 class SchemaRevision:
     """Where a store's on-disk schema stands against this package's migrations."""
 
-    current: str | None
+    current: str | None = field(validator=_validate_opt_str)
     head: str
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.head, str):
+            raise InvalidRecord(f"head must be a string, got {self.head!r}")
 
     @property
     def up_to_date(self) -> bool:

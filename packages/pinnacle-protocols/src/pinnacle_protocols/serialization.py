@@ -9,14 +9,16 @@ from __future__ import annotations
 import copy
 import types
 import typing
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import cattrs
 from attrs import resolve_types
+from cattrs.v import format_exception
 
 from pinnacle_protocols import records
-from pinnacle_protocols.errors import InvalidRecord
+from pinnacle_protocols.errors import InvalidRecord, PinnacleError
 from pinnacle_protocols.records import (
     ArtifactRef,
     ComponentKey,
@@ -69,6 +71,19 @@ def _structure_dt(value: Any, _: type) -> datetime:
     return dt.astimezone(UTC)
 
 
+def _strict_scalar(tp: type) -> Callable[[Any, Any], Any]:
+    # cattrs' default hooks call int()/str()/bool() on anything: "1" -> 1, 1.5 -> 1,
+    # "false" -> True. Stored data of the wrong type is corruption, not something to coerce.
+    def hook(value: Any, target: Any) -> Any:
+        if target is not tp:  # a subclass such as a StrEnum: build it from its value
+            return target(value)
+        if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
+            raise InvalidRecord(f"expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    return hook
+
+
 def _json_passthrough(value: Any, _: Any) -> Any:
     return copy.deepcopy(value)
 
@@ -88,6 +103,8 @@ def _make_converter() -> cattrs.Converter:
         resolve_types(cls, globalns=vars(records))
     conv.register_unstructure_hook(datetime, _unstructure_dt)
     conv.register_structure_hook(datetime, _structure_dt)
+    for scalar in (int, str, bool):
+        conv.register_structure_hook(scalar, _strict_scalar(scalar))
     conv.register_unstructure_hook(JobStatus, lambda s: s.value)
     conv.register_unstructure_hook(DType, lambda d: d.value)
     conv.register_structure_hook_func(_is_json_value, _json_passthrough)
@@ -112,5 +129,14 @@ def structure(data: Any, cls: type[T]) -> T:
         return converter.structure(data, cls)
     except InvalidRecord:
         raise
-    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+    except cattrs.BaseValidationError as exc:
+        details = "; ".join(cattrs.transform_error(exc, format_exception=_format_error))
+        raise InvalidRecord(f"cannot read a {cls.__name__} from stored data: {details}") from exc
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InvalidRecord(f"cannot read a {cls.__name__} from stored data: {exc}") from exc
+
+
+def _format_error(exc: BaseException, tp: Any) -> str:
+    if isinstance(exc, PinnacleError):
+        return str(exc)
+    return format_exception(exc, tp)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode
 
 from attrs import frozen
 
@@ -31,7 +31,12 @@ PATH_SCHEMES = frozenset(
 )
 
 _SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.DOTALL)
-_USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:\s]*:)(?P<pw>[^@/\s]*)(?=@)")
+# The password runs from the first ':' after the user name to the LAST '@' of the run, so a
+# password with an unencoded '/', '?', '#' or '@' is still masked (over-masking is harmless).
+# The scheme is bounded ({0,40}) so that a long run of letters cannot make matching quadratic.
+_USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]{0,40}://[^/@:\s]*:)(?P<pw>\S*)(?=@)")
+_QUERY_PAIR_RE = re.compile(r"(?P<pre>[?&;](?P<key>[^=&;#?\s]+)=)(?P<val>[^&;#\s]*)")
+_QUERY_KEY_RE = re.compile(r"[?&](?P<key>[^=&#?]+)=")
 _SECRET_QUERY_KEYS = frozenset(
     {
         "password",
@@ -49,6 +54,7 @@ _SECRET_QUERY_KEYS = frozenset(
         "key",
         "sas_token",
         "client_secret",
+        "sig",
     }
 )
 
@@ -56,14 +62,56 @@ _SECRET_QUERY_KEYS = frozenset(
 def redact(text: str) -> str:
     """Mask every ``scheme://user:password@`` password in free text (best effort, for messages).
 
-    Used on strings that may not parse as a URI at all, e.g. inside an error message.
+    Used on strings that may not parse as a URI at all, e.g. inside an error message. Values
+    of secret query parameters (``?password=...``, ``&aws_secret_access_key=...``) are masked
+    too.
     """
-    return _USERINFO_RE.sub(lambda m: m.group("pre") + REDACTED, text)
+    text = _USERINFO_RE.sub(lambda m: m.group("pre") + REDACTED, text)
+    return _QUERY_PAIR_RE.sub(_mask_secret_pair, text)
+
+
+def _mask_secret_pair(m: re.Match[str]) -> str:
+    key = unquote_plus(m.group("key"))
+    return m.group("pre") + (REDACTED if _is_secret_key(key) else m.group("val"))
+
+
+def _redact_whole(text: str) -> str:
+    """Mask a text that is known to be one URI (for parse errors): stricter than :func:`redact`.
+
+    Two regions are masked, whatever they contain (spaces, '/', '#', '&', '@'): from the first
+    ':' after ``scheme://`` to the last '@' (the password, however badly encoded), and from the
+    first secret query key (``password=``, ``token=``, ...) to the end.
+    """
+    m = _SCHEME_RE.match(text)
+    start = len(m.group("scheme")) + 3 if m else 0
+    spans: list[tuple[int, int]] = []
+    at = text.rfind("@")
+    colon = text.find(":", start, at) if at > start else -1
+    if colon != -1:
+        spans.append((colon + 1, at))
+    for key in _QUERY_KEY_RE.finditer(text, start):
+        if _is_secret_key(unquote_plus(key.group("key"))):
+            spans.append((key.end(), len(text)))
+            break
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    out, pos = [], 0
+    for a, b in merged:
+        out += [text[pos:a], REDACTED]
+        pos = b
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _is_secret_key(key: str) -> bool:
     k = key.lower()
-    return k in _SECRET_QUERY_KEYS or k.endswith(("password", "secret", "_token", "secret_key"))
+    return k in _SECRET_QUERY_KEYS or k.endswith(
+        ("password", "secret", "token", "secret_key", "signature")
+    )
 
 
 @frozen(kw_only=True, repr=False)
@@ -101,47 +149,73 @@ class RedactedURI:
         text = uri.strip()
         if not text:
             raise InvalidURIError("empty URI: expected 'scheme://...', e.g. 'sqlite://data.db'")
-        if any(c in text for c in "\x00\n\r\t") or " " in text.split("?", 1)[0].split("://", 1)[0]:
-            raise InvalidURIError(f"URI {redact(text)!r} contains whitespace or control characters")
+        shown = _redact_whole(text)
+        if any(c < " " or c == "\x7f" for c in text):
+            raise InvalidURIError(
+                f"URI {shown!r} contains control characters (newline, tab, NUL, ...): "
+                "percent-encode them"
+            )
+        if " " in text.split("?", 1)[0].split("://", 1)[0]:
+            raise InvalidURIError(f"URI {shown!r} contains whitespace in its scheme")
         m = _SCHEME_RE.match(text)
         if m is None:
             raise InvalidURIError(
-                f"URI {redact(text)!r} has no scheme: expected 'scheme://...', "
+                f"URI {shown!r} has no scheme: expected 'scheme://...', "
                 "e.g. 'postgresql://user@host/db' or 'filesystem://./artifacts'"
             )
         scheme = m.group("scheme").lower()
         rest = m.group("rest")
         rest, _, fragment = rest.partition("#")
         rest, _, query_text = rest.partition("?")
+        # Parts of a mangled URI may hold pieces of an unencoded password: quote them only
+        # when the URI has no user info at all.
+        echo = "@" not in text
+        _check_percent(query_text, shown, echo=False)  # may hold ?password=...
         try:
-            query = tuple(parse_qsl(query_text, keep_blank_values=True, strict_parsing=False))
-            _check_percent(query_text, text)
+            query = tuple(
+                parse_qsl(query_text, keep_blank_values=True, strict_parsing=False, errors="strict")
+            )
         except ValueError as exc:
-            raise InvalidURIError(f"URI {redact(text)!r} has a malformed query string") from exc
+            raise InvalidURIError(
+                f"URI {shown!r} has a malformed query string (percent-escapes must decode to UTF-8)"
+            ) from exc
         if scheme in PATH_SCHEMES:
-            if "@" in rest and scheme != "file":
+            # ``file:///home/me/x@2x.png`` is a path; ``file://user:pw@host/x`` is not.
+            if "@" in rest and (scheme != "file" or "@" in rest.split("/", 1)[0]):
                 raise InvalidURIError(
-                    f"URI {redact(text)!r}: scheme {scheme!r} takes a path, not user@host"
+                    f"URI {shown!r}: scheme {scheme!r} takes a path, not user@host "
+                    "(encode a literal '@' in a file name as '%40')"
                 )
-            _check_percent(rest, text)
-            return cls(scheme=scheme, path=unquote(rest), query=query, fragment=fragment, hosts=())
+            _check_percent(rest, shown, echo=echo)
+            return cls(
+                scheme=scheme,
+                path=_unquote(rest, shown, echo=echo),
+                query=query,
+                fragment=fragment,
+                hosts=(),
+            )
         authority, slash, path = rest.partition("/")
         path = slash + path
+        if any(c.isspace() for c in authority):
+            raise InvalidURIError(
+                f"URI {shown!r} has whitespace in its user, password or host part: "
+                "percent-encode it (a space is '%20')"
+            )
         username = password = None
         if "@" in authority:
             userinfo, _, authority = authority.rpartition("@")
             user_raw, has_pw, pw_raw = userinfo.partition(":")
-            _check_percent(userinfo, text)
-            username = unquote(user_raw) or None
-            password = unquote(pw_raw) if has_pw else None
-        hosts = _parse_hosts(authority, text) if authority else ()
-        _check_percent(path, text)
+            _check_percent(userinfo, shown, echo=False)
+            username = _unquote(user_raw, shown, echo=False) or None
+            password = _unquote(pw_raw, shown, echo=False) if has_pw else None
+        hosts = _parse_hosts(authority, shown, echo=echo) if authority else ()
+        _check_percent(path, shown, echo=echo)
         return cls(
             scheme=scheme,
             username=username,
             password=password,
             hosts=hosts,
-            path=unquote(path),
+            path=_unquote(path, shown, echo=echo),
             query=query,
             fragment=fragment,
         )
@@ -178,14 +252,18 @@ class RedactedURI:
     # ------------------------------------------------------------------ rendering
     def _render(self, *, reveal: bool, scheme: str | None = None) -> str:
         scheme = scheme or self.scheme
+        # '+' is escaped in query values: drivers decode a bare '+' as a space.
         q = "&".join(
             f"{quote(k, safe='')}="
-            + (REDACTED if (not reveal and _is_secret_key(k)) else quote(v, safe=":/,.-_~+@"))
+            + (REDACTED if (not reveal and _is_secret_key(k)) else quote(v, safe=":/,.-_~@"))
             for k, v in self.query
         )
         tail = ("?" + q if self.query else "") + ("#" + self.fragment if self.fragment else "")
         if self.scheme in PATH_SCHEMES:
-            return f"{scheme}://{quote(self.path, safe='/:.-_~+=,@')}{tail}"
+            # '@' is only allowed (and so only rendered bare) after the first segment of file://
+            bare_at = self.scheme == "file" and "@" not in self.path.split("/", 1)[0]
+            safe = "/:.-_~+=,@" if bare_at else "/:.-_~+=,"
+            return f"{scheme}://{quote(self.path, safe=safe)}{tail}"
         auth = ""
         if self.username is not None or self.password is not None:
             auth = quote(self.username or "", safe="")
@@ -193,7 +271,8 @@ class RedactedURI:
                 auth += ":" + (quote(self.password, safe="") if reveal else REDACTED)
             auth += "@"
         hosts = ",".join(
-            (f"[{h}]" if ":" in h else h) + (f":{p}" if p is not None else "")
+            (f"[{_quote_host(h)}]" if ":" in h else _quote_host(h))
+            + (f":{p}" if p is not None else "")
             for h, p in self.hosts
         )
         return f"{scheme}://{auth}{hosts}{quote(self.path, safe='/:.-_~+=,@')}{tail}"
@@ -221,47 +300,68 @@ class RedactedURI:
         return evolve(self, query=(), fragment="")
 
 
-def _check_percent(part: str, whole: str) -> None:
+_HOST_UNSAFE = frozenset("%,/@?#[] ")
+
+
+def _quote_host(host: str) -> str:
+    return "".join(
+        quote(c, safe="") if c in _HOST_UNSAFE or c.isspace() or not c.isprintable() else c
+        for c in host
+    )
+
+
+def _check_percent(part: str, shown: str, *, echo: bool) -> None:
     i = part.find("%")
     while i != -1:
         if not re.fullmatch(r"[0-9A-Fa-f]{2}", part[i + 1 : i + 3]):
+            where = f" near {part[i : i + 3]!r}" if echo else ""
             raise InvalidURIError(
-                f"URI {redact(whole)!r} has a broken percent-escape near {part[i : i + 3]!r}: "
-                "encode a literal '%' as '%25'"
+                f"URI {shown!r} has a broken percent-escape{where}: encode a literal '%' as '%25'"
             )
         i = part.find("%", i + 1)
 
 
-def _parse_hosts(authority: str, whole: str) -> tuple[tuple[str, int | None], ...]:
+def _unquote(part: str, shown: str, *, echo: bool) -> str:
+    try:
+        return unquote(part, errors="strict")
+    except UnicodeDecodeError as exc:
+        where = f" in {part!r}" if echo else ""
+        raise InvalidURIError(
+            f"URI {shown!r}: percent-escapes{where} do not decode to UTF-8 text"
+        ) from exc
+
+
+def _parse_hosts(authority: str, shown: str, *, echo: bool) -> tuple[tuple[str, int | None], ...]:
     hosts: list[tuple[str, int | None]] = []
     for item in authority.split(","):
         if not item:
-            raise InvalidURIError(f"URI {redact(whole)!r} has an empty host in its host list")
+            raise InvalidURIError(f"URI {shown!r} has an empty host in its host list")
         if item.startswith("["):
             end = item.find("]")
             if end == -1:
-                raise InvalidURIError(f"URI {redact(whole)!r} has an unbalanced '[' in its host")
+                raise InvalidURIError(f"URI {shown!r} has an unbalanced '[' in its host")
             host, port_text = item[1:end], item[end + 1 :]
             if port_text and not port_text.startswith(":"):
-                raise InvalidURIError(f"URI {redact(whole)!r}: junk after IPv6 address")
+                raise InvalidURIError(f"URI {shown!r}: junk after IPv6 address")
             port_text = port_text[1:]
             if not host or ":" not in host:
-                raise InvalidURIError(f"URI {redact(whole)!r}: '[...]' must hold an IPv6 address")
+                raise InvalidURIError(f"URI {shown!r}: '[...]' must hold an IPv6 address")
         else:
             if "]" in item or "[" in item:
-                raise InvalidURIError(f"URI {redact(whole)!r} has an unbalanced ']' in its host")
+                raise InvalidURIError(f"URI {shown!r} has an unbalanced ']' in its host")
             host, _, port_text = item.partition(":")
             if not host:
-                raise InvalidURIError(f"URI {redact(whole)!r} has a port but no host")
+                raise InvalidURIError(f"URI {shown!r} has a port but no host")
         port: int | None = None
         if port_text:
-            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+                detail = f" {port_text!r}" if echo else ""
                 raise InvalidURIError(
-                    f"URI {redact(whole)!r} has an invalid port {port_text!r}: "
-                    "expected a number from 1 to 65535"
+                    f"URI {shown!r} has an invalid port{detail}: expected a number from 1 to 65535"
                 )
             port = int(port_text)
-        hosts.append((unquote(host), port))
+        _check_percent(host, shown, echo=echo)
+        hosts.append((_unquote(host, shown, echo=echo), port))
     return tuple(hosts)
 
 
@@ -298,7 +398,7 @@ def translate_uri(uri: str | RedactedURI, stack: Stack) -> str:
     if stack == "sqlalchemy":
         driver = _SQLALCHEMY_DRIVERS.get(u.scheme)
         if driver is None:
-            if "+" in u.scheme:  # already a SQLAlchemy dialect+driver
+            if "+" in u.scheme and not u.scheme.startswith("mongodb"):  # dialect+driver
                 driver = u.scheme
             else:
                 raise InvalidURIError(f"{u} has no SQLAlchemy dialect for scheme {u.scheme!r}")
