@@ -1,0 +1,252 @@
+"""Configuration: the ``CFG`` object and how a setting is chosen.
+
+A setting is taken from the first of these that has it: an explicit argument to ``pinnacle()``,
+``CFG`` set in code, the environment (``PINNACLEDB_*``), the config file (``pinnacledb.toml`` in
+the working directory, else ``[tool.pinnacledb]`` in its ``pyproject.toml``), the built-in
+default. The environment and the file are read when ``pinnacle()`` is called, never at import,
+and a bad key or value there is a :class:`~pinnacle_protocols.errors.ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from attrs import define, field, frozen
+
+__all__ = [
+    "CFG",
+    "DEFAULT_ARTIFACT_URI",
+    "DEFAULT_DATABACKEND_URI",
+    "DEFAULT_GC_GRACE_SECONDS",
+    "DEFAULT_METADATA_URI",
+    "ENV_PREFIX",
+    "Config",
+    "ResolvedConfig",
+    "Setting",
+    "resolve_config",
+]
+
+ENV_PREFIX: Final = "PINNACLEDB_"
+#: Where everything lives when nothing is configured (relative to the working directory).
+DEFAULT_DATABACKEND_URI: Final = "duckdb://.pinnacledb/data.duckdb"
+DEFAULT_METADATA_URI: Final = "sqlite://.pinnacledb/metadata.db"
+DEFAULT_ARTIFACT_URI: Final = "filesystem://.pinnacledb/artifacts/"
+#: Unreferenced artifacts younger than this are never garbage collected (seconds).
+DEFAULT_GC_GRACE_SECONDS: Final = 3600.0
+
+#: Names of the settings, in the order they are shown.
+_KEYS: Final = (
+    "databackend",
+    "metadata",
+    "artifact_store",
+    "trust_serializers",
+    "gc_grace_seconds",
+)
+
+
+def _config_error(message: str) -> Exception:
+    from pinnacle_protocols.errors import ConfigError
+
+    return ConfigError(message)
+
+
+def _check_uri(_inst: object, attribute: Any, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise _config_error(
+            f"CFG.{attribute.name} must be a URI string or None, got {type(value).__name__}"
+        )
+
+
+def _to_trust(value: object) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return frozenset(p.strip() for p in value.split(",") if p.strip())
+    if isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
+        return frozenset(value)
+    raise _config_error(
+        "CFG.trust_serializers must be a set of serializer names such as {'pickle'}, or None"
+    )
+
+
+def _check_grace(_inst: object, _attribute: Any, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _config_error(f"CFG.gc_grace_seconds must be a number >= 0 or None, got {value!r}")
+
+
+@define(kw_only=True)
+class Config:
+    """Settings that ``pinnacle()`` reads; ``None`` means "not set here, look further".
+
+    Attributes:
+        databackend: URI of the user's data, e.g. ``"postgres://localhost/db"``.
+        metadata: URI of the metadata store (component records, lineage, jobs).
+        artifact_store: URI of the artifact store (weights, large values).
+        trust_serializers: Names of code-executing serializers (``pickle``, ``dill``,
+            ``cloudpickle``) whose artifacts may be loaded. Only trust stores you control.
+        gc_grace_seconds: Unreferenced artifacts younger than this survive ``gc``.
+    """
+
+    databackend: str | None = field(default=None, validator=_check_uri)
+    metadata: str | None = field(default=None, validator=_check_uri)
+    artifact_store: str | None = field(default=None, validator=_check_uri)
+    trust_serializers: frozenset[str] | None = field(default=None, converter=_to_trust)
+    gc_grace_seconds: float | None = field(default=None, validator=_check_grace)
+
+    def reset(self) -> None:
+        """Unset every setting (useful in tests and notebooks)."""
+        for name in _KEYS:
+            setattr(self, name, None)
+
+
+#: The process-wide settings set in code. ``pinnacle()`` reads it and never writes it.
+CFG: Final = Config()
+
+
+@frozen(kw_only=True)
+class Setting:
+    """A chosen value and where it came from (for ``pinnacle info`` and error messages)."""
+
+    value: Any
+    source: str
+
+
+@frozen(kw_only=True)
+class ResolvedConfig:
+    """Every setting after precedence was applied; ``None`` values were set nowhere."""
+
+    databackend: Setting
+    metadata: Setting
+    artifact_store: Setting
+    trust_serializers: Setting
+    gc_grace_seconds: Setting
+
+    def sources(self) -> dict[str, str]:
+        """Setting name -> where its value came from."""
+        return {k: getattr(self, k).source for k in _KEYS}
+
+
+_ENV_NAMES: Final = {ENV_PREFIX + k.upper(): k for k in _KEYS}
+_FILE_NAMES: Final = ("pinnacledb.toml", "pyproject.toml")
+
+
+def _parse_value(key: str, value: object, where: str) -> Any:
+    """Validate one setting read from the environment or a file; raise ConfigError naming it."""
+    if key in ("databackend", "metadata", "artifact_store"):
+        if not isinstance(value, str) or not value.strip():
+            raise _config_error(
+                f"{where}: {key!r} must be a non-empty URI string, got {type(value).__name__}"
+            )
+        return value.strip()
+    if key == "trust_serializers":
+        if isinstance(value, str):
+            return frozenset(p.strip() for p in value.split(",") if p.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return frozenset(value)
+        raise _config_error(
+            f"{where}: {key!r} must be a list of serializer names (or a comma-separated string), "
+            f"got {type(value).__name__}"
+        )
+    if key == "gc_grace_seconds":
+        number: object = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = value
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+            raise _config_error(f"{where}: {key!r} must be a number >= 0, got {value!r}")
+        return float(number)
+    raise AssertionError(key)  # pragma: no cover - keys are checked before
+
+
+def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = _ENV_NAMES.get(name)
+        if key is None:
+            known = ", ".join(sorted(_ENV_NAMES))
+            raise _config_error(
+                f"unknown environment variable {name}: pinnacledb reads only {known}; "
+                "unset it or fix its name"
+            )
+        found[key] = _parse_value(key, value, f"environment variable {name}")
+    return found
+
+
+def _read_file(directory: Path) -> tuple[dict[str, Any], str | None]:
+    import tomllib
+
+    for filename in _FILE_NAMES:
+        path = directory / filename
+        if not path.is_file():
+            continue
+        try:
+            with path.open("rb") as fh:
+                doc = tomllib.load(fh)
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            from pinnacle_protocols.errors import ConfigError
+
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        if filename == "pyproject.toml":
+            table = doc.get("tool", {}).get("pinnacledb")
+            if table is None:
+                return {}, None
+            where = f"{path} [tool.pinnacledb]"
+        else:
+            table = doc
+            where = str(path)
+        if not isinstance(table, dict):
+            raise _config_error(f"{where}: expected a table of settings")
+        found: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in _KEYS:
+                raise _config_error(
+                    f"{where}: unknown key {key!r}; known keys are {', '.join(_KEYS)}"
+                )
+            found[key] = _parse_value(key, value, f"{where}: key")
+        return found, where
+    return {}, None
+
+
+def resolve_config(
+    explicit: Mapping[str, Any],
+    *,
+    cfg: Config = CFG,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ResolvedConfig:
+    """Apply the precedence rules to every setting.
+
+    Args:
+        explicit: Values passed to ``pinnacle()`` (``None`` entries are ignored).
+        cfg: The in-code settings (``CFG``); read, never written.
+        environ: The environment (default ``os.environ``).
+        cwd: Where to look for the config file (default the working directory).
+
+    Raises:
+        ConfigError: an unknown ``PINNACLEDB_*`` variable or file key, or a value of the wrong
+            type; the message names the variable or key.
+    """
+    env = _read_env(os.environ if environ is None else environ)
+    file_values, file_where = _read_file(Path.cwd() if cwd is None else cwd)
+    chosen: dict[str, Setting] = {}
+    for key in _KEYS:
+        if explicit.get(key) is not None:
+            chosen[key] = Setting(value=explicit[key], source="argument")
+        elif getattr(cfg, key) is not None:
+            chosen[key] = Setting(value=getattr(cfg, key), source=f"CFG.{key}")
+        elif key in env:
+            chosen[key] = Setting(value=env[key], source=f"environment {ENV_PREFIX}{key.upper()}")
+        elif key in file_values:
+            chosen[key] = Setting(value=file_values[key], source=f"config file {file_where}")
+        else:
+            chosen[key] = Setting(value=None, source="default")
+    return ResolvedConfig(**chosen)

@@ -1,0 +1,1 @@
+"""The Datalayer and its helpers (``pinnacledb.base.datalayer.Datalayer``)."""

@@ -1,0 +1,253 @@
+"""Garbage collection of artifacts that nothing references any more.
+
+Artifact stores do not expose modification times, so the age of an artifact is tracked in the
+metadata store:
+
+* Write-ahead journal. Every write of artifacts by the facade (``apply``, ``insert`` of
+  by-reference values) hashes the serialized bytes in memory, creates a RUNNING job of kind
+  ``apply``/``insert`` in the metadata store naming those sha256, puts the artifacts, writes
+  the record/rows and marks the job SUCCESS. A job's ``created_at`` is therefore a lower bound
+  of when its artifacts were last claimed.
+* First seen. An unreferenced artifact that no journal job mentions (written by another tool,
+  or before this scheme existed) gets a "first seen" time in the metadata key
+  ``pinnacle.gc.first_seen`` the first time ``gc`` meets it (not in dry runs).
+
+An artifact is deleted only if (1) no component record references it
+(``MetadataStore.referenced_artifacts()``), (2) no row of a table with by-reference DataType
+columns holds it, and (3) its last claim (newest journal job naming it, or its first-seen time)
+is older than the grace period. A RUNNING journal job that does not name its artifacts (other
+writers may journal before they know them) blocks every deletion while it is younger than the
+grace period, because it may be re-using an existing blob. RUNNING journal jobs older than the grace
+period belong to processes that died; gc marks them FAILED.
+
+Residual race, stated honestly: the protocols have no compare-and-set, so a gc that checks an
+artifact, then stalls, then deletes it, can race an ``apply`` of identical bytes that started
+journaling after the check. gc re-reads the journal right before deleting to keep that window
+to one round trip, and re-applying the component re-puts the artifact (apply always puts).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+import attrs
+from attrs import frozen
+
+from pinnacle_protocols.errors import ComponentNotFound, TableNotFound
+from pinnacle_protocols.records import ArtifactRef, JobRecord, JobStatus
+from pinnacle_protocols.serialization import utcnow
+from pinnacledb.base._components import JOURNAL_KINDS
+
+if TYPE_CHECKING:
+    from pinnacledb.base.datalayer import Datalayer
+
+__all__ = ["FIRST_SEEN_KEY", "GCReport", "Progress", "TextProgress", "collect_garbage"]
+
+FIRST_SEEN_KEY: Final = "pinnacle.gc.first_seen"
+
+#: ``progress(phase, done, total)``; phase is ``"scanning"`` then ``"deleting"``.
+Progress = Callable[[str, int, int], None]
+
+
+@frozen(kw_only=True)
+class GCReport:
+    """What a gc run found and did.
+
+    Attributes:
+        scanned: Artifacts in the store.
+        referenced: Of those, referenced by a record, a data row or an in-flight job.
+        deletable: Unreferenced and older than the grace period (deleted unless dry run).
+        young: Unreferenced but younger than the grace period (kept).
+        deleted: Actually deleted (empty on a dry run).
+        dry_run: Whether nothing was changed.
+        blocked_by: Journal jobs in flight that made gc delete nothing, if any.
+    """
+
+    scanned: int
+    referenced: int
+    deletable: tuple[ArtifactRef, ...]
+    young: tuple[ArtifactRef, ...]
+    deleted: tuple[ArtifactRef, ...]
+    dry_run: bool
+    blocked_by: tuple[str, ...] = ()
+
+    @property
+    def bytes_deletable(self) -> int:
+        """Total size of the deletable artifacts."""
+        return sum(r.size for r in self.deletable)
+
+
+class TextProgress:
+    """A dependency-free text progress bar (``scanning [#####.....] 50/100``) on a stream."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        """Draw on ``stream`` (default stderr)."""
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self._last: tuple[str, int] | None = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        """Redraw when the bar changes; finish the line when a phase is complete."""
+        filled = self.width if total <= 0 else int(self.width * done / total)
+        if (phase, filled) == self._last and done != total:
+            return
+        self._last = (phase, filled)
+        bar = "#" * filled + "." * (self.width - filled)
+        end = "\n" if done >= total else ""
+        self.stream.write(f"\r{phase:<9} [{bar}] {done}/{total}{end}")
+        self.stream.flush()
+
+
+def _data_references(db: Datalayer) -> set[str]:
+    """sha256 values held by by-reference DataType columns of tables with a Table component."""
+    refs: set[str] = set()
+    md = db.metadata
+    for key in md.show_components("table"):
+        try:
+            codec = db._table_codec(key.identifier)
+        except ComponentNotFound:
+            continue
+        cols = [c for c, dt in (codec or {}).items() if dt.by_reference]
+        if not cols:
+            continue
+        try:
+            rows = db.databackend.select(key.identifier, columns=cols)
+        except TableNotFound:
+            continue
+        for row in rows:
+            for c in cols:
+                v = row.get(c)
+                if isinstance(v, str):
+                    refs.add(v)
+    return refs
+
+
+def _journal(db: Datalayer) -> list[JobRecord]:
+    return [j for j in db.metadata.show_jobs() if j.kind in JOURNAL_KINDS]
+
+
+def _as_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return None
+
+
+def _scan_journal(
+    db: Datalayer, now: datetime, grace: timedelta, *, dry_run: bool
+) -> tuple[dict[str, datetime], list[str]]:
+    """Last claim time per sha256, and in-flight jobs that have not yet listed their artifacts.
+
+    RUNNING journal jobs older than the grace period are marked FAILED (unless ``dry_run``).
+    """
+    last_claim: dict[str, datetime] = {}
+    blocked: list[str] = []
+    for job in _journal(db):
+        created = job.created_at or job.started_at or now
+        shas = job.args.get("artifacts")
+        in_flight = job.status is JobStatus.RUNNING and now - created < grace
+        if in_flight and not isinstance(shas, list):
+            blocked.append(job.job_id)
+        for sha in shas if isinstance(shas, list) else []:
+            if isinstance(sha, str) and (sha not in last_claim or last_claim[sha] < created):
+                last_claim[sha] = created
+        if job.status is JobStatus.RUNNING and not in_flight and not dry_run:
+            db.metadata.update_job(
+                attrs.evolve(
+                    job,
+                    status=JobStatus.FAILED,
+                    finished_at=now,
+                    error="abandoned: the process writing these artifacts stopped before "
+                    "finishing (found by gc after the grace period)",
+                )
+            )
+    return last_claim, blocked
+
+
+def _still_claimed(
+    db: Datalayer, candidates: list[ArtifactRef], now: datetime, grace: timedelta
+) -> set[str]:
+    """References and journal claims re-read right before deleting."""
+    again = set(db.metadata.referenced_artifacts()) | _data_references(db)
+    for job in _journal(db):
+        if job.status is not JobStatus.RUNNING:
+            continue
+        shas = job.args.get("artifacts")
+        if isinstance(shas, list):
+            again.update(s for s in shas if isinstance(s, str))
+        elif now - (job.created_at or now) < grace:
+            again.update(r.sha256 for r in candidates)  # a new in-flight job: keep everything
+    return again
+
+
+def collect_garbage(
+    db: Datalayer,
+    *,
+    dry_run: bool = False,
+    grace_seconds: float,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> GCReport:
+    """Find (and unless ``dry_run`` delete) unreferenced artifacts older than the grace period."""
+    now = now or utcnow()
+    grace = timedelta(seconds=grace_seconds)
+    store = db.artifact_store
+    md = db.metadata
+
+    all_refs = list(store.iter_refs())
+    referenced = set(md.referenced_artifacts()) | _data_references(db)
+    last_claim, blocked = _scan_journal(db, now, grace, dry_run=dry_run)
+
+    raw_seen = md.get_metadata(FIRST_SEEN_KEY, {})
+    stored_seen = dict(raw_seen) if isinstance(raw_seen, dict) else {}
+    present = {r.sha256 for r in all_refs}
+    first_seen = {
+        sha: t for sha, t in stored_seen.items() if sha in present and sha not in referenced
+    }
+
+    deletable: list[ArtifactRef] = []
+    young: list[ArtifactRef] = []
+    for i, ref in enumerate(all_refs, 1):
+        if ref.sha256 not in referenced:
+            seen = _as_time(first_seen.get(ref.sha256))
+            if seen is None and ref.sha256 not in last_claim:
+                seen = now
+                first_seen[ref.sha256] = now.isoformat()
+            claimed = max(t for t in (seen, last_claim.get(ref.sha256)) if t is not None)
+            (deletable if now - claimed >= grace else young).append(ref)
+        if progress is not None:
+            progress("scanning", i, len(all_refs))
+    if blocked:
+        young.extend(deletable)
+        deletable = []
+
+    deleted: list[ArtifactRef] = []
+    if not dry_run:
+        if deletable:
+            again = _still_claimed(db, deletable, now, grace)
+            for j, ref in enumerate(deletable, 1):
+                if ref.sha256 not in again:
+                    store.delete(ref)
+                    deleted.append(ref)
+                    first_seen.pop(ref.sha256, None)
+                if progress is not None:
+                    progress("deleting", j, len(deletable))
+        if first_seen != stored_seen:
+            md.set_metadata(FIRST_SEEN_KEY, dict(first_seen))
+    return GCReport(
+        scanned=len(all_refs),
+        referenced=sum(1 for r in all_refs if r.sha256 in referenced),
+        deletable=tuple(deletable),
+        young=tuple(young),
+        deleted=tuple(deleted),
+        dry_run=dry_run,
+        blocked_by=tuple(blocked),
+    )

@@ -1,0 +1,169 @@
+"""pinnacle(): the default rule, laziness, repr and store objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pinnacle_protocols.memory import MemoryArtifactStore, MemoryDataBackend, MemoryMetadataStore
+from pinnacledb import CFG, LinearModel, pinnacle
+from pinnacledb._config import DEFAULT_ARTIFACT_URI, DEFAULT_DATABACKEND_URI, DEFAULT_METADATA_URI
+from pinnacledb.base.datalayer import Datalayer
+
+
+def _uris(db: Datalayer) -> dict[str, str]:
+    return {role: str(slot.uri) for role, slot in db.slots.items()}
+
+
+def test_nothing_configured_is_the_embedded_default(tmp_path: Path) -> None:
+    db = pinnacle()
+    assert _uris(db) == {
+        "databackend": DEFAULT_DATABACKEND_URI,
+        "metadata": DEFAULT_METADATA_URI,
+        "artifact_store": DEFAULT_ARTIFACT_URI,
+    }
+    assert DEFAULT_DATABACKEND_URI == "duckdb://.pinnacledb/data.duckdb"
+    assert DEFAULT_METADATA_URI == "sqlite://.pinnacledb/metadata.db"
+    assert DEFAULT_ARTIFACT_URI == "filesystem://.pinnacledb/artifacts/"
+    # cheap: nothing built, nothing on disk
+    assert not any(slot.loaded for slot in db.slots.values())
+    assert not (tmp_path / ".pinnacledb").exists()
+    assert db.config is not None
+    sources = db.config.sources()
+    assert {sources[k] for k in ("databackend", "metadata", "artifact_store")} == {
+        "default (embedded)"
+    }
+
+
+@pytest.mark.duckdb
+@pytest.mark.sqlite
+def test_embedded_default_works_without_a_server(tmp_path: Path) -> None:
+    db = pinnacle()
+    db.create_table("t", {"id": "int"})
+    db.insert("t", [{"id": 1}])
+    db.apply(LinearModel.fit("m", [[1.0], [2.0]], [1.0, 2.0]))
+    assert db.count("t") == 1
+    assert db.show("model") == ["m"]
+    db.close()
+    assert (tmp_path / ".pinnacledb" / "data.duckdb").is_file()
+    assert (tmp_path / ".pinnacledb" / "metadata.db").is_file()
+    assert (tmp_path / ".pinnacledb" / "artifacts").is_dir()
+
+
+def test_mongodb_uri_puts_all_three_stores_on_it() -> None:
+    uri = "mongodb://127.0.0.1:1/documents"
+    db = pinnacle(uri)
+    assert set(_uris(db).values()) == {uri}
+    assert db.config is not None
+    assert "default_metadata_uri" in db.config.sources()["metadata"]
+    assert "default_artifact_uri" in db.config.sources()["artifact_store"]
+
+
+@pytest.mark.sqlite
+def test_sql_uri_puts_metadata_in_the_same_database() -> None:
+    db = pinnacle("sqlite://my-database.db")
+    assert _uris(db) == {
+        "databackend": "sqlite://my-database.db",
+        "metadata": "sqlite://my-database.db",
+        "artifact_store": "filesystem://.pinnacledb/artifacts/",
+    }
+
+
+@pytest.mark.postgres
+def test_postgres_uri_puts_metadata_in_the_same_database() -> None:
+    uri = "postgresql://someone:pw@127.0.0.1:5432/test"
+    db = pinnacle(uri)
+    shown = "postgresql://someone:***@127.0.0.1:5432/test"
+    assert _uris(db) == {
+        "databackend": shown,
+        "metadata": shown,
+        "artifact_store": "filesystem://.pinnacledb/artifacts/",
+    }
+
+
+@pytest.mark.polars
+def test_scheme_without_metadata_store_falls_back_to_sqlite_and_filesystem() -> None:
+    db = pinnacle("polars://")
+    assert _uris(db)["metadata"] == "sqlite://.pinnacledb/metadata.db"
+    assert _uris(db)["artifact_store"] == "filesystem://.pinnacledb/artifacts/"
+    assert db.config is not None
+    assert "fallback" in db.config.sources()["metadata"]
+
+
+def test_memory_uri_gives_memory_stores() -> None:
+    db = pinnacle("memory://")
+    assert set(_uris(db).values()) == {"memory://"}
+    assert isinstance(db.metadata, MemoryMetadataStore)
+
+
+def test_only_the_missing_stores_follow_the_default_rule() -> None:
+    db = pinnacle("mongodb://127.0.0.1:1/db", metadata_store="memory://m")
+    assert _uris(db)["metadata"] == "memory://m"
+    assert _uris(db)["artifact_store"] == "mongodb://127.0.0.1:1/db"
+
+
+def test_store_objects_can_be_passed() -> None:
+    backend = MemoryDataBackend.from_uri("memory://objects")
+    store = MemoryArtifactStore.from_uri("memory://objects")
+    db = pinnacle(
+        backend, metadata_store=MemoryMetadataStore.from_uri("memory://"), artifact_store=store
+    )
+    assert db.databackend is backend
+    assert db.artifact_store is store
+    assert "memory://objects" in repr(db)
+    db.close()  # objects passed in are the caller's: not closed
+    assert backend.list_tables() == []
+
+
+def test_cfg_objects_are_stores_too() -> None:
+    backend = MemoryDataBackend.from_uri("memory://cfg")
+    CFG.databackend = "memory://x"
+    db = pinnacle(backend)
+    assert db.databackend is backend
+
+
+def test_repr_shows_redacted_uris_and_classes() -> None:
+    db = pinnacle(
+        "mongodb://alice:s3cr3t-pw@127.0.0.1:1/db",
+        metadata_store="postgresql://bob:s3cr3t-pw@127.0.0.1:1/db",
+        artifact_store="s3://key:s3cr3t-pw@bucket/prefix?endpoint_url=http://127.0.0.1:1",
+    )
+    text = repr(db)
+    assert "s3cr3t-pw" not in text
+    assert "mongodb://alice:***@127.0.0.1:1/db" in text
+    assert "pinnacle_mongo.MongoDataBackend" in text
+    assert "pinnacle_sql.SQLAlchemyMetadataStore" in text
+    assert "pinnacle_fs.FsspecArtifactStore" in text
+    assert "s3cr3t-pw" not in repr(db.slots)
+
+
+def test_stores_are_built_on_first_use_only() -> None:
+    db = pinnacle("memory://")
+
+    def loaded() -> dict[str, bool]:
+        return {role: slot.loaded for role, slot in db.slots.items()}
+
+    # the backend is built (not connected) to ask it for its default stores
+    assert loaded() == {"databackend": True, "metadata": False, "artifact_store": False}
+    db.show()
+    assert loaded() == {"databackend": True, "metadata": True, "artifact_store": False}
+
+
+def test_explicit_stores_need_not_build_the_backend() -> None:
+    db = pinnacle("memory://", metadata_store="memory://", artifact_store="memory://")
+    assert not any(slot.loaded for slot in db.slots.values())
+
+
+@pytest.mark.duckdb
+def test_duckdb_file_databackend_round_trip() -> None:
+    db = pinnacle("duckdb://my.duckdb")
+    assert _uris(db)["metadata"] in ("duckdb://my.duckdb", "sqlite://.pinnacledb/metadata.db")
+    db.create_table("t", {"id": "int"})
+    db.insert("t", [{"id": 1}])
+    db.apply(LinearModel.fit("m", [[1.0], [2.0]], [1.0, 2.0]))
+    db.close()
+    again = pinnacle("duckdb://my.duckdb")
+    assert again.count("t") == 1
+    assert again.show("model") == ["m"]
+    again.close()
