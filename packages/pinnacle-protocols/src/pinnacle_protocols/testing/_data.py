@@ -1,0 +1,946 @@
+"""The DataBackend contract: example tests and a rule-based state machine."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import attrs
+import pytest
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from pinnacle_protocols.errors import (
+    DropRefused,
+    FilterError,
+    SchemaError,
+    TableExists,
+    TableNotFound,
+    UnsupportedOperation,
+)
+from pinnacle_protocols.filters import Filter, evaluate
+from pinnacle_protocols.protocols import DataBackend, OrderBy
+from pinnacle_protocols.records import DType, Field, Schema
+from pinnacle_protocols.testing._artifact import drop_without_force
+from pinnacle_protocols.testing._base import ContractBase
+from pinnacle_protocols.testing.strategies import (
+    ORDERABLE_DTYPES,
+    column_names,
+    column_values,
+    filters,
+    order_bys,
+    rows,
+    schemas,
+    table_names,
+    value_pools,
+)
+from pinnacle_protocols.uri import RedactedURI
+
+__all__ = [
+    "FILTER_CASES",
+    "DataBackendContract",
+    "canonical",
+    "check_row_types",
+    "normalize_row",
+    "reference_order",
+]
+
+DB = TypeVar("DB", bound=DataBackend)
+
+# ---------------------------------------------------------------------------- model helpers
+
+
+def canonical(value: Any) -> Any:
+    """A hashable form of a cell for multiset comparison.
+
+    Numbers compare numerically (``1 == 1.0``; bool never equals int), datetimes by instant
+    (a naive datetime never equals an aware one), JSON objects ignore key order.
+    """
+    if value is None:
+        return ("null",)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("num", value)
+    if isinstance(value, str):
+        return ("str", value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return ("bytes", bytes(value))
+    if isinstance(value, datetime):
+        return ("datetime", value)
+    if isinstance(value, Mapping):
+        return ("dict", tuple(sorted((str(k), canonical(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(canonical(v) for v in value))
+    return ("other", repr(value))
+
+
+def normalize_row(schema: Schema, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What the reference stores for a valid inserted row: every column, normalized types."""
+    out: dict[str, Any] = {}
+    for f in schema.fields:
+        value = row.get(f.name)
+        if value is not None:
+            if f.dtype is DType.FLOAT:
+                value = float(value)
+            elif f.dtype is DType.DATETIME:
+                value = value.astimezone(UTC)
+            elif f.dtype is DType.VECTOR:
+                value = [float(v) for v in value]
+            elif f.dtype is DType.BYTES:
+                value = bytes(value)
+            else:
+                value = copy.deepcopy(value)
+        out[f.name] = value
+    return out
+
+
+def check_row_types(schema: Schema, row: Mapping[str, Any], where: str) -> None:
+    """Assert every returned cell has the portable Python type of its column (or is None)."""
+    for name, value in row.items():
+        if name not in schema or value is None:
+            continue
+        dtype = schema[name].dtype
+        if dtype is DType.INT:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif dtype is DType.FLOAT:
+            ok = isinstance(value, float)
+        elif dtype is DType.STR:
+            ok = isinstance(value, str)
+        elif dtype is DType.BOOL:
+            ok = isinstance(value, bool)
+        elif dtype is DType.BYTES:
+            ok = isinstance(value, bytes)
+        elif dtype is DType.DATETIME:
+            ok = isinstance(value, datetime) and value.utcoffset() is not None
+        elif dtype is DType.JSON:
+            ok = isinstance(value, (bool, int, float, str, list, dict))
+        else:
+            ok = isinstance(value, list) and all(isinstance(v, float) for v in value)
+        kind = type(value).__name__
+        assert ok, f"{where}: column {name!r} ({dtype.value}) returned {kind} {value!r:.80}"
+
+
+def reference_order(rows_: list[dict[str, Any]], order_by: OrderBy) -> list[dict[str, Any]]:
+    """Sort like the reference: stable, NULL first ascending and last descending."""
+    out = list(rows_)
+    for item in reversed(list(order_by)):
+        column, direction = (item, "asc") if isinstance(item, str) else item
+
+        def key(row: Mapping[str, Any], column: str = column) -> tuple[Any, ...]:
+            value = row[column]
+            return (0,) if value is None else (1, value)
+
+        out.sort(key=key, reverse=direction == "desc")
+    return out
+
+
+def _order_columns(order_by: OrderBy) -> list[str]:
+    return [item if isinstance(item, str) else item[0] for item in order_by]
+
+
+def _project(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(canonical(row.get(c)) for c in columns)
+
+
+def _bag_diff(got: Counter[Any], want: Counter[Any]) -> str:
+    extra = list((got - want).elements())[:3]
+    missing = list((want - got).elements())[:3]
+    return f"unexpected rows {extra!r}; missing rows {missing!r}"
+
+
+class _ArrowLike:
+    """A stand-in for ``pyarrow.Table``: only ``to_pylist``."""
+
+    def __init__(self, rows_: list[dict[str, Any]]) -> None:
+        self._rows = rows_
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._rows]
+
+
+# ---------------------------------------------------------------------------- example data
+_T = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+_SCHEMA = Schema(
+    fields=(
+        Field(name="k", dtype=DType.INT, nullable=False),
+        Field(name="i", dtype=DType.INT),
+        Field(name="f", dtype=DType.FLOAT),
+        Field(name="s", dtype=DType.STR),
+        Field(name="b", dtype=DType.BOOL),
+        Field(name="y", dtype=DType.BYTES),
+        Field(name="t", dtype=DType.DATETIME),
+        Field(name="j", dtype=DType.JSON),
+        Field(name="v", dtype=DType.VECTOR, dim=2),
+    )
+)
+_ROWS: list[dict[str, Any]] = [
+    {"k": 0, "i": 1, "f": 1.5, "s": "a", "b": True, "y": b"\x00a", "t": _T, "j": {"x": 1},
+     "v": [1.0, 2.0]},
+    {"k": 1, "i": 2, "f": -0.5, "s": "b", "b": False, "y": b"b", "t": _T + timedelta(days=1),
+     "j": [1, "two"], "v": [0.0, -0.5]},
+    {"k": 2},
+    {"k": 3, "i": 3, "f": 2, "s": "B", "b": True, "y": b"", "t": _T - timedelta(days=1),
+     "j": "text", "v": [0.25, 0.125]},
+]  # fmt: skip
+
+#: (id, filter, expected ``k`` values) over the example rows: the filter semantics by example.
+FILTER_CASES: tuple[tuple[str, Filter | None, set[int]], ...] = (
+    ("none", None, {0, 1, 2, 3}),
+    ("empty", {}, {0, 1, 2, 3}),
+    ("eq-shorthand", {"i": 1}, {0}),
+    ("eq", {"i": {"$eq": 2}}, {1}),
+    ("eq-null", {"i": None}, {2}),
+    ("eq-op-null", {"i": {"$eq": None}}, {2}),
+    ("ne-matches-null", {"i": {"$ne": 1}}, {1, 2, 3}),
+    ("ne-null", {"i": {"$ne": None}}, {0, 1, 3}),
+    ("gt", {"i": {"$gt": 1}}, {1, 3}),
+    ("gte-lt", {"i": {"$gte": 2, "$lt": 3}}, {1}),
+    ("lte", {"i": {"$lte": 2}}, {0, 1}),
+    ("in", {"i": {"$in": [1, 3]}}, {0, 3}),
+    ("in-with-null", {"i": {"$in": [1, None]}}, {0, 2}),
+    ("in-empty", {"i": {"$in": []}}, set()),
+    ("nin-matches-null", {"i": {"$nin": [1]}}, {1, 2, 3}),
+    ("nin-with-null", {"i": {"$nin": [1, None]}}, {1, 3}),
+    ("nin-empty", {"i": {"$nin": []}}, {0, 1, 2, 3}),
+    ("exists", {"i": {"$exists": True}}, {0, 1, 3}),
+    ("not-exists", {"i": {"$exists": False}}, {2}),
+    ("not-matches-null", {"i": {"$not": {"$gt": 1}}}, {0, 2}),
+    ("not-in", {"i": {"$not": {"$in": [1, 2]}}}, {2, 3}),
+    ("implicit-and", {"i": 1, "s": "a"}, {0}),
+    ("and", {"$and": [{"i": {"$gte": 1}}, {"b": True}]}, {0, 3}),
+    ("or", {"$or": [{"i": 1}, {"s": "b"}]}, {0, 1}),
+    ("or-null", {"$or": [{"i": {"$lt": 2}}, {"i": None}]}, {0, 2}),
+    ("nested", {"$or": [{"$and": [{"b": True}, {"f": {"$gt": 1.5}}]}, {"k": 1}]}, {1, 3}),
+    ("float-int-operand", {"f": {"$gt": 1}}, {0, 3}),
+    ("float-eq-int", {"f": 2}, {3}),
+    ("str-eq-case-sensitive", {"s": {"$in": ["a", "B"]}}, {0, 3}),
+    ("bool-eq", {"b": False}, {1}),
+    ("bool-ne", {"b": {"$ne": True}}, {1, 2}),
+    ("bytes-eq-empty", {"y": b""}, {3}),
+    ("bytes-eq-nul", {"y": b"\x00a"}, {0}),
+    ("datetime-gt", {"t": {"$gt": _T}}, {1}),
+    ("datetime-eq", {"t": _T}, {0}),
+    ("datetime-other-offset", {"t": _T.astimezone(timezone(timedelta(hours=-5)))}, {0}),
+    ("json-null", {"j": None}, {2}),
+    ("json-exists", {"j": {"$exists": True}}, {0, 1, 3}),
+    ("vector-ne-null", {"v": {"$ne": None}}, {0, 1, 3}),
+)
+
+#: Filters on ordered str and bytes: code-point and bytewise order (a collation-dependent gap).
+ORDER_FILTER_CASES: tuple[tuple[str, Filter, set[int]], ...] = (
+    ("str-gt-code-point", {"s": {"$gt": "a"}}, {1}),
+    ("str-lt-code-point", {"s": {"$lt": "a"}}, {3}),
+    ("bytes-gt-bytewise", {"y": {"$gt": b"\x00"}}, {0, 1}),
+    ("bytes-lte-bytewise", {"y": {"$lte": b"\x00a"}}, {0, 3}),
+)
+
+#: Filters every backend must reject with FilterError.
+BAD_FILTERS: tuple[tuple[str, Any], ...] = (
+    ("unknown-op", {"i": {"$regex": "x"}}),
+    ("unknown-top-op", {"$nor": [{"i": 1}]}),
+    ("unknown-column", {"nope": 1}),
+    ("wrong-type", {"i": "1"}),
+    ("bool-for-int", {"i": True}),
+    ("gt-null", {"i": {"$gt": None}}),
+    ("in-not-list", {"i": {"$in": 1}}),
+    ("exists-not-bool", {"i": {"$exists": 1}}),
+    ("not-a-dict", ["i", 1]),
+    ("compare-json", {"j": {"x": 1}}),
+    ("naive-datetime", {"t": datetime(2024, 1, 1)}),
+    ("empty-or", {"$or": []}),
+)
+
+#: Rows every backend must reject with SchemaError (nothing of the insert is written).
+BAD_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("unknown-column", {"k": 9, "nope": 1}),
+    ("str-in-int", {"k": 9, "i": "1"}),
+    ("bool-in-int", {"k": 9, "i": True}),
+    ("float-in-int", {"k": 9, "i": 1.5}),
+    ("bool-in-float", {"k": 9, "f": False}),
+    ("int-in-bool", {"k": 9, "b": 1}),
+    ("int-in-str", {"k": 9, "s": 1}),
+    ("str-in-bytes", {"k": 9, "y": "x"}),
+    ("naive-datetime", {"k": 9, "t": datetime(2024, 1, 1)}),
+    ("str-in-datetime", {"k": 9, "t": "2024-01-01"}),
+    ("non-json", {"k": 9, "j": {"x": {1, 2}}}),
+    ("vector-wrong-dim", {"k": 9, "v": [1.0]}),
+    ("vector-of-str", {"k": 9, "v": ["a", "b"]}),
+    ("null-in-not-nullable", {"k": None}),
+    ("missing-not-nullable", {"i": 1}),
+    ("int-too-big", {"k": 2**63}),
+)
+
+
+class DataBackendContract(ContractBase[DB], Generic[DB]):
+    """Contract tests for a :class:`~pinnacle_protocols.protocols.DataBackend`.
+
+    Subclass as ``class TestMyBackend(DataBackendContract[MyBackend])`` and define the
+    ``make_store`` fixture. Capability flags read from the *store class*: ``supports_update``,
+    ``supports_delete`` (when False, the update/delete tests check UnsupportedOperation and the
+    state machine skips those rules) and ``has_native_ids`` (rows may carry ``_id``, which is
+    ignored in comparisons). Knobs (class attributes):
+
+    Attributes:
+        dtypes: Column types the state machine draws (default: all of DType). Removing one is a
+            declared gap: also mark the example tests that use it in ``known_gaps``.
+        unordered_dtypes: dtypes on which the state machine draws no ``$gt/$gte/$lt/$lte`` and
+            no ``order_by`` (e.g. a str collation that is not code-point order). A declared gap.
+        max_rows: Rows the state machine keeps at most (default 60).
+        max_rows_per_insert: Rows per insert in the state machine (default 6).
+        max_columns: Columns in drawn schemas (default 6).
+    """
+
+    dtypes: ClassVar[tuple[DType, ...]] = tuple(DType)
+    unordered_dtypes: ClassVar[frozenset[DType]] = frozenset()
+    max_rows: ClassVar[int] = 60
+    max_rows_per_insert: ClassVar[int] = 6
+    max_columns: ClassVar[int] = 6
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _flag(store: object, name: str) -> bool:
+        return bool(getattr(type(store), name, False))
+
+    def _strip(self, store: DB, got: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._flag(store, "has_native_ids"):
+            return [{k: v for k, v in r.items() if k != "_id"} for r in got]
+        return got
+
+    def _example(self, store: DB, name: str = "t") -> str:
+        store.create_table(name, _SCHEMA)
+        assert store.insert(name, _ROWS) == len(_ROWS)
+        return name
+
+    def _ks(self, store: DB, table: str, where: Filter | None) -> set[int]:
+        got = self._strip(store, store.select(table, where))
+        ks = [r["k"] for r in got]
+        assert len(ks) == len(set(ks)), f"select returned duplicates: {ks}"
+        return set(ks)
+
+    # ------------------------------------------------------------------ tables
+    def test_is_a_databackend(self, store: DB) -> None:
+        """The store satisfies the runtime-checkable protocol, flags are bools, URI redacted."""
+        assert isinstance(store, DataBackend)
+        assert isinstance(store.uri, RedactedURI)
+        for flag in ("supports_update", "supports_delete"):
+            assert isinstance(getattr(type(store), flag), bool), f"{flag} must be a bool ClassVar"
+
+    def test_starts_empty(self, store: DB) -> None:
+        """A fresh backend has no tables."""
+        assert store.list_tables() == []
+
+    def test_create_list_drop_tables(self, store: DB) -> None:
+        """Tables are listed sorted; TableExists on duplicates; TableNotFound after drop."""
+        schema = Schema.of(x="int")
+        for name in ("b", "a", "select", 'it\'s "quoted"', "名前"):
+            store.create_table(name, schema)
+        assert store.list_tables() == sorted(["b", "a", "select", 'it\'s "quoted"', "名前"])
+        with pytest.raises(TableExists):
+            store.create_table("a", schema)
+        store.drop_table("a")
+        assert "a" not in store.list_tables()
+        with pytest.raises(TableNotFound):
+            store.drop_table("a")
+
+    def test_table_schema_round_trip(self, store: DB) -> None:
+        """table_schema returns exactly the schema the table was created with."""
+        store.create_table("t", _SCHEMA)
+        assert store.table_schema("t") == _SCHEMA
+
+    def test_missing_table(self, store: DB) -> None:
+        """Every table operation raises TableNotFound for an unknown table."""
+        with pytest.raises(TableNotFound):
+            store.table_schema("nope")
+        with pytest.raises(TableNotFound):
+            store.insert("nope", [{"x": 1}])
+        with pytest.raises(TableNotFound):
+            store.select("nope")
+        with pytest.raises(TableNotFound):
+            store.count("nope")
+        if self._flag(store, "supports_update"):
+            with pytest.raises(TableNotFound):
+                store.update("nope", None, {"x": 1})
+        if self._flag(store, "supports_delete"):
+            with pytest.raises(TableNotFound):
+                store.delete("nope", None)
+
+    # ------------------------------------------------------------------ insert / select
+    def test_insert_and_select_every_dtype(self, store: DB) -> None:
+        """Every portable dtype round-trips exactly; missing columns come back as NULL."""
+        table = self._example(store)
+        got = self._strip(store, store.select(table, order_by=["k"]))
+        for row in got:
+            check_row_types(_SCHEMA, row, "select")
+        assert [set(r) for r in got] == [set(_SCHEMA.names)] * len(_ROWS)
+        expected = [normalize_row(_SCHEMA, r) for r in _ROWS]
+        assert [_project(r, _SCHEMA.names) for r in got] == [
+            _project(r, _SCHEMA.names) for r in expected
+        ], got
+
+    def test_extreme_values_round_trip(self, store: DB) -> None:
+        """int64 bounds, float extremes, Unicode, NUL bytes and old/new datetimes round-trip."""
+        schema = Schema.of(i="int", f="float", s="str", y="bytes", t="datetime", j="json")
+        extremes = [
+            {"i": 2**63 - 1, "f": 1e300, "s": "😀 ' OR 1=1 --", "y": b"\x00" * 3,
+             "t": datetime(1970, 1, 1, tzinfo=UTC), "j": {"n": 2**63 - 1, "x": [None]}},
+            {"i": -(2**63), "f": -1e-300, "s": "trailing  ", "y": bytes(range(256)),
+             "t": datetime(2099, 12, 31, 23, 59, 59, 999000, tzinfo=UTC), "j": -0.5},
+            {"i": 0, "f": -0.0, "s": "", "y": b"", "t": _T, "j": ""},
+        ]  # fmt: skip
+        store.create_table("x", schema)
+        store.insert("x", extremes)
+        got = Counter(_project(r, schema.names) for r in self._strip(store, store.select("x")))
+        want = Counter(_project(normalize_row(schema, r), schema.names) for r in extremes)
+        assert got == want, _bag_diff(got, want)
+
+    def test_insert_returns_count(self, store: DB) -> None:
+        """insert returns the number of rows; an empty insert is 0."""
+        store.create_table("t", Schema.of(x="int"))
+        assert store.insert("t", []) == 0
+        assert store.insert("t", [{"x": 1}, {"x": 2}, {}]) == 3
+        assert store.count("t") == 3
+        assert store.count("t", {"x": None}) == 1
+
+    def test_insert_arrow_like(self, store: DB) -> None:
+        """insert accepts anything with ``to_pylist()`` (a pyarrow Table)."""
+        store.create_table("t", Schema.of(x="int", s="str"))
+        assert store.insert("t", _ArrowLike([{"x": 1, "s": "a"}, {"x": 2, "s": None}])) == 2
+        got = sorted((r["x"], r["s"]) for r in self._strip(store, store.select("t")))
+        assert got == [(1, "a"), (2, None)]
+
+    def test_int_accepted_for_float(self, store: DB) -> None:
+        """An int in a float column is stored as a float."""
+        store.create_table("t", Schema.of(f="float"))
+        store.insert("t", [{"f": 3}])
+        (row,) = self._strip(store, store.select("t"))
+        assert row["f"] == 3.0
+        assert isinstance(row["f"], float)
+
+    def test_datetime_normalized_to_utc(self, store: DB) -> None:
+        """A datetime with another offset is the same instant, returned timezone-aware."""
+        store.create_table("t", Schema.of(t="datetime"))
+        plus2 = _T.astimezone(timezone(timedelta(hours=2)))
+        store.insert("t", [{"t": plus2}])
+        (row,) = self._strip(store, store.select("t"))
+        assert row["t"] == _T
+        assert row["t"].utcoffset() is not None
+        assert store.count("t", {"t": _T}) == 1
+
+    @pytest.mark.parametrize(("case", "bad"), BAD_ROWS, ids=[c for c, _ in BAD_ROWS])
+    def test_insert_rejects_bad_rows(self, store: DB, case: str, bad: dict[str, Any]) -> None:
+        """SchemaError for an invalid row, and nothing of that insert is written."""
+        table = self._example(store)
+        with pytest.raises(SchemaError):
+            store.insert(table, [{"k": 100}, bad])
+        assert store.count(table) == len(_ROWS)
+
+    def test_returned_rows_are_copies(self, store: DB) -> None:
+        """Mutating inserted or returned rows never changes the stored data."""
+        store.create_table("t", Schema.of(j="json", v="vector", s="str"))
+        row: dict[str, Any] = {"j": {"a": [1]}, "v": [1.0, 2.0], "s": "x"}
+        store.insert("t", [row])
+        row["j"]["a"].append(2)
+        row["v"].append(3.0)
+        row["s"] = "changed"
+        (got,) = self._strip(store, store.select("t"))
+        got["j"]["a"].append(99)
+        got["v"][0] = 42.0
+        got["s"] = "mutated"
+        (again,) = self._strip(store, store.select("t"))
+        assert again == {"j": {"a": [1]}, "v": [1.0, 2.0], "s": "x"}
+
+    def test_select_columns(self, store: DB) -> None:
+        """``columns`` projects (in any order); an unknown column raises SchemaError."""
+        table = self._example(store)
+        got = self._strip(store, store.select(table, {"k": 0}, columns=["s", "k"]))
+        assert got == [{"s": "a", "k": 0}]
+        with pytest.raises(SchemaError):
+            store.select(table, columns=["nope"])
+
+    def test_select_limit(self, store: DB) -> None:
+        """``limit`` caps the number of matching rows; 0 gives none."""
+        table = self._example(store)
+        assert len(store.select(table, limit=2)) == 2
+        assert store.select(table, limit=0) == []
+        assert len(store.select(table, {"b": True}, limit=10)) == 2
+        assert set(self._ks(store, table, None)) >= {
+            r["k"] for r in self._strip(store, store.select(table, limit=3))
+        }
+
+    def test_order_by_nulls(self, store: DB) -> None:
+        """NULL sorts first ascending and last descending; several keys are applied in order."""
+        table = self._example(store)
+
+        def ks(order: OrderBy) -> list[int]:
+            return [r["k"] for r in store.select(table, order_by=order)]
+
+        assert ks(["i"]) == [2, 0, 1, 3]
+        assert ks([("i", "asc")]) == [2, 0, 1, 3]
+        assert ks([("i", "desc")]) == [3, 1, 0, 2]
+        assert ks([("b", "desc"), "k"]) == [0, 3, 1, 2]
+        assert ks([("t", "asc")]) == [2, 3, 0, 1]
+        assert ks([("f", "desc")]) == [3, 0, 1, 2]
+        limited = store.select(table, {"k": {"$gt": 0}}, order_by=["i"], limit=2)
+        assert [r["k"] for r in limited] == [2, 1]
+
+    def test_order_by_str_code_point(self, store: DB) -> None:
+        """Strings order by code point ("B" < "a"), bytes bytewise."""
+        table = self._example(store)
+        assert [r["k"] for r in store.select(table, order_by=["s"])] == [2, 3, 0, 1]
+        assert [r["k"] for r in store.select(table, order_by=[("y", "desc")])] == [1, 0, 3, 2]
+
+    # ------------------------------------------------------------------ filters
+    @pytest.mark.parametrize(
+        ("case", "where", "expected"), FILTER_CASES, ids=[c for c, _, _ in FILTER_CASES]
+    )
+    def test_filter(self, store: DB, case: str, where: Filter | None, expected: set[int]) -> None:
+        """select and count agree with the reference filter semantics."""
+        table = self._example(store)
+        assert self._ks(store, table, where) == expected
+        assert store.count(table, where) == len(expected)
+
+    @pytest.mark.parametrize(
+        ("case", "where", "expected"), ORDER_FILTER_CASES, ids=[c for c, _, _ in ORDER_FILTER_CASES]
+    )
+    def test_filter_order(self, store: DB, case: str, where: Filter, expected: set[int]) -> None:
+        """``$gt``... on str compare by code point and on bytes bytewise."""
+        table = self._example(store)
+        assert self._ks(store, table, where) == expected
+
+    @pytest.mark.parametrize(("case", "where"), BAD_FILTERS, ids=[c for c, _ in BAD_FILTERS])
+    def test_bad_filter(self, store: DB, case: str, where: Any) -> None:
+        """Invalid filters raise FilterError from every method and change nothing."""
+        table = self._example(store)
+        with pytest.raises(FilterError):
+            store.select(table, where)
+        with pytest.raises(FilterError):
+            store.count(table, where)
+        if self._flag(store, "supports_update"):
+            with pytest.raises(FilterError):
+                store.update(table, where, {"i": 0})
+        if self._flag(store, "supports_delete"):
+            with pytest.raises(FilterError):
+                store.delete(table, where)
+        assert self._ks(store, table, None) == {0, 1, 2, 3}
+        assert store.count(table, {"i": 0}) == 0
+
+    # ------------------------------------------------------------------ update / delete
+    def test_update(self, store: DB) -> None:
+        """update sets values on matching rows and returns how many matched."""
+        table = self._example(store)
+        if not self._flag(store, "supports_update"):
+            with pytest.raises(UnsupportedOperation):
+                store.update(table, {"k": 0}, {"s": "new"})
+            return
+        assert store.update(table, {"i": {"$ne": 1}}, {"s": "new", "j": {"u": [1]}}) == 3
+        assert self._ks(store, table, {"s": "new"}) == {1, 2, 3}
+        assert self._ks(store, table, {"s": "a"}) == {0}
+        assert store.update(table, {"k": 99}, {"s": "none"}) == 0
+        assert store.update(table, {"k": 0}, {"s": None, "f": 7}) == 1
+        (row,) = self._strip(store, store.select(table, {"k": 0}))
+        assert row["s"] is None
+        assert row["f"] == 7.0
+        assert isinstance(row["f"], float)
+        assert store.update(table, None, {"b": False}) == 4
+        assert store.count(table, {"b": False}) == 4
+
+    def test_update_rejects_bad_values(self, store: DB) -> None:
+        """update validates values like insert (SchemaError) and changes nothing."""
+        table = self._example(store)
+        if not self._flag(store, "supports_update"):
+            with pytest.raises(UnsupportedOperation):
+                store.update(table, None, {"i": 1})
+            return
+        for values in ({"nope": 1}, {"i": "x"}, {"k": None}, {"b": 0}):
+            with pytest.raises(SchemaError):
+                store.update(table, None, values)
+        assert self._ks(store, table, {"i": 2}) == {1}
+
+    def test_delete(self, store: DB) -> None:
+        """delete removes matching rows; None and {} delete every row."""
+        table = self._example(store)
+        if not self._flag(store, "supports_delete"):
+            with pytest.raises(UnsupportedOperation):
+                store.delete(table, {"k": 0})
+            return
+        assert store.delete(table, {"i": {"$ne": 2}}) == 3
+        assert self._ks(store, table, None) == {1}
+        assert store.delete(table, {"k": 99}) == 0
+        store.insert(table, _ROWS)
+        assert store.delete(table, {}) == 5
+        assert store.count(table) == 0
+        store.insert(table, _ROWS)
+        assert store.delete(table, None) == 4
+        assert store.count(table) == 0
+
+    # ------------------------------------------------------------------ misc
+    def test_default_uris(self, store: DB) -> None:
+        """default_metadata_uri / default_artifact_uri are a str or None."""
+        for uri in (store.default_metadata_uri(), store.default_artifact_uri()):
+            assert uri is None or isinstance(uri, str)
+
+    def test_drop_refused_without_force(self, store: DB) -> None:
+        """drop() without force=True raises DropRefused and drops nothing."""
+        table = self._example(store)
+        with pytest.raises(DropRefused):
+            store.drop()
+        with pytest.raises(DropRefused):
+            store.drop(force=False)
+        assert store.list_tables() == [table]
+        assert store.count(table) == len(_ROWS)
+
+    def test_drop_force(self, store: DB) -> None:
+        """drop(force=True) drops every user table."""
+        self._example(store, "a")
+        self._example(store, "b")
+        store.drop(force=True)
+        assert store.list_tables() == []
+
+    def test_stores_are_independent(self, store_factory: Callable[[], DB]) -> None:
+        """Two fresh backends from the factory do not see each other's tables."""
+        first = store_factory()
+        second = store_factory()
+        first.create_table("t", Schema.of(x="int"))
+        assert second.list_tables() == []
+
+    # ------------------------------------------------------------------ state machine
+    def test_state_machine(self, store_factory: Callable[[], DB]) -> None:
+        """Random tables, rows, filters, updates and deletes agree with a list model."""
+        run_state_machine_as_test(
+            self.state_machine(store_factory), settings=self.state_machine_settings()
+        )
+
+    def state_machine(self, store_factory: Callable[[], DB]) -> type[RuleBasedStateMachine]:
+        """The machine class, closed over ``store_factory`` (one fresh store per example)."""
+        return _data_machine(self, store_factory)
+
+
+def _bad_row(schema: Schema, draw: Callable[..., Any], good: dict[str, Any]) -> dict[str, Any]:
+    """``good`` with one thing made invalid: an unknown column, a wrong type or a NULL."""
+    bad = dict(good)
+    names_cf = {n.casefold() for n in schema.names}
+    choice = draw(st.integers(0, 2))
+    if choice == 0:
+        extra = draw(column_names().filter(lambda n: n.casefold() not in names_cf))
+        bad[extra] = 1
+        return bad
+    field = draw(st.sampled_from(list(schema.fields)))
+    if choice == 1 and not field.nullable:
+        bad[field.name] = None
+        return bad
+    wrong: dict[DType, Any] = {
+        DType.INT: "1",
+        DType.FLOAT: "1.5",
+        DType.STR: 1,
+        DType.BOOL: 1,
+        DType.BYTES: "bytes",
+        DType.DATETIME: datetime(2024, 1, 1),
+        DType.JSON: {"x": {1, 2}},
+        DType.VECTOR: ["x"],
+    }
+    bad[field.name] = wrong[field.dtype]
+    return bad
+
+
+_BAD_FILTERS: st.SearchStrategy[Filter | None] = st.sampled_from(
+    [None, None, {"$nor": [{}]}, {"$where": "1"}, {"\u0000bad": 1}, {"$and": [{"$regex": 1}]}]
+)
+_BAD_OPS = st.sampled_from(["$regex", "$like", "$elemMatch", "$size", "eq", "$NE"])
+_TABLE_ACTIONS = st.sampled_from(["create", "exists", "drop", "missing", "refuse"])
+
+
+@attrs.frozen(kw_only=True)
+class _Strategies:
+    """Strategies built once per table (building them is the expensive part of drawing)."""
+
+    where: st.SearchStrategy[Filter | None]
+    row: st.SearchStrategy[dict[str, Any]]
+    rows: st.SearchStrategy[list[dict[str, Any]]]
+    values: st.SearchStrategy[dict[str, Any]]
+    order_by: st.SearchStrategy[OrderBy]
+    columns: st.SearchStrategy[list[str] | None]
+
+    @classmethod
+    def build(
+        cls,
+        schema: Schema,
+        pools: Mapping[str, Sequence[Any]],
+        unordered: frozenset[DType],
+        per_insert: int,
+    ) -> _Strategies:
+        row = rows(schema, pools=pools)
+        settable = {
+            f.name: st.one_of(column_values(f, pools), st.none())
+            if f.nullable
+            else column_values(f, pools)
+            for f in schema.fields
+        }
+        names = list(schema.names)
+        return cls(
+            where=filters(schema, pools=pools, unordered=unordered),
+            row=row,
+            rows=st.lists(row, max_size=per_insert),
+            values=st.one_of(
+                *[st.fixed_dictionaries({n: settable[n]}) for n in names],
+                *[
+                    st.fixed_dictionaries({a: settable[a], b: settable[b]})
+                    for a, b in itertools.combinations(names, 2)
+                ],
+            ),
+            order_by=st.one_of(st.just([]), order_bys(schema, unordered=unordered, min_size=1)),
+            columns=st.one_of(st.none(), st.lists(st.sampled_from(names), unique=True, min_size=1)),
+        )
+
+
+@functools.cache
+def _placeholder_strategies() -> _Strategies:
+    return _Strategies.build(Schema.of(x="int"), {}, frozenset(), 1)
+
+
+def _data_machine(
+    contract: DataBackendContract[DB], store_factory: Callable[[], DB]
+) -> type[RuleBasedStateMachine]:
+    dtypes = contract.dtypes
+    unordered = contract.unordered_dtypes
+    max_rows = contract.max_rows
+    per_insert = contract.max_rows_per_insert
+    max_columns = contract.max_columns
+
+    class DataBackendMachine(RuleBasedStateMachine):
+        """Model: the main table's rows as a list of normalized dicts, plus side tables."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.store = store_factory()
+            cls = type(self.store)
+            self.can_update = bool(getattr(cls, "supports_update", False))
+            self.can_delete = bool(getattr(cls, "supports_delete", False))
+            self.native_ids = bool(getattr(cls, "has_native_ids", False))
+            self.table = ""
+            self.schema = Schema.of(x="int")
+            self.pools: dict[str, list[Any]] = {}
+            self.model: list[dict[str, Any]] = []
+            self.tables: dict[str, Schema] = {}
+            self.strategies = _placeholder_strategies()  # replaced in create_main_table
+            self.full_order: list[tuple[str, Literal["asc", "desc"]]] = []
+
+        def teardown(self) -> None:
+            contract._release(store_factory, self.store)
+
+        # -------------------------------------------------------------- helpers
+        def got(self, result: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+            out = []
+            for raw in result:
+                row = {k: v for k, v in raw.items() if k != "_id"} if self.native_ids else raw
+                check_row_types(self.schema, row, what)
+                out.append(row)
+            return out
+
+        def matching(self, where: Filter | None) -> list[dict[str, Any]]:
+            return [r for r in self.model if evaluate(where, r)]
+
+        def draw_where(self, data: st.DataObject) -> Filter | None:
+            return data.draw(self.strategies.where, label="where")
+
+        def taken(self, name: str) -> bool:
+            return name.casefold() in {t.casefold() for t in self.tables}
+
+        # -------------------------------------------------------------- setup
+        @initialize(data=st.data())
+        def create_main_table(self, data: st.DataObject) -> None:
+            self.table = data.draw(table_names(), label="table")
+            self.schema = data.draw(schemas(dtypes=dtypes, max_columns=max_columns), label="schema")
+            self.pools = data.draw(value_pools(self.schema), label="pools")
+            self.strategies = _Strategies.build(self.schema, self.pools, unordered, per_insert)
+            orderable = [
+                f.name
+                for f in self.schema.fields
+                if (f.dtype in ORDERABLE_DTYPES or f.dtype is DType.BOOL)
+                and f.dtype not in unordered
+            ]
+            self.full_order = [(n, "desc" if i % 2 else "asc") for i, n in enumerate(orderable[:3])]
+            self.store.create_table(self.table, self.schema)
+            self.tables[self.table] = self.schema
+            # Start with rows, so every example's filters have something to match.
+            first = data.draw(self.strategies.rows, label="initial rows")
+            assert self.store.insert(self.table, copy.deepcopy(first)) == len(first)
+            self.model.extend(normalize_row(self.schema, r) for r in first)
+
+        # -------------------------------------------------------------- writes
+        @precondition(lambda self: len(self.model) < max_rows)
+        @rule(data=st.data(), arrow=st.booleans())
+        def insert(self, data: st.DataObject, arrow: bool) -> None:
+            new = data.draw(self.strategies.rows, label="rows")
+            payload = _ArrowLike(new) if arrow else copy.deepcopy(new)
+            count = self.store.insert(self.table, payload)
+            assert count == len(new), f"insert returned {count} for {len(new)} rows"
+            self.model.extend(normalize_row(self.schema, r) for r in new)
+
+        @rule(data=st.data())
+        def insert_invalid(self, data: st.DataObject) -> None:
+            good = data.draw(self.strategies.row, label="good row")
+            bad = _bad_row(self.schema, data.draw, good)
+            note(f"bad row: {bad!r}")
+            with pytest.raises(SchemaError):
+                self.store.insert(self.table, [good, bad])
+
+        @precondition(lambda self: self.can_update)
+        @rule(data=st.data())
+        def update(self, data: st.DataObject) -> None:
+            where = self.draw_where(data)
+            values = data.draw(self.strategies.values, label="values")
+            expected = self.matching(where)
+            count = self.store.update(self.table, where, copy.deepcopy(values))
+            assert count == len(expected), f"update matched {count}, expected {len(expected)}"
+            normalized = normalize_row(self.schema, values)
+            for row in expected:
+                row.update({k: copy.deepcopy(normalized[k]) for k in values})
+
+        @precondition(lambda self: self.can_delete)
+        @rule(data=st.data())
+        def delete(self, data: st.DataObject) -> None:
+            where = self.draw_where(data)
+            expected = self.matching(where)
+            count = self.store.delete(self.table, where)
+            assert count == len(expected), f"delete removed {count}, expected {len(expected)}"
+            doomed = {id(r) for r in expected}
+            self.model = [r for r in self.model if id(r) not in doomed]
+
+        @precondition(lambda self: not self.can_update)
+        @rule()
+        def update_unsupported(self) -> None:
+            with pytest.raises(UnsupportedOperation):
+                self.store.update(self.table, None, {})
+
+        @precondition(lambda self: not self.can_delete)
+        @rule()
+        def delete_unsupported(self) -> None:
+            with pytest.raises(UnsupportedOperation):
+                self.store.delete(self.table, None)
+
+        # -------------------------------------------------------------- reads
+        @rule(data=st.data())
+        def select(self, data: st.DataObject) -> None:
+            where = self.draw_where(data)
+            order: OrderBy = data.draw(self.strategies.order_by, label="order_by")
+            names = list(self.schema.names)
+            columns = data.draw(self.strategies.columns, label="columns")
+            if columns is not None:
+                columns += [c for c in _order_columns(order) if c not in columns]
+            limit = data.draw(st.one_of(st.none(), st.integers(0, 8)), label="limit")
+            result = self.got(
+                self.store.select(
+                    self.table, where, columns=columns, limit=limit, order_by=order or None
+                ),
+                "select",
+            )
+            shown = columns if columns is not None else names
+            for row in result:
+                assert set(row) == set(shown), (
+                    f"select returned columns {sorted(row)}, want {shown}"
+                )
+            expected = self.matching(where)
+            if order:
+                expected = reference_order(expected, order)
+                keys = _order_columns(order)
+                got_keys = [_project(r, keys) for r in result]
+                want_keys = [_project(r, keys) for r in expected][: len(result)]
+                assert got_keys == want_keys, f"order_by {order}: got {got_keys}, want {want_keys}"
+            got_bag = Counter(_project(r, shown) for r in result)
+            want_bag = Counter(_project(r, shown) for r in expected)
+            if limit is None:
+                assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
+            else:
+                assert len(result) == min(limit, len(expected)), (
+                    f"limit {limit}: got {len(result)} rows of {len(expected)} matching"
+                )
+                assert not (got_bag - want_bag), _bag_diff(got_bag, want_bag)
+
+        @rule(data=st.data())
+        def count(self, data: st.DataObject) -> None:
+            where = self.draw_where(data)
+            assert self.store.count(self.table, where) == len(self.matching(where))
+
+        @rule(data=st.data(), where=_BAD_FILTERS)
+        def bad_filter(self, data: st.DataObject, where: Filter | None) -> None:
+            if where is None:  # an unknown operator on one of this table's columns
+                column = data.draw(st.sampled_from(list(self.schema.names)), label="column")
+                op = data.draw(_BAD_OPS, label="op")
+                where = {column: {op: 1}}
+            with pytest.raises(FilterError):
+                self.store.select(self.table, where)
+            with pytest.raises(FilterError):
+                self.store.count(self.table, where)
+            if self.can_delete:
+                with pytest.raises(FilterError):
+                    self.store.delete(self.table, where)
+
+        # -------------------------------------------------------------- tables
+        @rule(data=st.data(), action=_TABLE_ACTIONS, name=table_names())
+        def tables_and_drop(self, data: st.DataObject, action: str, name: str) -> None:
+            """Side tables: create, create again (TableExists), drop, missing; drop refused."""
+            if action == "create" and len(self.tables) < 4 and not self.taken(name):
+                schema = data.draw(schemas(dtypes=dtypes, max_columns=2), label="side schema")
+                self.store.create_table(name, schema)
+                self.tables[name] = schema
+            elif action == "exists":
+                existing = data.draw(st.sampled_from(sorted(self.tables)), label="existing")
+                with pytest.raises(TableExists):
+                    self.store.create_table(existing, Schema.of(other="str"))
+            elif action == "drop" and len(self.tables) > 1:
+                side = sorted(t for t in self.tables if t != self.table)
+                victim = data.draw(st.sampled_from(side), label="drop")
+                self.store.drop_table(victim)
+                del self.tables[victim]
+            elif action == "missing" and not self.taken(name):
+                with pytest.raises(TableNotFound):
+                    self.store.drop_table(name)
+                with pytest.raises(TableNotFound):
+                    self.store.count(name)
+            elif action == "refuse":
+                force = data.draw(st.sampled_from([None, False]), label="force")
+                with pytest.raises(DropRefused):
+                    drop_without_force(self.store, force)
+
+        # -------------------------------------------------------------- invariants
+        @invariant()
+        def same_rows(self) -> None:
+            if not self.table:
+                return
+            names = list(self.schema.names)
+            # Every row, ordered by the orderable columns (alternating asc/desc), so NULL
+            # placement and type-specific order are checked after every step.
+            order = self.full_order
+            result = self.got(self.store.select(self.table, order_by=order or None), "select all")
+            got_bag = Counter(_project(r, names) for r in result)
+            want_bag = Counter(_project(r, names) for r in self.model)
+            assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
+            if order:
+                keys = _order_columns(order)
+                got_keys = [_project(r, keys) for r in result]
+                want_keys = [_project(r, keys) for r in reference_order(self.model, order)]
+                assert got_keys == want_keys, f"order_by {order}: {got_keys} != {want_keys}"
+            assert self.store.count(self.table) == len(self.model)
+
+        @invariant()
+        def same_tables(self) -> None:
+            if not self.table:
+                return
+            assert self.store.list_tables() == sorted(self.tables)
+            assert self.store.table_schema(self.table) == self.schema
+
+    return DataBackendMachine
