@@ -1,4 +1,4 @@
-"""The ``pinnacle`` command: info, doctor, show, migrate, gc and demo.
+"""The ``pinnacle`` command: info, doctor, show, migrate, gc, copy and demo.
 
 Every command takes ``--databackend``, ``--metadata`` and ``--artifact-store`` (else the usual
 configuration applies). Passwords never appear in the output: URIs are shown redacted, and
@@ -97,6 +97,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep unreferenced artifacts younger than this (default: configuration, 3600)",
     )
     p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser(
+        "copy",
+        parents=[common],
+        help="copy components, artifacts, lineage, jobs (and tables) to another deployment",
+    )
+    for side in ("from", "to"):
+        p.add_argument(
+            f"--{side}",
+            dest=f"{side}_databackend",
+            metavar="URI",
+            default=None,
+            required=side == "to",
+            help=f"{side} deployment: databackend URI",
+        )
+        p.add_argument(
+            f"--{side}-metadata",
+            dest=f"{side}_metadata",
+            metavar="URI",
+            default=None,
+            help=f"{side} deployment: metadata store URI",
+        )
+        p.add_argument(
+            f"--{side}-artifact-store",
+            dest=f"{side}_artifact_store",
+            metavar="URI",
+            default=None,
+            help=f"{side} deployment: artifact store URI",
+        )
+    p.add_argument("--tables", metavar="T1,T2", default=None, help="also copy these tables")
+    p.add_argument("--all-tables", action="store_true", help="also copy every table")
+    p.add_argument("--batch-size", type=int, default=10_000, metavar="N", help="rows per insert")
+    p.add_argument("--workers", type=int, default=4, metavar="N", help="artifact uploads in flight")
+    p.add_argument("--dry-run", action="store_true", help="only print the plan")
+    p.set_defaults(func=cmd_copy)
 
     p = sub.add_parser(
         "demo",
@@ -335,6 +370,53 @@ def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``pinnacle copy --from SRC --to DST [--tables T1,T2 | --all-tables] [--dry-run]``."""
+    from pinnacledb._wiring import pinnacle
+    from pinnacledb.copy import CopyConflict, copy_deployment
+    from pinnacledb.gc import TextProgress
+
+    src = pinnacle(
+        args.from_databackend or _opt(args, "databackend"),
+        metadata_store=args.from_metadata or _opt(args, "metadata"),
+        artifact_store=args.from_artifact_store or _opt(args, "artifact_store"),
+    )
+    dst = pinnacle(
+        args.to_databackend,
+        metadata_store=args.to_metadata,
+        artifact_store=args.to_artifact_store,
+    )
+    tables = [t for t in (args.tables or "").split(",") if t.strip()]
+    try:
+        report = copy_deployment(
+            src,
+            dst,
+            tables=[t.strip() for t in tables],
+            all_tables=args.all_tables,
+            dry_run=args.dry_run,
+            batch_size=args.batch_size,
+            progress=TextProgress(err),
+            workers=args.workers,
+        )
+    except CopyConflict as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+    finally:
+        src.close()
+        dst.close()
+    if report.dry_run:
+        out.write(report.plan.describe() + "\n")
+        return 1 if report.plan.conflicts else 0
+    rows = ", ".join(f"{t}: {n}" for t, n in report.rows_copied.items())
+    out.write(
+        f"copied {report.versions_copied} component versions, {report.artifacts_copied} "
+        f"artifacts ({report.bytes_copied} B), {report.jobs_copied} jobs"
+        + (f", rows ({rows})" if rows else "")
+        + f" to {' | '.join(report.plan.destination)}\n"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``pinnacle demo``."""
     from pinnacledb._demo import run_demo
@@ -358,6 +440,7 @@ def _candidate_uris(args: argparse.Namespace) -> list[str | None]:
     from pinnacledb._config import CFG, ENV_PREFIX
 
     uris: list[str | None] = [_opt(args, k) for k in ROLES]
+    uris += [_opt(args, f"{side}_{k}") for side in ("from", "to") for k in ROLES]
     uris += [v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)]
     uris += [CFG.databackend, CFG.metadata, CFG.artifact_store]
     try:

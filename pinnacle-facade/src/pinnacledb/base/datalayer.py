@@ -35,6 +35,7 @@ from pinnacledb.serializers import SerializerRegistry
 if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
     from pinnacledb._config import ResolvedConfig
+    from pinnacledb.copy import CopyReport
     from pinnacledb.gc import GCReport, Progress
     from pinnacledb.predict import PredictResult
 
@@ -439,6 +440,35 @@ class Datalayer:
             dry_run=dry_run,
             grace_seconds=self.gc_grace_seconds if grace_seconds is None else grace_seconds,
             progress=progress,
+        )
+
+    def copy_to(
+        self,
+        other: Datalayer,
+        *,
+        tables: Sequence[str] | None = None,
+        all_tables: bool = False,
+        dry_run: bool = False,
+        batch_size: int = 10_000,
+        progress: Progress | None = None,
+        workers: int = 4,
+    ) -> CopyReport:
+        """Copy every component version, artifact, lineage edge and job (and tables) to ``other``.
+
+        Idempotent and resumable; conflicting versions raise ``CopyConflict`` and nothing is
+        overwritten. See :func:`pinnacledb.copy.copy_deployment`.
+        """
+        from pinnacledb.copy import copy_deployment
+
+        return copy_deployment(
+            self,
+            other,
+            tables=tables,
+            all_tables=all_tables,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            progress=progress,
+            workers=workers,
         )
 
     # internal hooks used by predict/gc

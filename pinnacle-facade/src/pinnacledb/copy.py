@@ -1,0 +1,736 @@
+"""Copy a whole deployment (components, artifacts, lineage, jobs and tables) to another one.
+
+``pinnacle copy --from SRC --to DST`` and ``db.copy_to(other)`` use :func:`copy_deployment`.
+
+What is copied, in this order:
+
+1. **Component versions**, children before the components that use them. For each version:
+   its artifacts first (streamed ``src.open(ref)`` -> ``dst.put(fileobj)``, skipped when the
+   destination already has the blob: stores are content-addressed; ``workers`` uploads run in
+   threads, in record order, and a record waits for its own artifacts), then the record with its
+   exact ``type_id``/``identifier``/``version``/``created_at`` (``create_component`` with an
+   explicit version), then its lineage edges (its children exist already). A crash therefore
+   never leaves a destination record pointing at a missing artifact.
+2. **Jobs**, with their ids (``create_job``).
+3. **Tables** named with ``tables=`` (or every table with ``all_tables=True``), in batches.
+
+Idempotent and resumable: a version already at the destination with the same content hash is
+skipped; one with *different* content is a conflict. Conflicts are collected before anything is
+written and raised together as :class:`CopyConflict` (nothing is overwritten). Jobs present at
+the destination are left as they are (jobs are mutable state, e.g. ``gc`` marks abandoned
+journal jobs FAILED); differing ones are listed in the report, not overwritten.
+
+Tables: the destination table is created by the copy from the source's declared portable schema
+(``table_schema``); a table that already exists at the destination without a copy marker is a
+conflict. Progress lives in the destination metadata key ``copy:<source-id>:<table>``
+(``{"state": "copying" | "done", "rows": n}``). When a copy is resumed, the rows already at the
+destination are counted and, if the table's columns give a total order of its rows (no
+``json``/``vector``/``bytes`` columns, so rows are ordered by every column and equal rows are
+identical), the copy continues after them; otherwise the destination table is emptied (it was
+created by this copy) and the copy starts again. Either way the result equals one uninterrupted
+run, provided the source table does not change meanwhile and each ``insert`` is all-or-nothing
+or writes a prefix of its batch (true for the SQL engines, one statement per batch, and for
+MongoDB's ordered ``insert_many``). A table already marked done is skipped (later changes of the
+source table are not synchronised). Rows are written with ``insert`` in batches of
+``batch_size``. They are read as streamed Arrow batches of the ibis ``native(table)`` ordered by
+every column when the source is an ibis engine and every column is ``int``/``float``/``str``/
+``bool`` (memory: one batch); otherwise with one ordered portable ``select`` of the whole table
+(memory grows with the table).
+
+The garbage collector of the destination may see copied-but-not-yet-referenced artifacts only
+between an artifact's upload and its record's creation; ``gc`` keeps unknown artifacts for its
+grace period (default one hour), and a re-run re-uploads anything missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, TYPE_CHECKING, Any, Final, cast
+
+from attrs import frozen
+
+from pinnacle_protocols.errors import (
+    ArtifactCorrupted,
+    ComponentNotFound,
+    JobNotFound,
+    SchemaError,
+    TableExists,
+    TableNotFound,
+    VersionConflict,
+)
+from pinnacle_protocols.records import ArtifactRef, ComponentKey, ComponentRecord, DType, JobRecord
+
+if TYPE_CHECKING:
+    from pinnacle_protocols.protocols import ArtifactStore, DataBackend, MetadataStore
+    from pinnacle_protocols.records import Schema
+    from pinnacledb.base.datalayer import Datalayer
+
+__all__ = [
+    "Conflict",
+    "CopyConflict",
+    "CopyPlan",
+    "CopyReport",
+    "TablePlan",
+    "copy_deployment",
+    "plan_copy",
+    "progress_key",
+]
+
+#: ``progress(phase, done, total)``: ``"artifacts"`` (bytes) and ``"rows <table>"`` (rows).
+Progress = Callable[[str, int, int], None]
+
+DEFAULT_BATCH_SIZE: Final = 10_000
+DEFAULT_WORKERS: Final = 4
+#: Columns of these types do not give a portable total order (ordering is left to the engine).
+_UNORDERED: Final = frozenset({DType.JSON, DType.VECTOR, DType.BYTES})
+#: Column types an ibis source streams as Arrow batches without engine-specific decoding.
+_STREAMABLE: Final = frozenset({DType.INT, DType.FLOAT, DType.STR, DType.BOOL})
+#: Artifact stores that publish a stream with a local rename (no spooling needed).
+_LOCAL_SCHEMES: Final = frozenset({"filesystem", "file", "memory"})
+_SPOOL_IN_MEMORY: Final = 8 << 20
+
+
+@frozen(kw_only=True)
+class Conflict:
+    """Something at the destination that differs from the source and would be overwritten.
+
+    Attributes:
+        kind: ``"component"`` or ``"table"``.
+        name: ``"model 'm' v2"`` or the table name.
+        detail: What differs and how to resolve it.
+    """
+
+    kind: str
+    name: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.detail}"
+
+
+class CopyConflict(VersionConflict):
+    """The destination holds different content under names the copy would write; nothing was
+    written. ``conflicts`` lists them."""
+
+    def __init__(self, message: str, conflicts: Sequence[Conflict]) -> None:
+        """Build the error from its message and the conflicts."""
+        super().__init__(message)
+        self.conflicts = tuple(conflicts)
+
+
+@frozen(kw_only=True)
+class TablePlan:
+    """One table of the copy.
+
+    Attributes:
+        name: Table name (the same at both ends).
+        rows: Rows in the source table.
+        done: Rows already at the destination (by a previous run of this copy).
+        state: ``"new"``, ``"copying"`` (resumable), ``"done"`` or ``"conflict"``.
+    """
+
+    name: str
+    rows: int
+    done: int
+    state: str
+
+    @property
+    def to_copy(self) -> int:
+        """Rows this run will copy (an estimate for a resumed copy that restarts)."""
+        return 0 if self.state in ("done", "conflict") else max(self.rows - self.done, 0)
+
+
+@frozen(kw_only=True)
+class CopyPlan:
+    """What a copy would do; :func:`plan_copy` computes it without writing.
+
+    Attributes:
+        source: Redacted URIs of the source stores (databackend, metadata, artifacts).
+        destination: Redacted URIs of the destination stores.
+        versions: Every source component version, children first.
+        to_copy: Versions missing at the destination.
+        artifacts: Artifacts of component records missing at the destination (unique).
+        data_artifacts: Artifacts held by by-reference ``DataType`` columns of the tables to
+            copy and missing at the destination (copied before the rows holding them).
+        jobs_to_copy: Job ids missing at the destination.
+        jobs_differing: Job ids present at the destination with other content (left alone).
+        edges: Lineage edges of the source.
+        tables: The tables to copy.
+        conflicts: Differences that make the copy refuse to start.
+    """
+
+    source: tuple[str, str, str]
+    destination: tuple[str, str, str]
+    versions: tuple[ComponentRecord, ...]
+    to_copy: tuple[ComponentKey, ...]
+    artifacts: tuple[ArtifactRef, ...]
+    data_artifacts: tuple[ArtifactRef, ...]
+    jobs_to_copy: tuple[str, ...]
+    jobs_differing: tuple[str, ...]
+    edges: int
+    tables: tuple[TablePlan, ...]
+    conflicts: tuple[Conflict, ...]
+
+    @property
+    def bytes_to_copy(self) -> int:
+        """Total size of the artifacts to copy."""
+        return sum(r.size for r in self.artifacts)
+
+    @property
+    def rows_to_copy(self) -> int:
+        """Rows the table copies will write."""
+        return sum(t.to_copy for t in self.tables)
+
+    def describe(self) -> str:
+        """A human-readable summary (URIs redacted)."""
+        lines = [
+            f"from  {' | '.join(self.source)}",
+            f"to    {' | '.join(self.destination)}",
+            f"component versions: {len(self.versions)} at the source, {len(self.to_copy)} "
+            f"to copy, {len(self.versions) - len(self.to_copy) - self._conflicting()} already "
+            "present",
+            f"artifacts to copy: {len(self.artifacts)} ({self.bytes_to_copy} B)",
+            f"artifacts of table rows to copy: {len(self.data_artifacts)} "
+            f"({sum(r.size for r in self.data_artifacts)} B)",
+            f"lineage edges: {self.edges}",
+            f"jobs to copy: {len(self.jobs_to_copy)}"
+            + (
+                f" ({len(self.jobs_differing)} differ at the destination, left as they are)"
+                if self.jobs_differing
+                else ""
+            ),
+        ]
+        for t in self.tables:
+            lines.append(
+                f"table {t.name}: {t.rows} rows at the source, {t.done} at the destination, "
+                f"{t.to_copy} to copy ({t.state})"
+            )
+        if self.tables:
+            lines.append(f"rows to copy: {self.rows_to_copy}")
+        lines.append(f"conflicts: {len(self.conflicts)}")
+        lines += [f"  {c}" for c in self.conflicts]
+        return "\n".join(lines)
+
+    def _conflicting(self) -> int:
+        return sum(1 for c in self.conflicts if c.kind == "component")
+
+
+@frozen(kw_only=True)
+class CopyReport:
+    """What a copy did.
+
+    Attributes:
+        plan: The plan it executed.
+        versions_copied: Component versions written.
+        artifacts_copied: Artifacts uploaded.
+        bytes_copied: Their total size.
+        jobs_copied: Jobs written.
+        rows_copied: Rows written per table.
+        dry_run: Whether nothing was written.
+    """
+
+    plan: CopyPlan
+    versions_copied: int
+    artifacts_copied: int
+    bytes_copied: int
+    jobs_copied: int
+    rows_copied: dict[str, int]
+    dry_run: bool
+
+
+def progress_key(src: Datalayer, table: str) -> str:
+    """The destination metadata key recording the copy of ``table`` from ``src``."""
+    ident = hashlib.sha256(str(src.slots["databackend"].uri).encode()).hexdigest()[:16]
+    return f"copy:{ident}:{table}"
+
+
+def _show(key: ComponentKey) -> str:
+    return f"{key.type_id} {key.identifier!r} v{key.version}"
+
+
+def _uris(db: Datalayer) -> tuple[str, str, str]:
+    s = db.slots
+    return (str(s["databackend"].uri), str(s["metadata"].uri), str(s["artifact_store"].uri))
+
+
+# ---------------------------------------------------------------------- planning
+def _source_versions(
+    md: MetadataStore,
+) -> tuple[list[ComponentRecord], dict[ComponentKey, list[ComponentKey]]]:
+    """Every version, children before parents, and each version's children."""
+    records: dict[ComponentKey, ComponentRecord] = {}
+    for latest in md.show_components():
+        for v in md.show_versions(latest.type_id, latest.identifier):
+            rec = md.get_component(latest.type_id, latest.identifier, v)
+            records[rec.key] = rec
+    children = {key: md.get_children(key) for key in records}
+    ordered: list[ComponentRecord] = []
+    state: dict[ComponentKey, int] = {}  # 1 visiting, 2 done
+    for start in sorted(records):
+        stack: list[tuple[ComponentKey, int]] = [(start, 0)]
+        while stack:
+            key, i = stack.pop()
+            if i == 0:
+                if state.get(key):
+                    continue
+                state[key] = 1
+            kids = [c for c in children.get(key, []) if c in records and not state.get(c)]
+            if kids:
+                stack.append((key, i + 1))
+                stack.append((kids[0], 0))
+                continue
+            state[key] = 2
+            ordered.append(records[key])
+    return ordered, children
+
+
+def _table_names(src: DataBackend, tables: Iterable[str] | None, all_tables: bool) -> list[str]:
+    if all_tables:
+        return src.list_tables()
+    names = list(dict.fromkeys(tables or ()))
+    present = set(src.list_tables())
+    missing = [n for n in names if n not in present]
+    if missing:
+        raise TableNotFound(
+            f"tables {missing} do not exist in {src.uri}; its tables are {sorted(present)}"
+        )
+    return names
+
+
+def _source_schema(src: DataBackend, dst: DataBackend, table: str) -> Schema:
+    try:
+        return src.table_schema(table)
+    except (TableNotFound, NotImplementedError, SchemaError) as exc:
+        raise SchemaError(
+            f"table {table!r} of {src.uri} has no declared portable schema, so it cannot be "
+            f"copied to {dst.uri} through the portable API; create it with create_table() / a "
+            "Table component, or copy it with the engines' own tools"
+        ) from exc
+
+
+def _table_plan(src: Datalayer, dst: Datalayer, table: str) -> tuple[TablePlan, Conflict | None]:
+    rows = src.databackend.count(table)
+    marker = dst.metadata.get_metadata(progress_key(src, table))
+    exists = table in dst.databackend.list_tables()
+    if not isinstance(marker, dict):
+        if exists:
+            detail = (
+                f"the table exists in {dst.slots['databackend'].uri} and was not created by a "
+                "copy from this source; drop or rename it (nothing was overwritten)"
+            )
+            return TablePlan(name=table, rows=rows, done=0, state="conflict"), Conflict(
+                kind="table", name=repr(table), detail=detail
+            )
+        return TablePlan(name=table, rows=rows, done=0, state="new"), None
+    done = dst.databackend.count(table) if exists else 0
+    state = "done" if marker.get("state") == "done" else "copying"
+    return TablePlan(name=table, rows=rows, done=done, state=state), None
+
+
+def plan_copy(
+    src: Datalayer,
+    dst: Datalayer,
+    *,
+    tables: Iterable[str] | None = None,
+    all_tables: bool = False,
+) -> CopyPlan:
+    """What :func:`copy_deployment` would do, without writing anything."""
+    smd, dmd = src.metadata, dst.metadata
+    records, children = _source_versions(smd)
+    to_copy: list[ComponentKey] = []
+    conflicts: list[Conflict] = []
+    for rec in records:
+        try:
+            have = dmd.get_component(rec.type_id, rec.identifier, rec.version)
+        except ComponentNotFound:
+            to_copy.append(rec.key)
+            continue
+        if have.content_hash != rec.content_hash:
+            conflicts.append(
+                Conflict(
+                    kind="component",
+                    name=_show(rec.key),
+                    detail=f"{dmd.uri} holds different content under this version "
+                    f"(content hash {have.content_hash[:12]} there, {rec.content_hash[:12]} "
+                    "here); remove it there or copy to another destination (nothing was "
+                    "overwritten)",
+                )
+            )
+    dstore = dst.artifact_store
+    missing: dict[str, ArtifactRef] = {}
+    for rec in records:
+        for ref in rec.artifacts.values():
+            if ref.sha256 not in missing and not dstore.exists(ref):
+                missing[ref.sha256] = ref
+    jobs_to_copy: list[str] = []
+    jobs_differing: list[str] = []
+    for job in smd.show_jobs():
+        try:
+            have_job = dmd.get_job(job.job_id)
+        except JobNotFound:
+            jobs_to_copy.append(job.job_id)
+            continue
+        if not _same_job(have_job, job):
+            jobs_differing.append(job.job_id)
+    table_plans: list[TablePlan] = []
+    data_missing: dict[str, ArtifactRef] = {}
+    for name in _table_names(src.databackend, tables, all_tables):
+        _source_schema(src.databackend, dst.databackend, name)
+        plan, conflict = _table_plan(src, dst, name)
+        table_plans.append(plan)
+        if conflict is not None:
+            conflicts.append(conflict)
+        cols = _by_reference_columns(src, name)
+        if cols and plan.state != "done":
+            for row in src.databackend.select(name, columns=cols):
+                for sha in _shas(row, cols):
+                    if sha not in missing and sha not in data_missing and not dstore.exists(sha):
+                        size = src.artifact_store.size(sha)
+                        data_missing[sha] = ArtifactRef(sha256=sha, size=size)
+    return CopyPlan(
+        source=_uris(src),
+        destination=_uris(dst),
+        versions=tuple(records),
+        to_copy=tuple(to_copy),
+        artifacts=tuple(missing.values()),
+        data_artifacts=tuple(data_missing.values()),
+        jobs_to_copy=tuple(jobs_to_copy),
+        jobs_differing=tuple(jobs_differing),
+        edges=sum(len(c) for c in children.values()),
+        tables=tuple(table_plans),
+        conflicts=tuple(conflicts),
+    )
+
+
+def _by_reference_columns(src: Datalayer, table: str) -> list[str]:
+    """Columns of ``table`` whose values are artifact sha256 (by-reference DataType)."""
+    codec = src._table_codec(table)
+    return [c for c, dt in (codec or {}).items() if dt.by_reference]
+
+
+def _shas(row: dict[str, Any], cols: Sequence[str]) -> list[str]:
+    return [v for c in cols if isinstance(v := row.get(c), str)]
+
+
+def _same_job(a: JobRecord, b: JobRecord) -> bool:
+    def strip(j: JobRecord) -> tuple[Any, ...]:
+        return (j.job_id, j.kind, j.status, j.component, dict(j.args), j.error)
+
+    return strip(a) == strip(b)
+
+
+# ---------------------------------------------------------------------- execution
+def _copy_artifact(src: ArtifactStore, dst: ArtifactStore, ref: ArtifactRef | str) -> int:
+    """Stream one blob from ``src`` to ``dst``; return its size."""
+    sha = ref if isinstance(ref, str) else ref.sha256
+    reader = src.open(ref)
+    try:
+        if _spool(reader, dst):
+            # A remote store given a seekable file hashes it first and uploads straight to the
+            # final key; a one-pass stream goes to a temp key plus a server-side copy (about
+            # twice the work on S3). Spool to a local temp file (memory stays bounded).
+            with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+                shutil.copyfileobj(reader, spool, 1 << 20)
+                spool.seek(0)
+                got = dst.put(cast("IO[bytes]", spool))
+        else:
+            got = dst.put(reader)
+    finally:
+        reader.close()
+    if got.sha256 != sha or (isinstance(ref, ArtifactRef) and got.size != ref.size):
+        raise ArtifactCorrupted(
+            f"copying artifact {sha} from {src.uri} to {dst.uri} stored {got.sha256} "
+            f"({got.size} B) instead; the source blob may be corrupt (the copy stopped; "
+            "nothing references the stray blob, gc removes it)"
+        )
+    return got.size
+
+
+def _spool(reader: IO[bytes], dst: ArtifactStore) -> bool:
+    try:
+        seekable = reader.seekable()
+    except (AttributeError, OSError, ValueError):
+        seekable = False
+    return not seekable and dst.uri.scheme not in _LOCAL_SCHEMES
+
+
+def _create_record(md: MetadataStore, rec: ComponentRecord) -> bool:
+    """Create ``rec`` with its version; False if an identical version exists already."""
+    try:
+        md.create_component(rec)
+    except VersionConflict:
+        have = md.get_component(rec.type_id, rec.identifier, rec.version)
+        if have.content_hash != rec.content_hash:
+            raise CopyConflict(
+                f"{_show(rec.key)} appeared in {md.uri} with different content while copying "
+                "(nothing was overwritten)",
+                [Conflict(kind="component", name=_show(rec.key), detail="written concurrently")],
+            ) from None
+        return False
+    return True
+
+
+def _upload(src: ArtifactStore, dst: ArtifactStore, ref: ArtifactRef) -> int:
+    """Copy one blob unless ``dst`` has it; return the bytes uploaded."""
+    if dst.exists(ref):
+        return 0
+    _copy_artifact(src, dst, ref)
+    return ref.size
+
+
+def _copy_components(
+    src: Datalayer, dst: Datalayer, plan: CopyPlan, progress: Progress | None, workers: int
+) -> tuple[int, int, int]:
+    """Artifacts (``workers`` uploads in flight, in record order), each record once its own
+    artifacts are stored, then its lineage edges."""
+    smd, dmd = src.metadata, dst.metadata
+    sstore, dstore = src.artifact_store, dst.artifact_store
+    pending = {r.sha256: r for r in plan.artifacts}
+    tasks: list[ArtifactRef] = []
+    for rec in plan.versions:
+        for ref in rec.artifacts.values():
+            if ref.sha256 in pending:
+                tasks.append(pending.pop(ref.sha256))
+    size_of = {t.sha256: t.size for t in tasks}
+    total_bytes = plan.bytes_to_copy
+    done_bytes = copied_bytes = copied_arts = copied_versions = 0
+    if progress is not None and tasks:
+        progress("artifacts", 0, total_bytes)
+    missing_versions = set(plan.to_copy)
+    futures: dict[str, Future[int]] = {}
+    waited: set[str] = set()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pinnacle-copy")
+    try:
+        if tasks:
+            dstore.exists(tasks[0])  # connect once before the workers share the store
+        next_task = 0
+        for rec in plan.versions:
+            own = [r.sha256 for r in rec.artifacts.values() if r.sha256 in size_of]
+            in_flight = sum(1 for f in futures.values() if not f.done())
+            while next_task < len(tasks) and (
+                in_flight < workers or any(sha not in futures for sha in own)
+            ):
+                ref = tasks[next_task]
+                futures[ref.sha256] = pool.submit(_upload, sstore, dstore, ref)
+                next_task += 1
+                in_flight += 1
+            for sha in own:  # artifacts before the record
+                if sha in waited:
+                    continue
+                uploaded = futures[sha].result()
+                waited.add(sha)
+                done_bytes += size_of[sha]
+                if uploaded:
+                    copied_arts += 1
+                    copied_bytes += uploaded
+                if progress is not None:
+                    progress("artifacts", done_bytes, total_bytes)
+            if rec.key in missing_versions and _create_record(dmd, rec):
+                copied_versions += 1
+            for child in smd.get_children(rec.key):
+                dmd.create_parent_child(rec.key, child)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return copied_versions, copied_arts, copied_bytes
+
+
+def _copy_jobs(src: Datalayer, dst: Datalayer, plan: CopyPlan) -> int:
+    wanted = set(plan.jobs_to_copy)
+    copied = 0
+    for job in src.metadata.show_jobs():
+        if job.job_id not in wanted:
+            continue
+        try:
+            dst.metadata.create_job(job)
+        except VersionConflict:
+            continue
+        copied += 1
+    return copied
+
+
+def _order_columns(schema: Schema) -> list[str] | None:
+    """Columns whose ordering is a total order of the rows, or None if there is none."""
+    if any(f.dtype in _UNORDERED for f in schema.fields):
+        return None
+    return list(schema.names)
+
+
+def _copy_table(
+    src: Datalayer,
+    dst: Datalayer,
+    table: TablePlan,
+    *,
+    batch_size: int,
+    progress: Progress | None,
+) -> int:
+    sb, db_ = src.databackend, dst.databackend
+    dmd = dst.metadata
+    key = progress_key(src, table.name)
+    schema = _source_schema(sb, db_, table.name)
+    marker = dmd.get_metadata(key)
+    if not isinstance(marker, dict):
+        dmd.set_metadata(key, {"state": "copying", "rows": 0})
+    elif marker.get("state") == "done":
+        return 0
+    if table.name not in db_.list_tables():
+        with contextlib.suppress(TableExists):  # a concurrent copy created it
+            db_.create_table(table.name, schema)
+    order = _order_columns(schema)
+    done = db_.count(table.name)
+    if done and order is None:
+        db_.drop_table(table.name)  # ours (marker present): restart from an empty table
+        db_.create_table(table.name, schema)
+        done = 0
+    keep_id = getattr(sb, "has_native_ids", False) and getattr(db_, "has_native_ids", False)
+    total, batches = _read_batches(
+        sb,
+        table.name,
+        schema=schema,
+        order=order,
+        done=done,
+        batch_size=batch_size,
+        keep_id=keep_id,
+    )
+    blob_cols = _by_reference_columns(src, table.name)
+    sstore, dstore = src.artifact_store, dst.artifact_store
+    phase = f"rows {table.name}"
+    if progress is not None:
+        progress(phase, done, total)
+    written = 0
+    for batch in batches:
+        for row in batch if blob_cols else ():  # artifacts before the rows holding them
+            for sha in _shas(row, blob_cols):
+                if not dstore.exists(sha):
+                    _copy_artifact(sstore, dstore, sha)
+        db_.insert(table.name, batch)
+        written += len(batch)
+        dmd.set_metadata(key, {"state": "copying", "rows": done + written})
+        if progress is not None:
+            progress(phase, done + written, total)
+    dmd.set_metadata(key, {"state": "done", "rows": done + written})
+    return written
+
+
+def _read_batches(
+    sb: DataBackend,
+    table: str,
+    *,
+    schema: Schema,
+    order: list[str] | None,
+    done: int,
+    batch_size: int,
+    keep_id: bool,
+) -> tuple[int, Iterator[list[dict[str, Any]]]]:
+    """The source row count and the rows after the first ``done`` (in ``order``), in batches.
+
+    An ibis source streams Arrow batches of ``native(table)`` ordered by every column when
+    the columns are plain ``int``/``float``/``str``/``bool`` (memory: one batch); any other
+    source or column type is read with one ordered portable ``select`` (memory: the table).
+    """
+    names = list(schema.names)
+    total = sb.count(table)
+    if order is not None and all(f.dtype in _STREAMABLE for f in schema.fields):
+        native = sb.native(table)
+        if type(native).__module__.startswith("ibis"):
+            expr = native.select(*names).order_by(names)
+            if done:
+                expr = expr.limit(None, offset=done)
+            return total, _arrow_batches(expr, schema, batch_size)
+    rows = sb.select(table, columns=names, order_by=order)
+    # MongoDB rows carry ``_id``: kept between two backends with native ids, else dropped
+    keep = set(names) | ({"_id"} if keep_id else set())
+    if rows and set(rows[0]) - keep:
+        rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
+    return len(rows), (rows[i : i + batch_size] for i in range(done, len(rows), batch_size))
+
+
+def _arrow_batches(expr: Any, schema: Schema, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    casts = {DType.INT: int, DType.FLOAT: float, DType.BOOL: bool, DType.STR: str}
+    fields = [(f.name, casts[f.dtype]) for f in schema.fields]
+    for batch in expr.to_pyarrow_batches(chunk_size=batch_size):
+        rows = batch.to_pylist()
+        for row in rows:
+            for name, cast_ in fields:
+                value = row[name]
+                if value is not None:
+                    row[name] = cast_(value)
+        if rows:
+            yield rows
+
+
+def copy_deployment(
+    src: Datalayer,
+    dst: Datalayer,
+    *,
+    tables: Iterable[str] | None = None,
+    all_tables: bool = False,
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> CopyReport:
+    """Copy every component version, artifact, lineage edge and job (and tables) to ``dst``.
+
+    See the module docstring for the order, the conflict rules and the resume guarantee.
+
+    Args:
+        src: The deployment to read.
+        dst: The deployment to write (its metadata schema is migrated to head first).
+        tables: Tables to copy as well.
+        all_tables: Copy every table of the source.
+        dry_run: Only plan (the report's ``plan`` says what would be copied).
+        batch_size: Rows per insert.
+        progress: ``progress(phase, done, total)`` (``TextProgress`` draws a bar).
+        workers: Artifact uploads in flight (threads); 1 copies one blob at a time.
+
+    Raises:
+        CopyConflict: the destination differs from the source under names the copy writes;
+            nothing was written (the error lists every conflict).
+        SchemaError: a table to copy has no declared portable schema.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if src is dst:
+        raise ValueError("source and destination are the same Datalayer")
+    if not dry_run:
+        dst.metadata.migrate()
+    plan = plan_copy(src, dst, tables=tables, all_tables=all_tables)
+    if dry_run:
+        return CopyReport(
+            plan=plan,
+            versions_copied=0,
+            artifacts_copied=0,
+            bytes_copied=0,
+            jobs_copied=0,
+            rows_copied={},
+            dry_run=True,
+        )
+    if plan.conflicts:
+        shown = "\n  ".join(str(c) for c in plan.conflicts)
+        raise CopyConflict(
+            f"copy to {' | '.join(plan.destination)} refused: {len(plan.conflicts)} "
+            f"conflict(s); nothing was written:\n  {shown}",
+            plan.conflicts,
+        )
+    versions, arts, nbytes = _copy_components(src, dst, plan, progress, workers)
+    jobs = _copy_jobs(src, dst, plan)
+    rows = {
+        t.name: _copy_table(src, dst, t, batch_size=batch_size, progress=progress)
+        for t in plan.tables
+    }
+    return CopyReport(
+        plan=plan,
+        versions_copied=versions,
+        artifacts_copied=arts,
+        bytes_copied=nbytes,
+        jobs_copied=jobs,
+        rows_copied=rows,
+        dry_run=False,
+    )
