@@ -1,0 +1,215 @@
+"""sqlglot helpers: compile ibis expressions, repair literal bugs, build UPDATE and DELETE.
+
+ibis has no UPDATE or DELETE, so the backend compiles the filter predicate with the engine's own
+ibis compiler (``t.filter(pred)`` to a sqlglot ``SELECT``), takes the ``WHERE`` condition out of
+it, strips the table alias from its columns and puts it into a sqlglot ``UPDATE``/``DELETE``.
+Every value in the condition is a literal rendered by sqlglot for the dialect (quotes doubled,
+backslashes escaped where the dialect needs it); values of ``SET`` are driver parameters.
+
+Two literal bugs of ibis 12.0.0 are repaired on the sqlglot tree before rendering:
+
+* PostgreSQL: a ``bytea`` literal is rendered ``'\\x00\\x27'::bytea`` (one ``\\x`` per byte),
+  which PostgreSQL rejects for more than one byte; it becomes ``'\\x0027'::bytea``.
+* SQLite: a blob literal is rendered ``UNHEX('0027')``, a function SQLite only has from 3.41;
+  it becomes the blob literal ``X'0027'``. And ``TRUE``/``FALSE`` become ``1``/``0``: SQLite
+  resolves a bare ``FALSE`` to a column named "false" when the table has one.
+
+Neither rewrite changes the meaning of a query that worked before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    import sqlglot.expressions as sge
+
+__all__ = [
+    "Params",
+    "compile_select",
+    "delete_statement",
+    "fixup",
+    "ident",
+    "render",
+    "table_ref",
+    "update_statement",
+    "where_condition",
+]
+
+_PG_BYTEA_RE = re.compile(r"^(?:\\x[0-9a-fA-F]{2})+$")
+_HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
+
+
+def _is_binary_type(node: Any) -> bool:
+    import sqlglot.expressions as sge
+
+    if not isinstance(node, sge.DataType):
+        return False
+    return (
+        node.this
+        in (
+            sge.DataType.Type.VARBINARY,
+            sge.DataType.Type.BINARY,
+        )
+        or node.sql("postgres").upper() == "BYTEA"
+    )
+
+
+def fixup(tree: sge.Expression, dialect: str) -> sge.Expression:
+    """Repair ibis 12.0.0's binary literals for ``dialect`` (see the module docstring).
+
+    ``tree`` is modified in place: pass a tree of your own (ibis shares constant nodes such as
+    ``FALSE`` between the trees it compiles, so copy what ibis returned first).
+    """
+    import sqlglot.expressions as sge
+
+    if dialect == "postgres":
+
+        def pg(node: sge.Expression) -> sge.Expression:
+            if (
+                isinstance(node, sge.Cast)
+                and isinstance(node.this, sge.Literal)
+                and node.this.is_string
+                and _is_binary_type(node.args.get("to"))
+                and _PG_BYTEA_RE.match(node.this.this)
+            ):
+                hexdigits = node.this.this.replace("\\x", "")
+                return sge.Cast(
+                    this=sge.Literal.string("\\x" + hexdigits), to=node.args["to"].copy()
+                )
+            return node
+
+        return tree.transform(pg, copy=False)
+    if dialect == "sqlite":
+
+        def lite(node: sge.Expression) -> sge.Expression:
+            if isinstance(node, sge.Boolean):
+                # SQLite reads a bare TRUE/FALSE as a column of that name when one exists.
+                return sge.Literal.number(1 if node.this else 0)
+            name = None
+            arg = None
+            if isinstance(node, sge.Unhex):
+                name, arg = "UNHEX", node.this
+            elif isinstance(node, sge.Anonymous) and str(node.this).upper() == "UNHEX":
+                name = "UNHEX"
+                arg = node.expressions[0] if len(node.expressions) == 1 else None
+            if name and isinstance(arg, sge.Literal) and arg.is_string and _HEX_RE.match(arg.this):
+                return sge.HexString(this=arg.this)
+            return node
+
+        return tree.transform(lite, copy=False)
+    return tree
+
+
+def render(tree: sge.Expression, dialect: Any) -> str:
+    """SQL text of ``tree`` for ``dialect`` (a name or sqlglot Dialect; unsupported raises)."""
+    import sqlglot as sg
+
+    return tree.sql(dialect=dialect, unsupported_level=sg.ErrorLevel.RAISE, copy=False)
+
+
+def compile_select(con: Any, expr: ir.Expr) -> str:
+    """Compile an ibis expression with the engine's compiler, repair it, render it."""
+    tree = con.compiler.to_sqlglot(expr).copy()
+    return render(fixup(tree, con.name), con.dialect)
+
+
+def ident(name: str) -> sge.Identifier:
+    """A quoted identifier (the dialect escapes quotes inside it when rendering)."""
+    import sqlglot as sg
+
+    return sg.to_identifier(name, quoted=True)
+
+
+def table_ref(name: str, database: str | None = None, catalog: str | None = None) -> sge.Table:
+    """A quoted table reference."""
+    import sqlglot.expressions as sge
+
+    return sge.table_(name, db=database, catalog=catalog, quoted=True)
+
+
+def where_condition(con: Any, table: ir.Table, predicate: ir.BooleanValue | None) -> Any:
+    """The sqlglot condition of ``predicate`` with unqualified columns (None: every row)."""
+    import sqlglot.expressions as sge
+
+    if predicate is None:
+        return None
+    select = con.compiler.to_sqlglot(table.filter(predicate))
+    where = select.args.get("where")
+    if where is None or (select.args.get("from_") or select.args.get("from")) is None:
+        raise RuntimeError(f"ibis compiled an unexpected query shape: {select.sql()}")
+    cond = where.this.copy()  # ibis shares constant nodes between trees: never edit them
+    for column in cond.find_all(sge.Column):
+        column.set("table", None)
+        column.set("db", None)
+        column.set("catalog", None)
+    if cond.find(sge.Select) is not None:
+        raise RuntimeError(f"ibis compiled a subquery into a filter: {select.sql()}")
+    return fixup(cond, con.name)
+
+
+def update_statement(
+    target: sge.Table, assignments: Sequence[tuple[str, sge.Expression]], condition: Any
+) -> sge.Update:
+    """``UPDATE target SET col = expr, ... [WHERE condition]``."""
+    import sqlglot.expressions as sge
+
+    return sge.Update(
+        this=target,
+        expressions=[sge.EQ(this=sge.Column(this=ident(c)), expression=e) for c, e in assignments],
+        where=sge.Where(this=condition) if condition is not None else None,
+    )
+
+
+def delete_statement(target: sge.Table, condition: Any) -> sge.Delete:
+    """``DELETE FROM target [WHERE condition]``."""
+    import sqlglot.expressions as sge
+
+    return sge.Delete(
+        this=target,
+        where=sge.Where(this=condition) if condition is not None else None,
+    )
+
+
+class Params:
+    """Driver parameters of one statement, marked in the sqlglot tree by unguessable names.
+
+    ``add(value)`` returns the marker expression; :meth:`bind` renders the markers in the
+    driver's paramstyle. The marker carries a random nonce, so a string literal in the same
+    statement can never be mistaken for one.
+    """
+
+    def __init__(self) -> None:
+        import secrets
+
+        self._nonce = secrets.token_hex(8)
+        self.values: list[Any] = []
+
+    def add(self, value: Any) -> sge.Expression:
+        """Register ``value`` and return its marker."""
+        import sqlglot.expressions as sge
+
+        self.values.append(value)
+        return sge.Var(this=f"__pinnacle_{self._nonce}_{len(self.values) - 1}__")
+
+    def bind(self, sql: str, paramstyle: str) -> str:
+        """Replace the markers by ``?`` (qmark) or ``%s`` (format, other ``%`` doubled)."""
+        if paramstyle not in ("qmark", "format"):
+            raise ValueError(f"unsupported paramstyle {paramstyle!r}")
+        if paramstyle == "format":
+            sql = sql.replace("%", "%%")
+        mark = "?" if paramstyle == "qmark" else "%s"
+        pos = 0
+        for i in range(len(self.values)):
+            marker = f"__pinnacle_{self._nonce}_{i}__"
+            found = sql.find(marker, pos)
+            if found < 0 or sql.find(marker, found + len(marker)) >= 0:
+                raise RuntimeError("parameter markers were reordered or lost while rendering")
+            sql = sql[:found] + mark + sql[found + len(marker) :]
+            pos = found + len(mark)
+        if f"__pinnacle_{self._nonce}_" in sql:
+            raise RuntimeError("a parameter marker is left over after binding")
+        return sql

@@ -1,0 +1,354 @@
+"""Construction, URIs, errors, native access and SQL safety of IbisDataBackend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import ibis
+import pyarrow as pa
+import pytest
+
+from pinnacle_ibis import IbisDataBackend
+from pinnacle_ibis.engines import (
+    DataFusionDataBackend,
+    DuckDBDataBackend,
+    MySQLDataBackend,
+    PolarsDataBackend,
+    PostgresDataBackend,
+    SQLiteDataBackend,
+)
+from pinnacle_ibis.pandas_dir import PandasDataBackend, decode_table_name, encode_table_name
+from pinnacle_ibis.spark import PySparkDataBackend
+from pinnacle_protocols.errors import (
+    BackendUnavailable,
+    FilterError,
+    PinnacleError,
+    SchemaError,
+    TableExists,
+    TableNotFound,
+    UnsupportedOperation,
+)
+from pinnacle_protocols.protocols import DataBackend
+from pinnacle_protocols.records import Schema
+
+SQL_ENGINES = [
+    pytest.param("duckdb", marks=pytest.mark.duckdb),
+    pytest.param("sqlite", marks=pytest.mark.sqlite),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+    pytest.param("pandas", marks=pytest.mark.pandas),
+]
+
+
+# ------------------------------------------------------------------------ construction
+@pytest.mark.parametrize(
+    ("uri", "cls"),
+    [
+        ("duckdb://", DuckDBDataBackend),
+        ("duckdb://data.db", DuckDBDataBackend),
+        ("sqlite://", SQLiteDataBackend),
+        ("postgres://u:pw@127.0.0.1/db", PostgresDataBackend),
+        ("postgresql://u@127.0.0.1/db", PostgresDataBackend),
+        ("mysql://root@127.0.0.1/db", MySQLDataBackend),
+        ("mariadb://root@127.0.0.1/db", MySQLDataBackend),
+        ("polars://", PolarsDataBackend),
+        ("datafusion://", DataFusionDataBackend),
+        ("pyspark://?database=x", PySparkDataBackend),
+        ("pandas://./dir", PandasDataBackend),
+        ("clickhouse://u:pw@127.0.0.1/db", IbisDataBackend),
+        ("trino://u@127.0.0.1/cat/schema", IbisDataBackend),
+    ],
+)
+def test_from_uri_picks_the_engine_class_without_connecting(uri: str, cls: type) -> None:
+    """from_uri dispatches on the scheme and is lazy: no server is contacted."""
+    store = IbisDataBackend.from_uri(uri)
+    assert type(store) is cls
+    assert isinstance(store, DataBackend)
+    assert "pw" not in repr(store)
+    assert "pw" not in str(store.uri)
+    store.close()
+
+
+def test_capability_flags_per_engine() -> None:
+    """Flags are bool ClassVars: engines without UPDATE/DELETE say so."""
+    for cls in (DuckDBDataBackend, SQLiteDataBackend, PostgresDataBackend, MySQLDataBackend,
+                PandasDataBackend, IbisDataBackend):  # fmt: skip
+        assert cls.supports_update is True
+        assert cls.supports_delete is True
+    for cls in (PolarsDataBackend, DataFusionDataBackend, PySparkDataBackend):
+        assert cls.supports_update is False
+        assert cls.supports_delete is False
+
+
+def test_entry_points_cover_the_tested_schemes() -> None:
+    """Every scheme resolves to IbisDataBackend.from_uri through pinnacle.databackends."""
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep for ep in entry_points(group="pinnacle.databackends")}
+    for scheme in ("duckdb", "sqlite", "postgres", "postgresql", "mysql", "mariadb", "polars",
+                   "datafusion", "pyspark", "pandas", "clickhouse", "bigquery", "snowflake",
+                   "trino", "mssql", "oracle", "druid", "impala"):  # fmt: skip
+        assert eps[scheme].value == "pinnacle_ibis:IbisDataBackend.from_uri", scheme
+    factory = eps["duckdb"].load()
+    store = factory("duckdb://")
+    assert isinstance(store, DuckDBDataBackend)
+    store.close()
+
+
+def test_import_is_cheap() -> None:
+    """Importing pinnacle_ibis loads neither ibis nor a driver nor pyarrow."""
+    code = (
+        "import sys, pinnacle_ibis, pinnacle_ibis.backend, pinnacle_ibis.filters; "
+        "bad = [m for m in ('ibis', 'pyarrow', 'sqlglot', 'duckdb', 'psycopg', 'MySQLdb', "
+        "'pandas', 'polars', 'pyspark', 'datafusion') if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_default_uris(tmp_path: Path) -> None:
+    """Metadata goes to the same database where pinnacle-sql can hold it; artifacts never."""
+    for uri in ("sqlite://x.db", "duckdb://", "postgres://u:secret@h/db", "mysql://r@h/d",
+                "mariadb://r@h/d"):  # fmt: skip
+        store = IbisDataBackend.from_uri(uri)
+        assert store.default_metadata_uri() == store.uri.reveal()
+        assert store.default_artifact_uri() is None
+    for uri in ("polars://", "datafusion://", f"pandas://{tmp_path}", "pyspark://",
+                "clickhouse://h/db"):  # fmt: skip
+        store = IbisDataBackend.from_uri(uri)
+        assert store.default_metadata_uri() is None
+        assert store.default_artifact_uri() is None
+
+
+def test_password_never_in_messages() -> None:
+    """A connection failure names the redacted URI; the password appears nowhere."""
+    secret = "s3cr3t-Pa55"
+    for uri in (f"postgres://postgres:{secret}@127.0.0.1:1/test",
+                f"mysql://root:{secret}@127.0.0.1:1/test"):  # fmt: skip
+        store = IbisDataBackend.from_uri(uri)
+        assert secret not in repr(store)
+        with pytest.raises(BackendUnavailable) as info:
+            store.list_tables()
+        text = "".join(traceback.format_exception(info.value))
+        assert secret not in text
+        assert "***" in str(info.value)
+
+
+def test_closed_backend_refuses(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """After close() every call raises BackendUnavailable; close() twice is fine."""
+    store = fresh("duckdb")
+    store.create_table("t", Schema.of(a="int"))
+    store.close()
+    store.close()
+    with pytest.raises(BackendUnavailable):
+        store.list_tables()
+    with pytest.raises(BackendUnavailable):
+        store.select("t")
+
+
+def test_from_connection_leaves_the_connection_open() -> None:
+    """A borrowed ibis connection is not closed by close()."""
+    con = ibis.duckdb.connect()
+    store = IbisDataBackend.from_connection(con)
+    assert type(store) is DuckDBDataBackend
+    store.create_table("t", Schema.of(a="int"))
+    store.insert("t", [{"a": 1}])
+    store.close()
+    assert con.table("t").count().execute() == 1
+
+
+# ------------------------------------------------------------------------ native access
+ALL_BUT_SPARK = [
+    *SQL_ENGINES,
+    pytest.param("polars", marks=pytest.mark.polars),
+    pytest.param("datafusion", marks=pytest.mark.datafusion),
+]
+
+
+@pytest.mark.parametrize("engine", ALL_BUT_SPARK)
+def test_native_and_execute(engine: str, fresh: Callable[[str], IbisDataBackend]) -> None:
+    """native() is an ibis table; execute() runs any expression, Arrow or rows."""
+    store = fresh(engine)
+    store.create_table("people", Schema.of(name="str", age="int", t="datetime"))
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    store.insert("people", [{"name": "ann", "age": 30, "t": t0}, {"name": "bob", "age": 20},
+                            {"name": "cy", "age": None}])  # fmt: skip
+    t = store.native("people")
+    assert isinstance(t, ibis.expr.types.Table)
+    expr = t.filter(t.age > 25).select("name", "age")
+    table = store.execute(expr)
+    assert isinstance(table, pa.Table)
+    assert table.to_pylist() == [{"name": "ann", "age": 30}]
+    assert store.execute(t.age.sum()).as_py() == 50
+    assert store.execute(t.age.sum(), rows=True) == 50
+    assert sorted(store.execute(t.name, rows=True)) == ["ann", "bob", "cy"]
+    assert store.execute(t.count(), rows=True) == 3
+    with pytest.raises(FilterError):
+        store.execute("SELECT 1")
+    with pytest.raises(TableNotFound):
+        store.native("nope")
+
+
+@pytest.mark.parametrize("engine", SQL_ENGINES)
+def test_raw_sql_with_parameters(engine: str, fresh: Callable[[str], IbisDataBackend]) -> None:
+    """raw_sql runs SQL text; values travel as driver parameters."""
+    store = fresh(engine)
+    store.create_table("t", Schema.of(s="str"))
+    store.insert("t", [{"s": "it's 100%"}, {"s": "x"}])
+    mark = "%s" if engine in ("postgres", "mariadb") else "?"
+    quote = "`" if engine == "mariadb" else '"'
+    col, table = f"{quote}s{quote}", f"{quote}t{quote}"
+    rows = store.raw_sql(f"SELECT {col} FROM {table} WHERE {col} = {mark}", ["it's 100%"])
+    assert rows == [("it's 100%",)]
+    assert store.raw_sql("SELECT 1") == [(1,)]
+
+
+def test_raw_sql_without_parameters_elsewhere(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """Engines without driver parameters refuse them instead of splicing values."""
+    store = fresh("datafusion")
+    assert store.raw_sql("SELECT 1 AS x") == [(1,)]
+    with pytest.raises(UnsupportedOperation):
+        store.raw_sql("SELECT ?", [1])
+
+
+# ------------------------------------------------------------------------ names and values
+HOSTILE_NAMES = ["select", 'say "hi"', "it's", "a b", "semi;colon", "名前", "Ωmega größe",
+                 "x`y", "' OR 1=1 --", "%s", "table", "user", "order by"]  # fmt: skip
+HOSTILE_VALUES = ["'; DROP TABLE t; --", "\\'", "\\", "%s", "%(x)s", "?", "$1", "\" OR \"1\"=\"1",
+                  "`", "\u2019", "😀", "a\nb", "__pinnacle_param_0__"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        *SQL_ENGINES,
+        pytest.param("polars", marks=pytest.mark.polars),
+        pytest.param("datafusion", marks=pytest.mark.datafusion),
+    ],
+)
+def test_hostile_names_and_values(engine: str, fresh: Callable[[str], IbisDataBackend]) -> None:
+    """Names with quotes, spaces, keywords and Unicode work; values are never spliced."""
+    store = fresh(engine)
+    schema = Schema.of(**dict.fromkeys(HOSTILE_NAMES, "str"))
+    for name in HOSTILE_NAMES:
+        store.create_table(name, schema)
+    assert store.list_tables() == sorted(HOSTILE_NAMES)
+    table = HOSTILE_NAMES[0]
+    rows = [dict.fromkeys(HOSTILE_NAMES, v) for v in HOSTILE_VALUES]
+    assert store.insert(table, rows) == len(rows)
+    for value in HOSTILE_VALUES:
+        for col in ("it's", "x`y", "%s"):
+            assert store.count(table, {col: value}) == 1, (col, value)
+            assert store.count(table, {col: {"$in": [value, "zzz"]}}) == 1
+    if type(store).supports_update:
+        for value in HOSTILE_VALUES:
+            assert store.update(table, {"a b": value}, {"名前": value + "!"}) == 1
+            assert store.count(table, {"名前": value + "!"}) == 1
+    if type(store).supports_delete:
+        assert store.delete(table, {"order by": HOSTILE_VALUES[0]}) == 1
+        assert store.count(table) == len(HOSTILE_VALUES) - 1
+    for name in HOSTILE_NAMES:
+        store.drop_table(name)
+    assert store.list_tables() == []
+
+
+@pytest.mark.parametrize("engine", SQL_ENGINES)
+def test_table_outside_pinnacle(engine: str, fresh: Callable[[str], IbisDataBackend]) -> None:
+    """A table created outside this package is listed, readable, and blocks create_table."""
+    store = fresh(engine)
+    if engine == "pandas":
+        import pyarrow.parquet as pq
+
+        assert isinstance(store, PandasDataBackend)
+        store.directory.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"a": [1, 2]}), store.directory / "plain.parquet")
+    else:
+        quote = "`" if engine == "mariadb" else '"'
+        store.raw_sql(f"CREATE TABLE {quote}plain{quote} (a BIGINT)")
+        store.raw_sql(f"INSERT INTO {quote}plain{quote} VALUES (1), (2)")
+    assert store.list_tables() == ["plain"]
+    assert store.table_schema("plain") == Schema.of(a="int")
+    assert store.count("plain", {"a": {"$gt": 1}}) == 1
+    with pytest.raises(TableExists):
+        store.create_table("plain", Schema.of(b="str"))
+
+
+def test_reserved_and_invalid_names(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """The _pinnacle prefix is reserved and never listed; engine limits give SchemaError."""
+    store = fresh("duckdb")
+    with pytest.raises(SchemaError):
+        store.create_table("_pinnacle_x", Schema.of(a="int"))
+    with pytest.raises(SchemaError):
+        store.create_table("", Schema.of(a="int"))
+    store.create_table("t", Schema.of(a="int"))
+    assert store.list_tables() == ["t"]
+    with pytest.raises(TableNotFound):
+        store.select("_pinnacle_ibis_schemas")
+    with pytest.raises(TableNotFound):
+        store.drop_table("_pinnacle_ibis_schemas")
+
+
+@pytest.mark.postgres
+def test_postgres_name_limit(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """PostgreSQL would truncate names over 63 bytes silently; we refuse them."""
+    store = fresh("postgres")
+    with pytest.raises(SchemaError):
+        store.create_table("x" * 64, Schema.of(a="int"))
+    with pytest.raises(SchemaError):
+        store.create_table("t", Schema.of(**{"é" * 32: "int"}))
+    store.create_table("x" * 63, Schema.of(a="int"))
+
+
+@pytest.mark.duckdb
+def test_dropped_by_someone_else(tmp_path: Path) -> None:
+    """A table dropped through another backend instance is TableNotFound, not a crash."""
+    uri = f"duckdb://{tmp_path / 'shared.db'}"
+    a = IbisDataBackend.from_uri(uri)
+    a.create_table("t", Schema.of(a="int"))
+    a.insert("t", [{"a": 1}])
+    assert a.count("t") == 1
+    b = IbisDataBackend.from_uri(uri)
+    assert b.list_tables() == ["t"]
+    assert b.table_schema("t") == Schema.of(a="int")
+    b.drop_table("t")
+    with pytest.raises(TableNotFound):
+        a.count("t")  # a's cached schema is stale: noticed, not a crash
+    b.create_table("t", Schema.of(s="str"))
+    assert a.table_schema("t") == Schema.of(s="str")
+    with pytest.raises(TableExists):
+        a.create_table("t", Schema.of(s="str"))
+    b.drop_table("t")
+    a.create_table("t", Schema.of(x="float"))  # a notices the drop before refusing
+    assert b.table_schema("t") == Schema.of(x="float")
+    a.close()
+    b.close()
+
+
+@pytest.mark.duckdb
+def test_engine_errors_are_chained(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """An engine failure surfaces as a PinnacleError naming the store, chaining the cause."""
+    store = fresh("duckdb")
+    with pytest.raises(PinnacleError) as info:
+        store.raw_sql("SELECT * FROM nowhere_at_all")
+    assert "duckdb://" in str(info.value)
+    assert info.value.__cause__ is not None
+
+
+# ------------------------------------------------------------------------ pandas names
+@pytest.mark.parametrize(
+    "name", ["plain", "a/b", "..", ".hidden", "100%", "back\\slash", "tab\tx", "名前", " lead"]
+)
+def test_pandas_file_names_round_trip(name: str) -> None:
+    """Table names map to safe, reversible file names."""
+    encoded = encode_table_name(name)
+    assert "/" not in encoded
+    assert "\\" not in encoded
+    assert not encoded.startswith(".")
+    assert decode_table_name(encoded) == name

@@ -1,0 +1,535 @@
+"""MongoDataBackend: the user's data in MongoDB collections, portable CRUD plus native access."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import attrs
+
+from pinnacle_mongo._connection import Document, MongoConnection
+from pinnacle_mongo._native import Aggregate, Find, parse_native_query
+from pinnacle_mongo._query import CompiledFilter, compile_filter, mongo_sort
+from pinnacle_mongo._rows import RowPlace, TableCodec, check_schema_for_mongo
+from pinnacle_protocols.errors import (
+    ConfigError,
+    DropRefused,
+    FilterError,
+    PinnacleError,
+    SchemaError,
+    TableExists,
+    TableNotFound,
+)
+from pinnacle_protocols.filters import Filter, evaluate, validate_filter
+from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
+from pinnacle_protocols.records import DType, Schema
+from pinnacle_protocols.serialization import structure, unstructure, utcnow
+from pinnacle_protocols.uri import RedactedURI
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+    from pymongo.database import Database
+
+__all__ = ["SCHEMAS_COLLECTION", "MongoDataBackend"]
+
+#: Where the portable schema of every table created through ``create_table`` is kept.
+SCHEMAS_COLLECTION = "_pinnacle_schemas"
+_RESERVED_PREFIX = "_pinnacle"
+_UNORDERABLE = frozenset({DType.JSON, DType.VECTOR})
+_ID_BATCH = 10_000
+
+
+def _check_table_name(name: object) -> str:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise SchemaError(f"table names are non-empty strings without NUL, got {name!r}")
+    if name.startswith(_RESERVED_PREFIX):
+        raise SchemaError(f"table name {name!r}: the prefix {_RESERVED_PREFIX!r} is reserved")
+    if "$" in name or name.startswith("system."):
+        raise SchemaError(
+            f"table name {name!r} is not a valid MongoDB collection name (no '$', and no "
+            "'system.' prefix); choose another name"
+        )
+    return name
+
+
+def _is_user_collection(name: str) -> bool:
+    return not name.startswith((_RESERVED_PREFIX, "system."))
+
+
+@attrs.define(kw_only=True, eq=False)
+class MongoDataBackend:
+    """User tables as MongoDB collections of one database.
+
+    The portable API (``create_table``, ``insert``, ``select``, ``update``, ``delete``,
+    ``count``) validates rows against the table's portable schema, stored in
+    ``_pinnacle_schemas``, and translates the portable filter language to MongoDB queries (see
+    :mod:`pinnacle_mongo._query` for the few places where the two differ). Rows come back with
+    their ``_id`` first (``has_native_ids``); ObjectId, datetime (timezone-aware UTC,
+    millisecond precision), bytes and Decimal128 values round-trip.
+
+    Collections that exist without a portable schema (written by other programs) are listed and
+    can be read, filtered and written; their documents are returned as stored.
+
+    Native access: ``native(table)`` is the pymongo ``Collection``; ``execute(query)`` runs
+    ``{"find": "coll", "filter": {...}, "projection": ..., "sort": [...], "skip": n,
+    "limit": n}``, ``{"aggregate": "coll", "pipeline": [...]}``, a :class:`Find` /
+    :class:`Aggregate` spec, or a callable that receives the pymongo ``Database``, and returns
+    the documents as a list.
+    """
+
+    supports_update: ClassVar[bool] = True
+    supports_delete: ClassVar[bool] = True
+    supports_transactions: ClassVar[bool] = False
+    has_native_ids: ClassVar[bool] = True
+
+    _conn: MongoConnection = attrs.field(alias="connection")
+
+    @classmethod
+    def from_uri(cls, uri: str, **options: Any) -> Self:
+        """A backend for ``mongodb://host:port/database`` (connects on first use).
+
+        Args:
+            uri: ``mongodb://`` or ``mongodb+srv://`` URI naming the database in its path; the
+                query string (``authSource``, ``replicaSet``, ``tls``, ...) goes to the client.
+            **options: ``server_selection_timeout_ms`` (default 5000), ``client`` (a
+                ``MongoClient`` to share, not closed by ``close()``), ``client_options`` (dict
+                of extra ``MongoClient`` arguments).
+
+        Raises:
+            InvalidURIError: the URI is not a MongoDB URI or names no database.
+            ConfigError: an unknown option.
+        """
+        conn, rest = MongoConnection.from_options(uri, options, store="MongoDataBackend")
+        if rest:
+            raise ConfigError(f"MongoDataBackend: unknown options {sorted(rest)}")
+        return cls(connection=conn)
+
+    @property
+    def uri(self) -> RedactedURI:
+        """Where the data lives (password redacted when shown)."""
+        return self._conn.uri
+
+    def __repr__(self) -> str:
+        return f"MongoDataBackend({str(self._conn.uri)!r})"
+
+    # ------------------------------------------------------------------ helpers
+    def _db(self) -> Database[Document]:
+        return self._conn.database()
+
+    def _schemas(self) -> Collection[Document]:
+        return self._db()[SCHEMAS_COLLECTION]
+
+    def _collection_exists(self, name: str) -> bool:
+        names = self._db().list_collection_names(filter={"name": name})
+        return name in names
+
+    def _codec(self, table: str) -> TableCodec | None:
+        """The codec of ``table`` (None for a collection without a portable schema).
+
+        Raises:
+            TableNotFound: no such table.
+        """
+        if not isinstance(table, str) or not table:
+            raise TableNotFound(f"no table {table!r} in {self.uri}")
+        doc = self._schemas().find_one({"_id": table})
+        if doc is not None:
+            return TableCodec(schema=structure(doc["schema"], Schema))
+        if _is_user_collection(table) and self._collection_exists(table):
+            return None
+        raise TableNotFound(f"no table {table!r} in {self.uri}; create it with create_table()")
+
+    # ------------------------------------------------------------------ tables
+    def list_tables(self) -> list[str]:
+        """User collections, sorted (``_pinnacle_*`` and ``system.*`` excluded)."""
+        with self._conn.errors("list collections"):
+            return sorted(n for n in self._db().list_collection_names() if _is_user_collection(n))
+
+    def create_table(self, name: str, schema: Schema) -> None:
+        """Create a collection and record its portable schema.
+
+        Raises:
+            TableExists: a collection of that name exists.
+            SchemaError: the name or schema is not possible on MongoDB.
+        """
+        _check_table_name(name)
+        if not isinstance(schema, Schema):
+            raise SchemaError(f"expected a Schema, got {type(schema).__name__}")
+        check_schema_for_mongo(schema)
+        from pymongo.errors import CollectionInvalid, OperationFailure
+
+        with self._conn.errors(f"create table {name!r}"):
+            db = self._db()
+            try:
+                db.create_collection(name)
+            except CollectionInvalid as exc:
+                raise TableExists(f"table {name!r} already exists in {self.uri}") from exc
+            except OperationFailure as exc:
+                if exc.code == 48:  # NamespaceExists
+                    raise TableExists(f"table {name!r} already exists in {self.uri}") from exc
+                if exc.code == 73:  # InvalidNamespace
+                    raise SchemaError(
+                        f"MongoDB rejects the table name {name!r} in {self.uri}: {exc}"
+                    ) from exc
+                raise
+            self._schemas().replace_one(
+                {"_id": name},
+                {"_id": name, "schema": unstructure(schema), "created_at": utcnow()},
+                upsert=True,
+            )
+
+    def drop_table(self, name: str) -> None:
+        """Drop a collection and its schema (TableNotFound if absent)."""
+        with self._conn.errors(f"drop table {name!r}"):
+            self._codec(name)
+            self._db().drop_collection(name)
+            self._schemas().delete_one({"_id": name})
+
+    def table_schema(self, name: str) -> Schema:
+        """The portable schema of a table created through ``create_table``.
+
+        Raises:
+            TableNotFound: no such table, or a collection without a portable schema.
+        """
+        with self._conn.errors(f"read the schema of {name!r}"):
+            codec = self._codec(name)
+        if codec is None:
+            raise TableNotFound(
+                f"collection {name!r} in {self.uri} has no portable schema (it was not created "
+                "with create_table()); use native() to work with it"
+            )
+        return codec.schema
+
+    # ------------------------------------------------------------------ rows
+    def insert(self, table: str, rows: Rows | ArrowTableLike) -> int:
+        """Validate every row, then insert them all (nothing is written on a SchemaError).
+
+        Rows may carry an ``_id``; otherwise MongoDB assigns an ObjectId.
+
+        Raises:
+            TableNotFound: no such table.
+            SchemaError: a row has an unknown column or a value of the wrong type.
+        """
+        if isinstance(rows, (Mapping, str, bytes)):
+            raise SchemaError(f"insert into {table!r}: pass a list of dicts, not a single row")
+        if not isinstance(rows, Sequence) and isinstance(rows, ArrowTableLike):
+            items: Sequence[Any] = rows.to_pylist()
+        else:
+            items = rows if isinstance(rows, list) else list(rows)
+        from bson.errors import InvalidDocument
+        from pymongo.errors import BulkWriteError
+
+        with self._conn.errors(f"insert into {table!r}"):
+            codec = self._codec(table)
+            if codec is None:
+                docs = []
+                for i, row in enumerate(items):
+                    if not isinstance(row, Mapping):
+                        raise SchemaError(
+                            f"insert into {table!r}, row {i}: a row must be a dict, "
+                            f"got {type(row).__name__}"
+                        )
+                    docs.append(dict(row))
+            else:
+                document = codec.document
+                docs = [document(row, RowPlace(table, i)) for i, row in enumerate(items)]
+            if not docs:
+                return 0
+            try:
+                self._db()[table].insert_many(docs, ordered=True)
+            except (InvalidDocument, OverflowError) as exc:
+                raise SchemaError(
+                    f"insert into {table!r}: MongoDB cannot store a value: {exc}"
+                ) from exc
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                first = errors[0].get("errmsg", "") if errors else str(exc)
+                done = exc.details.get("nInserted", 0)
+                raise PinnacleError(
+                    f"insert into {table!r} in {self.uri} stopped after {done} of {len(docs)} "
+                    f"rows: {first}"
+                ) from exc
+        return len(docs)
+
+    def _compile(
+        self, table: str, codec: TableCodec | None, where: Filter | None
+    ) -> CompiledFilter:
+        if codec is None:
+            validate_filter(where, None)
+            return compile_filter(where)
+        validate_filter(where, codec.schema)
+        return compile_filter(where, codec.field, codec.array_valued)
+
+    def _candidates(
+        self, table: str, codec: TableCodec | None, compiled: CompiledFilter, where: Filter | None
+    ) -> Iterable[tuple[Document, dict[str, Any]]]:
+        """(document, row) pairs of every row matching ``where`` (client-side filters)."""
+        for doc in self._db()[table].find(compiled.query):
+            row = codec.row(doc) if codec is not None else doc
+            if evaluate(where, row):
+                yield doc, row
+
+    def select(
+        self,
+        table: str,
+        where: Filter | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+        order_by: OrderBy | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows matching ``where`` as dicts: ``_id`` first, then the columns (NULL as None).
+
+        NULL sorts first ascending and last descending (MongoDB's order, and the portable one).
+
+        Raises:
+            TableNotFound: no such table.
+            FilterError: an invalid filter or limit.
+            SchemaError: an unknown column in ``columns`` or ``order_by``.
+        """
+        with self._conn.errors(f"select from {table!r}"):
+            codec = self._codec(table)
+            schema = codec.schema if codec is not None else None
+            compiled = self._compile(table, codec, where)
+            names = _check_columns(table, columns, schema)
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+            ):
+                raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
+            order = _parse_order(order_by, schema, table) if order_by else []
+            if limit == 0:
+                return []
+            python_sort = schema is not None and any(
+                schema[c].dtype is DType.BYTES for c, _ in order
+            )
+            field = codec.field if codec is not None else _same
+            if compiled.client_side or python_sort:
+                return self._select_in_python(
+                    table=table,
+                    codec=codec,
+                    compiled=compiled,
+                    where=where,
+                    names=names,
+                    order=order,
+                    limit=limit,
+                )
+            projection: dict[str, int] | None = None
+            if names is not None:
+                projection = {"_id": 1, **{field(n): 1 for n in names}}
+            cursor = self._db()[table].find(
+                compiled.query,
+                projection,
+                sort=mongo_sort(order, field) if order else None,
+                limit=limit or 0,
+            )
+            if codec is None:
+                return list(cursor)
+            to_row = codec.row
+            if names is None:
+                return [to_row(doc) for doc in cursor]
+            return [to_row(doc, names) for doc in cursor]
+
+    def _select_in_python(
+        self,
+        *,
+        table: str,
+        codec: TableCodec | None,
+        compiled: CompiledFilter,
+        where: Filter | None,
+        names: tuple[str, ...] | None,
+        order: list[tuple[str, bool]],
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        if compiled.client_side:
+            rows = [row for _, row in self._candidates(table, codec, compiled, where)]
+        else:
+            docs = self._db()[table].find(compiled.query)
+            rows = [codec.row(d) if codec is not None else d for d in docs]
+        if order:
+            for column, descending in reversed(order):
+                rows.sort(key=_sort_key(column), reverse=descending)
+        if limit is not None:
+            rows = rows[:limit]
+        if names is None:
+            return rows
+        return [{"_id": r.get("_id"), **{n: r.get(n) for n in names}} for r in rows]
+
+    def update(self, table: str, where: Filter | None, values: Mapping[str, Any]) -> int:
+        """Set ``values`` on every matching row; return how many matched.
+
+        Raises:
+            TableNotFound: no such table.
+            SchemaError: an unknown column or a value of the wrong type.
+        """
+        if not isinstance(values, Mapping):
+            raise SchemaError(f"update {table!r}: values must be a dict")
+        with self._conn.errors(f"update {table!r}"):
+            codec = self._codec(table)
+            if "_id" in values:
+                raise SchemaError(f"update {table!r}: the document id '_id' cannot be changed")
+            if codec is not None:
+                new = codec.values(values, f"update {table!r}")
+            else:
+                new = dict(values)
+            compiled = self._compile(table, codec, where)
+            coll = self._db()[table]
+            if not compiled.client_side:
+                if not new:
+                    return coll.count_documents(compiled.query)
+                return coll.update_many(compiled.query, {"$set": new}).matched_count
+            ids = [doc["_id"] for doc, _ in self._candidates(table, codec, compiled, where)]
+            if new:
+                for start in range(0, len(ids), _ID_BATCH):
+                    batch = ids[start : start + _ID_BATCH]
+                    coll.update_many({"_id": {"$in": batch}}, {"$set": new})
+            return len(ids)
+
+    def delete(self, table: str, where: Filter | None) -> int:
+        """Delete matching rows (``None`` or ``{}`` deletes every row); return how many."""
+        with self._conn.errors(f"delete rows of {table!r}"):
+            codec = self._codec(table)
+            compiled = self._compile(table, codec, where)
+            coll = self._db()[table]
+            if not compiled.client_side:
+                return coll.delete_many(compiled.query).deleted_count
+            ids = [doc["_id"] for doc, _ in self._candidates(table, codec, compiled, where)]
+            deleted = 0
+            for start in range(0, len(ids), _ID_BATCH):
+                batch = ids[start : start + _ID_BATCH]
+                deleted += coll.delete_many({"_id": {"$in": batch}}).deleted_count
+            return deleted
+
+    def count(self, table: str, where: Filter | None = None) -> int:
+        """How many rows match ``where``."""
+        with self._conn.errors(f"count {table!r}"):
+            codec = self._codec(table)
+            compiled = self._compile(table, codec, where)
+            if not compiled.client_side:
+                return self._db()[table].count_documents(compiled.query)
+            return sum(1 for _ in self._candidates(table, codec, compiled, where))
+
+    # ------------------------------------------------------------------ native
+    def native(self, table: str) -> Collection[Document]:
+        """The pymongo ``Collection`` of ``table`` (TableNotFound if it does not exist)."""
+        with self._conn.errors(f"open {table!r}"):
+            self._codec(table)
+            return self._db()[table]
+
+    def native_database(self) -> Database[Document]:
+        """The pymongo ``Database`` this backend works in."""
+        with self._conn.errors("open the database"):
+            return self._db()
+
+    def execute(self, query: Any) -> Any:
+        """Run a native query and return its documents as a list.
+
+        Accepts ``{"find": "coll", "filter": {...}, "projection": ..., "sort": [...],
+        "skip": n, "limit": n}``, ``{"aggregate": "coll", "pipeline": [...]}``, a
+        :class:`~pinnacle_mongo.Find` / :class:`~pinnacle_mongo.Aggregate`, or a callable
+        ``fn(database)`` (its result is returned as is, or as a list if it is a cursor).
+
+        Raises:
+            FilterError: ``query`` is none of these forms.
+        """
+        spec = parse_native_query(query)
+        with self._conn.errors("execute a native query"):
+            db = self._db()
+            if isinstance(spec, (Find, Aggregate)):
+                return spec.run(db)
+            result = spec(db)
+            from pymongo.command_cursor import CommandCursor
+            from pymongo.cursor import Cursor
+
+            if isinstance(result, (Cursor, CommandCursor)):
+                return list(result)
+            return result
+
+    # ------------------------------------------------------------------ companions
+    def default_metadata_uri(self) -> str | None:
+        """This backend's own URI: metadata lives in ``_pinnacle_*`` collections beside the data.
+
+        The returned string contains the password (it is handed to a store, never printed).
+        """
+        return self.uri.reveal()
+
+    def default_artifact_uri(self) -> str | None:
+        """This backend's own URI: artifacts live in the GridFS bucket ``_pinnacle_artifacts``.
+
+        The returned string contains the password (it is handed to a store, never printed).
+        """
+        return self.uri.reveal()
+
+    # ------------------------------------------------------------------ lifecycle
+    def ping(self) -> None:
+        """Check that the server answers (BackendUnavailable otherwise)."""
+        self._conn.ping()
+
+    def drop(self, *, force: bool = False) -> None:
+        """Drop every user collection and the stored schemas (DropRefused without force).
+
+        pinnacledb's metadata and artifacts (other ``_pinnacle_*`` collections) are kept.
+        """
+        if force is not True:
+            raise DropRefused(
+                f"refusing to drop every table of {self.uri}; call drop(force=True) to confirm"
+            )
+        with self._conn.errors("drop every table"):
+            db = self._db()
+            for name in db.list_collection_names():
+                if _is_user_collection(name):
+                    db.drop_collection(name)
+            db.drop_collection(SCHEMAS_COLLECTION)
+
+    def close(self) -> None:
+        """Close the client (if this backend created it); later calls raise BackendUnavailable."""
+        self._conn.close()
+
+
+def _same(name: str) -> str:
+    return name
+
+
+def _check_columns(
+    table: str, columns: Sequence[str] | None, schema: Schema | None
+) -> tuple[str, ...] | None:
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        raise SchemaError("columns must be a list of column names, not a string")
+    names = tuple(columns)
+    for c in names:
+        if not isinstance(c, str) or (schema is not None and c not in schema):
+            raise SchemaError(f"select from {table!r}: unknown column {c!r}")
+    return names
+
+
+def _parse_order(order_by: OrderBy, schema: Schema | None, table: str) -> list[tuple[str, bool]]:
+    if isinstance(order_by, str):
+        raise SchemaError("order_by must be a list such as ['a', ('b', 'desc')], not a string")
+    parsed: list[tuple[str, bool]] = []
+    for item in order_by:
+        if isinstance(item, str):
+            column, direction = item, "asc"
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            column, direction = item[0], item[1]
+        else:
+            raise SchemaError(f"order_by item {item!r} must be 'col' or ('col', 'asc'|'desc')")
+        if direction not in ("asc", "desc"):
+            raise SchemaError(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
+        if schema is not None:
+            if column not in schema:
+                raise SchemaError(f"order_by on {table!r}: unknown column {column!r}")
+            if schema[column].dtype in _UNORDERABLE:
+                raise SchemaError(
+                    f"order_by on {table!r}: column {column!r} is {schema[column].dtype.value}, "
+                    "which has no portable order"
+                )
+        parsed.append((column, direction == "desc"))
+    return parsed
+
+
+def _sort_key(column: str) -> Any:
+    def key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        value = row.get(column)
+        return (0,) if value is None else (1, value)
+
+    return key

@@ -1,0 +1,29 @@
+"""pinnacle-sql: the pinnacledb MetadataStore on SQLAlchemy, with Alembic migrations.
+
+``import pinnacle_sql`` is cheap: SQLAlchemy (about 1.3 s to import) and the drivers load when
+:class:`SQLAlchemyMetadataStore` is first accessed and when it first connects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pinnacle_sql._engine import EngineOptions
+    from pinnacle_sql.store import SQLAlchemyMetadataStore
+
+__version__ = "0.1.0"
+
+__all__ = ["EngineOptions", "SQLAlchemyMetadataStore", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SQLAlchemyMetadataStore":
+        from pinnacle_sql.store import SQLAlchemyMetadataStore
+
+        return SQLAlchemyMetadataStore
+    if name == "EngineOptions":
+        from pinnacle_sql._engine import EngineOptions
+
+        return EngineOptions
+    raise AttributeError(f"module 'pinnacle_sql' has no attribute {name!r}")

@@ -1,0 +1,148 @@
+"""Programmatic Alembic: the revision check, and ``upgrade head`` under a cross-process lock."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from importlib import resources
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = [
+    "VERSION_TABLE",
+    "MigrationLockTimeout",
+    "UnknownRevision",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "known_revisions",
+    "upgrade",
+]
+
+#: Alembic's version table, prefixed like every pinnacledb table.
+VERSION_TABLE: Final = "_pinnacle_alembic_version"
+
+# Any constant works: PostgreSQL advisory locks are per database.
+_PG_LOCK_KEY: Final = (
+    int.from_bytes(hashlib.sha256(b"pinnacle_sql.migrate").digest()[:8], "big") >> 1
+)
+
+
+class MigrationLockTimeout(Exception):
+    """Another process held the migration lock for longer than the timeout."""
+
+
+class UnknownRevision(Exception):
+    """The database is stamped with a revision this package does not ship (a newer one)."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(revision)
+        self.revision = revision
+
+
+def _script_location() -> str:
+    return str(resources.files("pinnacle_sql") / "migrations")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic ``Config`` built in code (no ``alembic.ini``) for ``connection``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", _script_location())
+    cfg.set_main_option("version_table", VERSION_TABLE)
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@functools.cache
+def _script() -> ScriptDirectory:
+    # The scripts are package data: they cannot change while the process runs.
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest revision shipped in this package."""
+    head = _script().get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise RuntimeError("pinnacle_sql ships no migration scripts")
+    return head
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision id shipped in this package."""
+    return frozenset(rev.revision for rev in _script().walk_revisions())
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision stamped in the database, or None if it has no version table."""
+    ctx = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return ctx.get_current_revision()
+
+
+def _lock_name(engine: Engine) -> str:
+    # MySQL lock names are at most 64 characters and server-wide: include the database.
+    digest = hashlib.sha256(str(engine.url.database or "").encode("utf-8")).hexdigest()[:40]
+    return f"pinnacle_migrate_{digest}"
+
+
+def upgrade(engine: Engine, *, lock_timeout: float, target: str = "head") -> tuple[str | None, str]:
+    """Upgrade to ``target`` while holding the dialect's migration lock.
+
+    The current revision is read again after the lock is taken, so a process that waited for
+    another one's migration finds nothing left to do.
+
+    Returns:
+        The revision before and after.
+    """
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        if dialect == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_timeout * 1000)}")
+            try:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            except Exception as exc:
+                if "lock timeout" in str(exc):
+                    raise MigrationLockTimeout from exc
+                raise
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+            return _run(conn, target, commit=True)
+        if dialect in ("mysql", "mariadb"):
+            name = _lock_name(engine)
+            got = conn.execute(
+                text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": max(1, int(lock_timeout))}
+            ).scalar()
+            conn.commit()
+            if got != 1:
+                raise MigrationLockTimeout
+            try:
+                return _run(conn, target, commit=True)
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                conn.commit()
+        if dialect == "sqlite":
+            # The begin listener turns this into BEGIN EXCLUSIVE (see _engine.py).
+            conn.execution_options(pinnacle_begin="EXCLUSIVE")
+            conn.begin()
+            return _run(conn, target, commit=True)
+        # SQL Server, Oracle: one transaction, no cross-process lock (documented, untested).
+        conn.begin()
+        return _run(conn, target, commit=True)
+
+
+def _run(conn: Connection, target: str, *, commit: bool) -> tuple[str | None, str]:
+    before = current_revision(conn)
+    if before is not None and before not in known_revisions():
+        raise UnknownRevision(before)
+    goal = head_revision() if target == "head" else target
+    if before != goal:
+        command.upgrade(alembic_config(conn), goal)
+    after = current_revision(conn)
+    if commit:
+        conn.commit()
+    return before, after or ""

@@ -1,0 +1,865 @@
+"""SQLAlchemyMetadataStore: the MetadataStore on any SQLAlchemy dialect."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Self, TypeVar
+
+import attrs
+from attrs import define, evolve, field
+from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+
+from pinnacle_protocols import (
+    BackendUnavailable,
+    ComponentInUse,
+    ComponentKey,
+    ComponentNotFound,
+    ComponentRecord,
+    ConfigError,
+    DropRefused,
+    InvalidRecord,
+    JobNotFound,
+    JobRecord,
+    JobStatus,
+    JSONValue,
+    MigrationRequired,
+    PinnacleError,
+    RedactedURI,
+    SchemaRevision,
+    VersionConflict,
+    redact,
+    structure,
+    unstructure,
+    utcnow,
+)
+from pinnacle_protocols.records import _check_json
+from pinnacle_protocols.serialization import converter
+from pinnacle_sql import _migrate
+from pinnacle_sql._engine import EngineOptions, build_engine, is_memory_sqlite, sqlalchemy_url
+from pinnacle_sql._sql import Statements, statements
+from pinnacle_sql._tables import tables_in_drop_order
+
+__all__ = ["SQLAlchemyMetadataStore"]
+
+T = TypeVar("T")
+
+_MAX_INT64: Final = 2**63 - 1
+_MAX_RETRIES: Final = 60
+_MAX_MESSAGE: Final = 500
+_STATEMENT_SLACK: Final = 64 * 1024
+MiB: Final = 1 << 20
+# PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock.
+_PG_TRANSIENT: Final = frozenset({"40001", "40P01"})
+# MySQL/MariaDB error numbers worth retrying: deadlock, lock wait timeout.
+_MYSQL_TRANSIENT: Final = frozenset({1213, 1205})
+
+
+class _Retry(Exception):
+    """Roll the transaction back and run it again (a lost race on a unique key)."""
+
+
+class _CounterBehind(Exception):
+    """An allocated version already exists: the counter is behind the stored versions."""
+
+
+def _dumps(value: Any) -> str:
+    # ASCII-only JSON: survives any connection charset; lone surrogates round-trip as escapes.
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+def _valid_name(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 255 and "\x00" not in value
+
+
+def _valid_version(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_INT64
+
+
+_KEY_FIELDS: Final = tuple(f.name for f in attrs.fields(ComponentKey))
+
+
+def _stored_key(type_id: str, identifier: str, version: int) -> ComponentKey:
+    """A ComponentKey for a row read back from the database, without re-validating it.
+
+    Every stored key was validated when it was written; validating 10,000 of them again costs
+    more than the query behind ``show_components``. Falls back to the validating constructor
+    if ComponentKey ever gets other fields.
+    """
+    if _KEY_FIELDS != ("type_id", "identifier", "version"):  # pragma: no cover
+        return ComponentKey(type_id=type_id, identifier=identifier, version=version)
+    key = object.__new__(ComponentKey)
+    object.__setattr__(key, "type_id", type_id)
+    object.__setattr__(key, "identifier", identifier)
+    object.__setattr__(key, "version", version)
+    return key
+
+
+def _sorted_keys(rows: Sequence[Any]) -> list[ComponentKey]:
+    # Sorting plain tuples is ~100x faster than sorting attrs instances, and gives the same
+    # order (ComponentKey orders by (type_id, identifier, version)).
+    ordered = sorted((t, i, int(v)) for t, i, v in rows)
+    return [_stored_key(t, i, v) for t, i, v in ordered]
+
+
+def _key_text(type_id: str, identifier: str, version: int | None = None) -> str:
+    suffix = "" if version is None else f" version {version}"
+    return f"{type_id!r}/{identifier!r}{suffix}"
+
+
+@define(kw_only=True, eq=False, repr=False)
+class SQLAlchemyMetadataStore:
+    """Component records, lineage, jobs and key/value metadata in ``_pinnacle_*`` SQL tables.
+
+    Build it with :meth:`from_uri`; it connects on first use. An empty database gets the tables
+    at the newest schema revision automatically; an older one raises MigrationRequired until
+    :meth:`migrate` runs.
+    """
+
+    _uri: RedactedURI = field(alias="uri")
+    _options: EngineOptions = field(alias="options", factory=EngineOptions)
+    _engine: Engine | None = field(init=False, default=None)
+    # Reads run on this (autocommit on PostgreSQL, see _read), sharing the engine's pool.
+    _reader: Engine | None = field(init=False, default=None)
+    _dialect: str = field(init=False, default="")
+    _ready: bool = field(init=False, default=False)
+    _closed: bool = field(init=False, default=False)
+    # MySQL/MariaDB reset the connection on a statement above max_allowed_packet: check first.
+    _max_statement: int | None = field(init=False, default=None)
+    _init_lock: threading.RLock = field(init=False, factory=threading.RLock)
+    # In-memory SQLite has one shared connection: sessions must take turns.
+    _guard: contextlib.AbstractContextManager[Any] = field(
+        init=False, factory=contextlib.nullcontext
+    )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_uri(cls, uri: str | RedactedURI, **options: Any) -> Self:
+        """Build a store for ``uri``; nothing is connected until first use.
+
+        ``uri`` is a pinnacledb URI: ``sqlite://file.db`` (relative), ``sqlite:///abs/file.db``,
+        ``sqlite://`` (in memory), ``postgres://user:pw@host:5432/db``,
+        ``mysql://user:pw@host:3306/db`` (also ``mariadb://``), ``mssql://...`` and
+        ``oracle://...`` (those two untested); query parameters go to the driver.
+
+        Args:
+            uri: The store URI.
+            **options: See :class:`pinnacle_sql.EngineOptions` (``connect_timeout``,
+                ``busy_timeout``, ``lock_timeout``, ``sqlite_synchronous``, ``pool_size``,
+                ``echo``, ``engine_options``).
+
+        Raises:
+            InvalidURIError: the URI is malformed or has no SQLAlchemy dialect.
+            ConfigError: an option is unknown or invalid, or the scheme is ``duckdb``.
+        """
+        parsed = RedactedURI.parse(uri)
+        if parsed.scheme.split("+")[0] == "duckdb":
+            raise ConfigError(
+                f"{parsed}: DuckDB is not supported as a metadata store (it has no "
+                "auto-increment keys and no row locks); keep DuckDB for data and use "
+                "'sqlite://<file>.db' for metadata"
+            )
+        url = sqlalchemy_url(parsed)  # validates the scheme now, without connecting
+        opts = EngineOptions.from_kwargs(options)
+        store = cls(uri=parsed, options=opts)
+        store._dialect = url.get_backend_name()
+        if is_memory_sqlite(url):
+            store._guard = threading.RLock()
+        return store
+
+    @property
+    def uri(self) -> RedactedURI:
+        """Where the store lives (password redacted when shown)."""
+        return self._uri
+
+    def __repr__(self) -> str:
+        return f"SQLAlchemyMetadataStore({str(self._uri)!r})"
+
+    # ------------------------------------------------------------------ plumbing
+    def _get_engine(self) -> Engine:
+        with self._init_lock:
+            if self._closed:
+                raise BackendUnavailable(
+                    f"metadata store {self._uri} is closed; create a new store with "
+                    "SQLAlchemyMetadataStore.from_uri()"
+                )
+            if self._engine is None:
+                engine = build_engine(self._uri, self._options)
+                self._dialect = engine.dialect.name
+                # One statement per read: autocommit saves the BEGIN and ROLLBACK round trips
+                # on PostgreSQL (psycopg switches autocommit client-side). Not on MySQL, where
+                # switching costs a round trip each way.
+                self._reader = (
+                    engine.execution_options(isolation_level="AUTOCOMMIT")
+                    if self._dialect == "postgresql"
+                    else engine
+                )
+                self._engine = engine
+            return self._engine
+
+    def _driver_message(self, exc: BaseException) -> str:
+        orig = getattr(exc, "orig", None) or exc
+        text = " ".join(str(orig).split())
+        if len(text) > _MAX_MESSAGE:
+            text = text[:_MAX_MESSAGE] + "..."
+        password = self._uri.password
+        if password:
+            text = text.replace(password, "***")
+        return redact(text)
+
+    def _unavailable(self, exc: DBAPIError) -> bool:
+        if exc.connection_invalidated or isinstance(exc, InterfaceError):
+            return True
+        if not isinstance(exc, OperationalError):
+            return False
+        # sqlite3 raises OperationalError for schema problems too ("no such table").
+        text = str(exc.orig).lower()
+        return self._dialect != "sqlite" or not any(
+            marker in text for marker in ("no such table", "no such column", "syntax error")
+        )
+
+    def _translate(self, exc: DBAPIError, action: str) -> PinnacleError:
+        detail = self._driver_message(exc)
+        if self._unavailable(exc):
+            return BackendUnavailable(
+                f"metadata store {self._uri} is unavailable ({action}): {detail}. Check that "
+                "the database server is running and reachable, that the database exists and "
+                "that the URI's user and password are right."
+            )
+        return PinnacleError(f"metadata store {self._uri}: {action} failed: {detail}")
+
+    def _transient(self, exc: DBAPIError) -> bool:
+        orig = exc.orig
+        if self._dialect == "postgresql":
+            return getattr(orig, "sqlstate", None) in _PG_TRANSIENT
+        if self._dialect in ("mysql", "mariadb"):
+            args: tuple[Any, ...] = getattr(orig, "args", ())
+            return len(args) > 0 and args[0] in _MYSQL_TRANSIENT
+        return False
+
+    def _ensure_ready(self) -> Engine:
+        engine = self._engine
+        if self._ready and engine is not None:
+            return engine
+        with self._init_lock:
+            revision = self._revision(create_if_empty=True)
+            if not revision.up_to_date:
+                raise self._migration_required(revision)
+            engine = self._get_engine()
+            if self._dialect in ("mysql", "mariadb"):
+                try:
+                    with engine.connect() as conn:
+                        limit = conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar()
+                except DBAPIError as exc:
+                    raise self._translate(exc, "reading max_allowed_packet") from exc
+                self._max_statement = int(limit or 0) or None
+            self._ready = True
+            return engine
+
+    def _check_size(self, text: str, what: str) -> None:
+        # The JSON is ASCII, so characters are bytes; leave room for the rest of the statement.
+        limit = self._max_statement
+        if limit is not None and len(text) + _STATEMENT_SLACK > limit:
+            raise InvalidRecord(
+                f"{what} is {len(text) / MiB:.1f} MiB as JSON, more than metadata store "
+                f"{self._uri} accepts in one statement (max_allowed_packet = "
+                f"{limit / MiB:.1f} MiB): raise max_allowed_packet in the server configuration, "
+                "or keep large values in artifacts"
+            )
+
+    def _migration_required(self, revision: SchemaRevision) -> MigrationRequired:
+        if revision.current in _migrate.known_revisions():
+            return MigrationRequired(
+                f"metadata store {self._uri} is at schema revision {revision.current!r}, older "
+                f"than this pinnacle-sql's {revision.head!r}: run `pinnacle migrate` or call "
+                "migrate() on the store (back the database up first)"
+            )
+        return MigrationRequired(
+            f"metadata store {self._uri} is at schema revision {revision.current!r}, which this "
+            f"pinnacle-sql (head {revision.head!r}) does not know: it was written by a newer "
+            "pinnacle-sql; upgrade pinnacle-sql"
+        )
+
+    def _revision(self, *, create_if_empty: bool) -> SchemaRevision:
+        engine = self._get_engine()
+        head = _migrate.head_revision()
+        try:
+            with self._guard, engine.connect() as conn:
+                current = _migrate.current_revision(conn)
+        except DBAPIError as exc:
+            raise self._translate(exc, "reading the schema revision") from exc
+        if current is None and create_if_empty:
+            _before, after = self._upgrade(engine)
+            current = after
+        return SchemaRevision(current=current, head=head)
+
+    def _upgrade(self, engine: Engine) -> tuple[str | None, str]:
+        try:
+            with self._guard:
+                return _migrate.upgrade(engine, lock_timeout=self._options.lock_timeout)
+        except _migrate.UnknownRevision as exc:
+            raise self._migration_required(
+                SchemaRevision(current=exc.revision, head=_migrate.head_revision())
+            ) from exc
+        except _migrate.MigrationLockTimeout as exc:
+            raise BackendUnavailable(
+                f"metadata store {self._uri}: another process has held the migration lock for "
+                f"more than {self._options.lock_timeout} s; wait for it to finish and retry"
+            ) from exc
+        except DBAPIError as exc:
+            raise self._translate(exc, "migrating the schema") from exc
+
+    def _read(self, fn: Callable[[Connection], T], action: str) -> T:
+        engine = self._ensure_ready()
+        engine = self._reader or engine
+        try:
+            with self._guard, engine.connect() as conn:
+                return fn(conn)
+        except DBAPIError as exc:
+            raise self._translate(exc, action) from exc
+
+    def _write(self, fn: Callable[[Connection], T], action: str, *, single: bool = False) -> T:
+        """Run ``fn`` in a transaction, retrying deadlocks and lost races.
+
+        ``single``: ``fn`` runs one statement, which is its own transaction in autocommit mode
+        (PostgreSQL): no BEGIN/COMMIT round trips.
+        """
+        engine = self._ensure_ready()
+        if single:
+            engine = self._reader or engine
+        attempt = 0
+        while True:
+            try:
+                with self._guard, engine.connect() as conn:
+                    if not single:
+                        # SQLite: take the write lock up front; MySQL: START TRANSACTION
+                        # (autocommit connections); see _engine.
+                        conn.execution_options(pinnacle_begin="IMMEDIATE")
+                    with conn.begin():
+                        return fn(conn)
+            except _CounterBehind:
+                self._repair_counters()
+            except _Retry:
+                pass
+            except DBAPIError as exc:
+                if not self._transient(exc):
+                    raise self._translate(exc, action) from exc
+            attempt += 1
+            if attempt > _MAX_RETRIES:  # pragma: no cover - pathological
+                raise BackendUnavailable(
+                    f"metadata store {self._uri}: {action} kept conflicting with concurrent "
+                    f"writers ({attempt} attempts); retry later"
+                )
+            time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())  # noqa: S311
+
+    @property
+    def _sql(self) -> Statements:
+        return statements(self._dialect)
+
+    # ------------------------------------------------------------------ version counters
+    def _bump_counter(self, conn: Connection, type_id: str, identifier: str, floor: int) -> int:
+        """Raise the counter of a component to at least ``floor``; return the version allocated.
+
+        With ``floor == 0`` allocate: the counter's value is the version, and it moves up by 1.
+        With ``floor > 0`` (an explicit version ``floor - 1``) only raise it to ``floor``.
+        Every path takes the counter row's lock for the rest of the transaction.
+        """
+        sql = self._sql
+        params = {"t": type_id, "i": identifier, "floor": floor}
+        if sql.alloc_kind == "returning":
+            stmt = sql.alloc if floor == 0 else sql.raise_floor
+            return int(conn.execute(stmt, params).scalar_one()) - 1
+        if sql.alloc_kind == "lastrowid":
+            stmt = sql.alloc if floor == 0 else sql.raise_floor
+            return int(conn.execute(stmt, params).lastrowid) - 1
+        # Portable: UPDATE takes the row lock; a lost race to create the row is retried.
+        if conn.execute(sql.counter_update, {**params, "floor": floor or -1}).rowcount:
+            return int(conn.execute(sql.counter_select, params).scalar_one()) - 1
+        try:
+            conn.execute(sql.counter_insert, {**params, "init": floor or 1})
+        except IntegrityError as exc:
+            raise _Retry from exc
+        return (floor or 1) - 1
+
+    def _repair_counters(self) -> None:
+        """Raise every counter to 1 + the highest stored version (after manual edits)."""
+
+        def txn(conn: Connection) -> None:
+            rows = conn.execute(self._sql.highest_versions).all()
+            for type_id, identifier, highest in rows:
+                self._bump_counter(conn, type_id, identifier, int(highest) + 1)
+
+        self._write(txn, "repairing version counters")
+
+    # ------------------------------------------------------------------ components
+    def create_component(self, record: ComponentRecord) -> ComponentRecord:
+        """Store a new version of ``(record.type_id, record.identifier)`` and return it.
+
+        With ``record.version is None`` the next version (1 + the highest ever allocated,
+        starting at 0) is allocated atomically, even under concurrent writers and processes.
+        With an explicit version that exact version is stored (and later allocations continue
+        above it). ``created_at`` is set by the store if missing.
+
+        Raises:
+            VersionConflict: the explicit version already exists.
+            InvalidRecord: the version does not fit in 64 bits.
+        """
+        if not isinstance(record, ComponentRecord):
+            raise InvalidRecord(f"expected a ComponentRecord, got {type(record).__name__}")
+        if record.version is not None and not _valid_version(record.version):
+            raise InvalidRecord(f"version {record.version} does not fit in 64 bits")
+        created = record.created_at or utcnow()
+        body = unstructure(record)
+        del body["version"]
+        body["created_at"] = converter.unstructure(created)
+        # Everything but the version is encoded here, outside the transaction; the version is
+        # spliced in once allocated (JSON objects are unordered).
+        tail = _dumps(body)[1:]
+        self._ensure_ready()
+        self._check_size(tail, f"component {_key_text(record.type_id, record.identifier)}")
+        row = {
+            "type_id": record.type_id,
+            "identifier": record.identifier,
+            "created_at": created,
+            "content_hash": record.content_hash,
+        }
+        shas = sorted({ref.sha256 for ref in record.artifacts.values()})
+        type_id, identifier, explicit = record.type_id, record.identifier, record.version
+        sql = self._sql
+        action = f"creating {_key_text(type_id, identifier)}"
+
+        def conflict(exc: IntegrityError, version: int | None) -> Exception:
+            if explicit is None:
+                return _CounterBehind()
+            return VersionConflict(
+                f"{_key_text(type_id, identifier, version)} already exists in metadata "
+                f"store {self._uri}; omit the version to allocate the next one"
+            )
+
+        if sql.create_auto is not None and sql.create_explicit is not None:
+            # PostgreSQL: counter, record and artifact refs in one statement, one round trip.
+            stmt = sql.create_auto if explicit is None else sql.create_explicit
+            params = {**row, "t": type_id, "i": identifier, "tail": tail, "shas": shas}
+            params["hash"] = params.pop("content_hash")
+            if explicit is not None:
+                params["v"] = explicit
+
+            def single(conn: Connection) -> int:
+                try:
+                    return int(conn.execute(stmt, params).scalar_one())
+                except IntegrityError as exc:
+                    raise conflict(exc, explicit) from exc
+
+            version = self._write(single, action, single=True)
+            return evolve(record, version=version, created_at=created)
+
+        def txn(conn: Connection) -> int:
+            if explicit is None:
+                version = self._bump_counter(conn, type_id, identifier, 0)
+            else:
+                version = explicit
+                self._bump_counter(conn, type_id, identifier, explicit + 1)
+            values = {**row, "version": version, "record": f'{{"version":{version},{tail}'}
+            try:
+                result = conn.execute(sql.insert_component, values)
+            except IntegrityError as exc:
+                raise conflict(exc, version) from exc
+            if shas:
+                (component_id,) = result.inserted_primary_key or (None,)
+                conn.execute(
+                    sql.insert_artifacts,
+                    [{"component_id": component_id, "sha256": sha} for sha in shas],
+                )
+            return version
+
+        version = self._write(txn, action)
+        return evolve(record, version=version, created_at=created)
+
+    def get_component(
+        self, type_id: str, identifier: str, version: int | None = None
+    ) -> ComponentRecord:
+        """One version (``None`` = the latest).
+
+        Raises:
+            ComponentNotFound: no such component or version.
+        """
+        if (
+            _valid_name(type_id)
+            and _valid_name(identifier)
+            and (version is None or _valid_version(version))
+        ):
+            params: dict[str, Any] = {"t": type_id, "i": identifier}
+            if version is None:
+                stmt = self._sql.get_latest
+            else:
+                stmt = self._sql.get_version
+                params["v"] = version
+            text = self._read(
+                lambda conn: conn.execute(stmt, params).scalar_one_or_none(), "reading"
+            )
+            if text is not None:
+                return structure(json.loads(text), ComponentRecord)
+        raise ComponentNotFound(
+            f"no component {_key_text(type_id, identifier, version)} in metadata store {self._uri}"
+        )
+
+    def show_components(self, type_id: str | None = None) -> list[ComponentKey]:
+        """The latest version of every component (of ``type_id``), sorted by type and id."""
+        if type_id is None:
+            stmt, params = self._sql.show_all, {}
+        elif _valid_name(type_id):
+            stmt, params = self._sql.show_type, {"t": type_id}
+        else:
+            return []
+        rows = self._read(lambda conn: conn.execute(stmt, params).all(), "listing components")
+        return _sorted_keys(rows)
+
+    def show_versions(self, type_id: str, identifier: str) -> list[int]:
+        """Every stored version of a component, ascending (empty if none)."""
+        if not (_valid_name(type_id) and _valid_name(identifier)):
+            return []
+        params = {"t": type_id, "i": identifier}
+        rows = self._read(
+            lambda conn: conn.execute(self._sql.versions, params).scalars().all(),
+            "listing versions",
+        )
+        return sorted(int(v) for v in rows)
+
+    def _component_id(
+        self, conn: Connection, key: ComponentKey, *, lock: bool = False, share: bool = False
+    ) -> int | None:
+        if not (
+            _valid_name(key.type_id) and _valid_name(key.identifier) and _valid_version(key.version)
+        ):
+            return None
+        sql = self._sql
+        stmt = (
+            sql.component_id_lock if lock else sql.component_id_share if share else sql.component_id
+        )
+        found = conn.execute(
+            stmt, {"t": key.type_id, "i": key.identifier, "v": key.version}
+        ).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    def delete_component_version(
+        self, type_id: str, identifier: str, version: int, *, force: bool = False
+    ) -> None:
+        """Delete one version, its artifact references and its lineage edges.
+
+        The version number is never allocated again.
+
+        Raises:
+            ComponentNotFound: no such version.
+            ComponentInUse: another component depends on it (``get_parents`` is not empty) and
+                ``force`` is False.
+        """
+        what = _key_text(type_id, identifier, version)
+        if not (_valid_name(type_id) and _valid_name(identifier) and _valid_version(version)):
+            raise ComponentNotFound(f"no component {what} in metadata store {self._uri}")
+        key = ComponentKey(type_id=type_id, identifier=identifier, version=version)
+        sql = self._sql
+
+        def txn(conn: Connection) -> None:
+            cid = self._component_id(conn, key, lock=True)
+            if cid is None:
+                raise ComponentNotFound(f"no component {what} in metadata store {self._uri}")
+            if not force:
+                parents = _sorted_keys(conn.execute(sql.parents_of_id, {"cid": cid}).all())
+                if parents:
+                    shown = ", ".join(
+                        _key_text(p.type_id, p.identifier, p.version) for p in parents
+                    )
+                    raise ComponentInUse(
+                        f"cannot delete {what} from metadata store {self._uri}: {shown} "
+                        "depend(s) on it; delete those first or pass force=True"
+                    )
+            conn.execute(sql.delete_edges, {"cid": cid})
+            conn.execute(sql.delete_artifacts, {"cid": cid})
+            try:
+                conn.execute(sql.delete_component, {"cid": cid})
+            except IntegrityError as exc:  # an edge was added concurrently: look again
+                raise _Retry from exc
+
+        self._write(txn, f"deleting {what}")
+
+    def referenced_artifacts(self) -> set[str]:
+        """sha256 of every artifact referenced by any stored record (for garbage collection)."""
+        rows = self._read(
+            lambda conn: conn.execute(self._sql.all_shas).scalars().all(), "listing artifacts"
+        )
+        return set(rows)
+
+    # ------------------------------------------------------------------ lineage
+    def create_parent_child(self, parent: ComponentKey, child: ComponentKey) -> None:
+        """Record that ``parent`` depends on ``child`` (idempotent).
+
+        Raises:
+            ComponentNotFound: either version does not exist.
+        """
+        for key in (parent, child):
+            if not isinstance(key, ComponentKey):
+                raise InvalidRecord(f"expected a ComponentKey, got {type(key).__name__}")
+        sql = self._sql
+
+        def txn(conn: Connection) -> None:
+            ids = []
+            for role, key in (("parent", parent), ("child", child)):
+                cid = self._component_id(conn, key, share=True)
+                if cid is None:
+                    raise ComponentNotFound(
+                        f"cannot link: {role} "
+                        f"{_key_text(key.type_id, key.identifier, key.version)} is not in "
+                        f"metadata store {self._uri}"
+                    )
+                ids.append(cid)
+            edge = {"p": ids[0], "c": ids[1]}
+            if conn.execute(sql.edge_exists, edge).first() is None:
+                try:
+                    conn.execute(sql.insert_edge, edge)
+                except IntegrityError as exc:  # a concurrent insert of the same edge
+                    raise _Retry from exc
+
+        self._write(txn, "linking components")
+
+    def _neighbours(self, key: ComponentKey, *, parents: bool) -> list[ComponentKey]:
+        if not (
+            isinstance(key, ComponentKey)
+            and _valid_name(key.type_id)
+            and _valid_name(key.identifier)
+            and _valid_version(key.version)
+        ):
+            return []
+        stmt = self._sql.parents if parents else self._sql.children
+        params = {"t": key.type_id, "i": key.identifier, "v": key.version}
+        rows = self._read(lambda conn: conn.execute(stmt, params).all(), "reading lineage")
+        return _sorted_keys(rows)
+
+    def get_parents(self, child: ComponentKey) -> list[ComponentKey]:
+        """Components that depend on ``child``, sorted."""
+        return self._neighbours(child, parents=True)
+
+    def get_children(self, parent: ComponentKey) -> list[ComponentKey]:
+        """Components that ``parent`` depends on, sorted."""
+        return self._neighbours(parent, parents=False)
+
+    # ------------------------------------------------------------------ jobs
+    def _job_row(self, job: JobRecord) -> dict[str, Any]:
+        comp = job.component
+        if comp is not None and not _valid_version(comp.version):
+            raise InvalidRecord(f"job component version {comp.version} does not fit in 64 bits")
+        text = _dumps(unstructure(job))
+        self._ensure_ready()
+        self._check_size(text, f"job {job.job_id!r}")
+        return {
+            "kind": job.kind,
+            "status": JobStatus(job.status).value,
+            "component_type_id": None if comp is None else comp.type_id,
+            "component_identifier": None if comp is None else comp.identifier,
+            "component_version": None if comp is None else comp.version,
+            "created_at": job.created_at,
+            "record": text,
+        }
+
+    def create_job(self, job: JobRecord) -> JobRecord:
+        """Store a new job (``created_at`` set if missing).
+
+        Raises:
+            VersionConflict: a job with this id exists.
+        """
+        if not isinstance(job, JobRecord):
+            raise InvalidRecord(f"expected a JobRecord, got {type(job).__name__}")
+        stored = job if job.created_at is not None else evolve(job, created_at=utcnow())
+        row = {"job_id": stored.job_id, **self._job_row(stored)}
+
+        def txn(conn: Connection) -> JobRecord:
+            try:
+                conn.execute(self._sql.insert_job, row)
+            except IntegrityError as exc:
+                raise VersionConflict(
+                    f"a job with id {stored.job_id!r} already exists in metadata store "
+                    f"{self._uri}; use update_job() to change it"
+                ) from exc
+            return stored
+
+        return self._write(txn, f"creating job {stored.job_id!r}")
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """One job (JobNotFound if absent)."""
+        if _valid_name(job_id):
+            text = self._read(
+                lambda conn: conn.execute(self._sql.get_job, {"j": job_id}).scalar_one_or_none(),
+                "reading a job",
+            )
+            if text is not None:
+                return structure(json.loads(text), JobRecord)
+        raise JobNotFound(f"no job {job_id!r} in metadata store {self._uri}")
+
+    def update_job(self, job: JobRecord) -> JobRecord:
+        """Replace a stored job with ``job`` (same ``job_id``; JobNotFound if absent).
+
+        A ``job`` without ``created_at`` keeps the stored creation time.
+        """
+        if not isinstance(job, JobRecord):
+            raise InvalidRecord(f"expected a JobRecord, got {type(job).__name__}")
+        sql = self._sql
+        missing = JobNotFound(f"no job {job.job_id!r} in metadata store {self._uri}")
+
+        def txn(conn: Connection) -> JobRecord:
+            found = conn.execute(sql.get_job_lock, {"j": job.job_id}).first()
+            if found is None:
+                raise missing
+            stored = job
+            if job.created_at is None:
+                old = structure(json.loads(found.record), JobRecord)
+                stored = evolve(job, created_at=old.created_at)
+            conn.execute(sql.update_job, {"j": job.job_id, **self._job_row(stored)})
+            return stored
+
+        if not _valid_name(job.job_id):
+            raise missing
+        return self._write(txn, f"updating job {job.job_id!r}")
+
+    def show_jobs(
+        self, *, component: ComponentKey | None = None, status: JobStatus | None = None
+    ) -> list[JobRecord]:
+        """Jobs, optionally of one component version and/or status, by creation time then id."""
+        sql = self._sql
+        params: dict[str, Any] = {}
+        if component is not None:
+            if not (
+                _valid_name(component.type_id)
+                and _valid_name(component.identifier)
+                and _valid_version(component.version)
+            ):
+                return []
+            params.update(ct=component.type_id, ci=component.identifier, cv=component.version)
+        if status is not None:
+            if status not in set(JobStatus):
+                return []
+            params["s"] = JobStatus(status).value
+        if component is None:
+            stmt = sql.jobs_all if status is None else sql.jobs_by_status
+        else:
+            stmt = sql.jobs_by_component if status is None else sql.jobs_by_both
+        texts = self._read(lambda conn: conn.execute(stmt, params).scalars().all(), "listing jobs")
+        found = [structure(json.loads(t), JobRecord) for t in texts]
+        return sorted(found, key=lambda j: (j.created_at, j.job_id))
+
+    # ------------------------------------------------------------------ key/value metadata
+    @staticmethod
+    def _key_hash(key: str) -> str:
+        if not isinstance(key, str):
+            raise InvalidRecord(f"metadata keys are strings, got {type(key).__name__}")
+        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def get_metadata(self, key: str, default: JSONValue = None) -> JSONValue:
+        """A small JSON value stored under ``key``, or ``default``."""
+        if not isinstance(key, str) or not key or "\x00" in key:
+            self._ensure_ready()
+            return default
+        params = {"h": self._key_hash(key)}
+        text = self._read(
+            lambda conn: conn.execute(self._sql.get_meta, params).scalar_one_or_none(),
+            "reading meta",
+        )
+        if text is None:
+            return default
+        value: JSONValue = json.loads(text)
+        return value
+
+    def set_metadata(self, key: str, value: JSONValue) -> None:
+        """Store a small JSON value under ``key`` (overwrites)."""
+        if not isinstance(key, str) or not key or "\x00" in key:
+            raise InvalidRecord(f"metadata keys are non-empty strings without NUL, got {key!r}")
+        key_hash = self._key_hash(key)
+        _check_json(value, f"metadata {key!r}")
+        text = _dumps(value)
+        self._ensure_ready()
+        self._check_size(text, f"metadata {key!r}")
+
+        sql = self._sql
+
+        def txn(conn: Connection) -> None:
+            if conn.execute(sql.update_meta, {"h": key_hash, "new_value": text}).rowcount:
+                return
+            try:
+                conn.execute(
+                    sql.insert_meta, {"key_hash": key_hash, "key": _dumps(key), "value": text}
+                )
+            except IntegrityError as exc:
+                raise _Retry from exc
+
+        self._write(txn, f"setting metadata {key!r}")
+
+    # ------------------------------------------------------------------ schema
+    def schema_revision(self) -> SchemaRevision:
+        """The store's schema revision against this package's head.
+
+        An empty database is brought to head first (as on any first use); an older one is
+        reported, not changed.
+        """
+        with self._init_lock:
+            return self._revision(create_if_empty=True)
+
+    def migrate(self) -> None:
+        """Bring the store's schema to head; safe to run concurrently and repeatedly.
+
+        Concurrent callers serialize on a lock: ``pg_advisory_xact_lock`` on PostgreSQL,
+        ``GET_LOCK`` on MySQL/MariaDB and ``BEGIN EXCLUSIVE`` on SQLite.
+
+        Raises:
+            MigrationRequired: the database was written by a newer pinnacle-sql.
+            BackendUnavailable: the database cannot be reached, or another process holds the
+                migration lock for longer than ``lock_timeout``.
+        """
+        with self._init_lock:
+            self._upgrade(self._get_engine())
+            self._ready = True
+
+    def drop(self, *, force: bool = False) -> None:
+        """Delete every ``_pinnacle_*`` table of this store (never user data).
+
+        The store stays usable: the next operation creates empty tables again.
+
+        Raises:
+            DropRefused: ``force`` is not True; nothing was deleted.
+        """
+        if force is not True:
+            raise DropRefused(
+                f"drop() would delete every pinnacledb table in metadata store {self._uri}; "
+                "call drop(force=True) to do it"
+            )
+        engine = self._get_engine()
+        with self._init_lock:
+            self._ready = False
+            try:
+                with self._guard, engine.begin() as conn:
+                    for table in [*tables_in_drop_order(), _version_table()]:
+                        table.drop(conn, checkfirst=True)
+            except DBAPIError as exc:
+                raise self._translate(exc, "dropping tables") from exc
+
+    def close(self) -> None:
+        """Release connections; later calls raise BackendUnavailable (idempotent).
+
+        An in-memory SQLite database is gone afterwards.
+        """
+        with self._init_lock:
+            engine, self._engine, self._reader = self._engine, None, None
+            self._ready = False
+            self._closed = True
+            if engine is not None:
+                engine.dispose()
+
+
+def _version_table() -> Table:
+    return Table(
+        _migrate.VERSION_TABLE, MetaData(), Column("version_num", String(32), primary_key=True)
+    )
