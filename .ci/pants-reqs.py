@@ -26,6 +26,7 @@ import sys
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "3rdparty" / "python" / "requirements.txt"
@@ -75,7 +76,7 @@ def merge(reqs: Iterable[str]) -> list[str]:
     return lines
 
 
-def member_pyprojects(root_cfg: dict) -> list[Path]:
+def member_pyprojects(root_cfg: dict[str, Any]) -> list[Path]:
     """The pyproject.toml of every uv workspace member, sorted."""
     members = root_cfg.get("tool", {}).get("uv", {}).get("workspace", {}).get("members", [])
     found: set[Path] = set()
@@ -86,7 +87,9 @@ def member_pyprojects(root_cfg: dict) -> list[Path]:
     return sorted(found)
 
 
-def render_requirements(root_cfg: dict, projects: list[dict], pyprojects: list[Path]) -> str:
+def render_requirements(
+    root_cfg: dict[str, Any], projects: list[dict[str, Any]], pyprojects: list[Path]
+) -> str:
     """The requirements file content for the current pyproject files."""
     first_party = {canonical(p["project"]["name"]) for p in projects}
     reqs: set[str] = set()
@@ -107,7 +110,7 @@ def render_requirements(root_cfg: dict, projects: list[dict], pyprojects: list[P
     return "\n".join([*header, *third_party]) + "\n"
 
 
-def render_editable(projects: list[dict], pyprojects: list[Path]) -> dict[str, str]:
+def render_editable(projects: list[dict[str, Any]], pyprojects: list[Path]) -> dict[str, str]:
     """Relative path -> content of every file under 3rdparty/python/editable/."""
     files: dict[str, str] = {}
     deps = []
@@ -138,9 +141,10 @@ def render_editable(projects: list[dict], pyprojects: list[Path]) -> dict[str, s
         "#\n"
         "# The workspace as `uv sync` installs it (editable): every member's sources and\n"
         "# data, and the .dist-info an install writes (versions; entry points: the store\n"
-        "# registries, the pytest11 plugin). This directory is a source root, so\n"
-        "# importlib.metadata finds them. Tests depend on this target: stores are loaded\n"
-        "# through entry points, which import inference cannot see.\n"
+        "# registries, the pytest11 plugin, console scripts). This directory is a source root,\n"
+        "# so importlib.metadata finds them; pinnacle_pants_plugin.py does the rest. Tests\n"
+        "# depend on this target: stores are loaded through entry points, which import\n"
+        "# inference cannot see.\n"
         'resources(name="dist_info", sources=["*.dist-info/*"])\n'
         "\n"
         "# Loaded by pytest with `-p` (pants.toml): absolute sys.path entries in the sandbox.\n"

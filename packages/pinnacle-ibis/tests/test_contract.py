@@ -81,9 +81,14 @@ class TestDataFusion(_IbisContract):
 
 @pytest.mark.pandas
 class TestPandasDirectory(_IbisContract):
-    """pandas://DIR: Parquet files rewritten atomically, read through DuckDB."""
+    """pandas://DIR: Parquet files rewritten atomically, read through DuckDB.
+
+    Every write rewrites and fsyncs the table's file (by design), which makes this the
+    slowest engine after Spark: half the ci profile's examples.
+    """
 
     engine = "pandas"
+    max_examples = 100
 
 
 @pytest.mark.pyspark

@@ -272,8 +272,8 @@ class IbisDataBackend:
         return self._con
 
     # ================================================================== engine hooks
-    #: ibis backend name used for sqlglot repairs (None: no SQL compiler).
     def _engine(self) -> str:
+        """The ibis backend name (``"duckdb"``, ``"postgres"``...), used for sqlglot repairs."""
         return str(getattr(self._conn(), "name", ""))
 
     def _ibis_dtype(self, field: Field) -> dt.DataType:
@@ -398,10 +398,8 @@ class IbisDataBackend:
         return cached
 
     def _write(self, name: str, schema: Schema, data: pa.Table) -> None:
-        self._conn().insert(name, self._prepare_for_ibis_insert(schema, data))
-
-    def _prepare_for_ibis_insert(self, schema: Schema, data: pa.Table) -> Any:
-        return data
+        """Append a validated canonical table (engine hook; this one uses ``con.insert``)."""
+        self._conn().insert(name, data)
 
     def _fetch(self, expr: ir.Table, fields: Sequence[Field]) -> list[dict[str, Any]]:
         """Run a table expression and return portable rows (decoded)."""
