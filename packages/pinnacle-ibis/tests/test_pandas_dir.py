@@ -33,6 +33,8 @@ _WRITER = textwrap.dedent(
     while True:
         generation += 1
         store.update("t", None, {"g": generation, "s": "x" * (generation % 50)})
+        if generation == 1:
+            print("committed", flush=True)
     """
 )
 
@@ -60,6 +62,10 @@ def test_killed_writer_never_leaves_a_half_written_table(tmp_path: Path) -> None
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "ready"
+            if attempt == 0:
+                # Under load a writer may commit nothing before the kill; make sure at least one
+                # generation lands, so the final check below cannot pass vacuously or flake.
+                assert proc.stdout.readline().strip() == "committed"
             time.sleep(0.5 + 0.37 * attempt)
         finally:
             os.kill(proc.pid, signal.SIGKILL)
