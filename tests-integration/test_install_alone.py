@@ -19,7 +19,9 @@ databackend says which package to install.
 In the workspace itself (everything installed), importing and using each package must not
 import another pinnacle package or a driver it does not declare either.
 
-The venv tests are ``slow``: they share one uv cache and build the wheels once per session.
+The venv tests are ``slow``. They share one uv cache, build the wheels once per session and
+run in two background threads started when collection ends (``background_start``, called by
+the conftest), so they overlap with the rest of the session; each test waits for its job.
 """
 
 from __future__ import annotations

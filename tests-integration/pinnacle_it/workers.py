@@ -28,6 +28,9 @@ PRELOAD = [
     "pinnacle_sql.store",
     "pinnacle_fs",
     "pinnacle_ibis",
+    "pinnacle_ibis.engines",
+    "ibis",
+    "ibis.backends.sqlite",
     "pinnacle_it.workers",
 ]
 
