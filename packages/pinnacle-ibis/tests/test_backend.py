@@ -352,3 +352,13 @@ def test_pandas_file_names_round_trip(name: str) -> None:
     assert "\\" not in encoded
     assert not encoded.startswith(".")
     assert decode_table_name(encoded) == name
+
+
+@pytest.mark.datafusion
+def test_datafusion_limit_with_quoted_column(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """DataFusion 51 loses LIMIT under a projection of a column named with an apostrophe."""
+    store = fresh("datafusion")
+    store.create_table("t", Schema.of(**{"it's": "int", "b": "int"}))
+    store.insert("t", [{"b": 0}, {"b": 0}, {"b": 1}])
+    assert len(store.select("t", columns=["it's", "b"], limit=1)) == 1
+    assert len(store.select("t", {"b": 0}, columns=["it's"], limit=1, order_by=["b"])) == 1

@@ -174,6 +174,73 @@ def delete_statement(target: sge.Table, condition: Any) -> sge.Delete:
     )
 
 
+_VALUE_PARENTS: tuple[str, ...] = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE", "In", "Array", "Tuple")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _value_position(node: Any) -> bool:
+    """Whether a literal is an operand of a comparison, IN list or array (not a function arg)."""
+    import sqlglot.expressions as sge
+
+    parent = node.parent
+    while isinstance(parent, (sge.Neg, sge.Paren)):
+        parent = parent.parent
+    return parent is None or type(parent).__name__ in _VALUE_PARENTS
+
+
+def parametrize_floats(tree: Any, params: Params) -> Any:
+    """Turn the non-integer numeric literals of comparisons into driver parameters.
+
+    Engines parse decimal literals differently: DuckDB reads ``0.9999899864196777`` as a
+    DECIMAL whose conversion to DOUBLE can be off by one unit in the last place, and SQLite's
+    text-to-double conversion is not correctly rounded either (about 1 in 700 random doubles
+    here). A bound Python float is exact everywhere. Literals inside function calls (the
+    seconds of DuckDB's ``MAKE_TIMESTAMPTZ``) are left alone: they are exact decimals there.
+    Returns the (possibly replaced) root; literals are visited in text order.
+    """
+    import sqlglot.expressions as sge
+
+    for lit in list(tree.find_all(sge.Literal, bfs=False)):
+        if lit.is_string:
+            continue
+        text = str(lit.this)
+        try:
+            as_int = int(text)
+        except ValueError:
+            as_int = None
+        if as_int is not None and _INT64_MIN <= as_int <= _INT64_MAX:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if not _value_position(lit):
+            continue
+        marker = params.add(value)
+        if lit is tree:
+            return marker
+        lit.replace(marker)
+    return tree
+
+
+def exponent_floats(tree: Any) -> Any:
+    """Write decimal literals of comparisons with an exponent (``0.5e0``): a DOUBLE literal.
+
+    For engines reached without driver parameters (the generic class): an approximate-numeric
+    literal is parsed as a double on every SQL engine, not as a DECIMAL. A bare literal (the
+    root) counts as a value.
+    """
+    import sqlglot.expressions as sge
+
+    for lit in tree.find_all(sge.Literal):
+        if lit.is_string:
+            continue
+        text = str(lit.this)
+        if "." in text and "e" not in text.lower() and _value_position(lit):
+            lit.set("this", text + "e0")
+    return tree
+
+
 class Params:
     """Driver parameters of one statement, marked in the sqlglot tree by unguessable names.
 

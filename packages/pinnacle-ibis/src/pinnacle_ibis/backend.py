@@ -320,7 +320,20 @@ class IbisDataBackend:
             return _as_float
         return None
 
+    #: Build float operands as ``CAST('<repr>' AS DOUBLE)``: for engines whose plain decimal
+    #: literals may not be read as the exact double (the generic class, which cannot bind
+    #: parameters); subclasses bind floats as parameters or have exact literals.
+    float_literals_as_text: ClassVar[bool] = True
+
     def _literal(self, field: Field, column: ir.Value, value: Any) -> ir.Value:
+        if (
+            self.float_literals_as_text
+            and field.dtype is DType.FLOAT
+            and isinstance(value, (int, float))
+        ):
+            import ibis
+
+            return ibis.literal(repr(float(value))).cast("float64")
         return default_literal(field, column, value)
 
     def _check_name(self, kind: str, name: str) -> None:
@@ -482,6 +495,8 @@ class IbisDataBackend:
         matched = self._count(t if predicate is None else t.filter(predicate))
         assignments = [(col, self._sql_literal(schema[col], v)) for col, v in values.items()]
         cond = _sql.where_condition(con, t, predicate)
+        if cond is not None:
+            cond = _sql.exponent_floats(cond)
         stmt = _sql.update_statement(_sql.table_ref(name), assignments, cond)
         self._run_statement(_sql.render(stmt, con.dialect))
         return matched
@@ -492,6 +507,8 @@ class IbisDataBackend:
         predicate = self._predicate(name, schema, where)
         matched = self._count(t if predicate is None else t.filter(predicate))
         cond = _sql.where_condition(con, t, predicate)
+        if cond is not None:
+            cond = _sql.exponent_floats(cond)
         stmt = _sql.delete_statement(_sql.table_ref(name), cond)
         self._run_statement(_sql.render(stmt, con.dialect))
         return matched
@@ -511,7 +528,8 @@ class IbisDataBackend:
         else:
             lit = ibis.literal(value, type=typ)
         tree = con.compiler.to_sqlglot(lit.name("v"))
-        return _sql.fixup(tree.expressions[0].unalias().copy(), self._engine())
+        value_tree = _sql.fixup(tree.expressions[0].unalias().copy(), self._engine())
+        return _sql.exponent_floats(value_tree)
 
     def _run_statement(self, sql: str) -> None:
         con = self._conn()

@@ -77,6 +77,7 @@ class SQLDataBackend(IbisDataBackend):
 
     #: DB-API paramstyle of the driver.
     paramstyle: ClassVar[str] = "qmark"
+    float_literals_as_text: ClassVar[bool] = False  # floats are bound as parameters
     #: Column type per portable dtype (SQL text; identifiers are quoted separately).
     ddl_types: ClassVar[Mapping[DType, str]] = {}
 
@@ -257,11 +258,19 @@ class SQLDataBackend(IbisDataBackend):
         return int(rows[0][0])
 
     def _condition(
-        self, table: str, schema: Schema, where: Filter | None, *, exact: bool = False
+        self,
+        table: str,
+        schema: Schema,
+        where: Filter | None,
+        params: _sql.Params,
+        *,
+        exact: bool = False,
     ) -> Any:
         """The sqlglot condition of a validated filter, compiled by ibis (None: every row).
 
-        With ``exact`` it is never NULL (for use as a value); otherwise only fit for WHERE.
+        Float operands become driver parameters in ``params`` (see
+        :func:`pinnacle_ibis._sql.parametrize_floats`). With ``exact`` the condition is never
+        NULL (for use as a value); otherwise it is only fit for a WHERE.
         """
         from pinnacle_ibis.filters import to_ibis
 
@@ -269,7 +278,8 @@ class SQLDataBackend(IbisDataBackend):
         predicate = to_ibis(where, t, schema, literal=self._literal, validate=False, exact=exact)
         if predicate is None:
             return None
-        return _sql.where_condition(self._conn(), self._table_expr(table, schema), predicate)
+        cond = _sql.where_condition(self._conn(), t, predicate)
+        return _sql.parametrize_floats(cond, params)
 
     def _select_expr(self, field: Field) -> Any:
         """The select-list expression of a column (e.g. JSON cast to text)."""
@@ -279,16 +289,17 @@ class SQLDataBackend(IbisDataBackend):
         import sqlglot.expressions as sge
 
         fields = [schema[n] for n in query.columns]
-        plain = query.where is None or not query.where
+        plain = not query.where
         key = (
             (table, tuple(query.columns))
             if plain and not query.order and query.limit is None
             else None
         )
         sql = self._sql_cache.get(key) if key is not None else None
+        params = _sql.Params()
         if sql is None:
             stmt = sge.select(*[self._select_expr(f) for f in fields]).from_(_sql.table_ref(table))
-            cond = None if plain else self._condition(table, schema, query.where)
+            cond = None if plain else self._condition(table, schema, query.where, params)
             if cond is not None:
                 stmt = stmt.where(cond)
             if query.order:
@@ -300,28 +311,39 @@ class SQLDataBackend(IbisDataBackend):
                 )
             if query.limit is not None:
                 stmt = stmt.limit(query.limit)
-            sql = _sql.render(stmt, self._dialect())
-            if key is not None:
+            sql = self._render(stmt)
+            if params.values:
+                sql = params.bind(sql, self.paramstyle)
+            elif key is not None:
                 self._sql_cache[key] = sql
-        return self._run_select(sql, fields)
+        return self._run_select(sql, fields, params.values or None)
 
-    def _run_select(self, sql: str, fields: Sequence[Field]) -> list[dict[str, Any]]:
-        return self._tuple_rows(self._query(sql), fields)
+    def _run_select(
+        self, sql: str, fields: Sequence[Field], params: Sequence[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return self._tuple_rows(self._query(sql, params), fields)
 
-    def _count_where(self, table: str, schema: Schema, where: Filter | None) -> int:
+    def _count_sql(
+        self, table: str, schema: Schema, where: Filter | None, params: _sql.Params
+    ) -> Any:
+        """``SELECT COUNT(*) FROM table [WHERE ...]`` as a sqlglot tree."""
         import sqlglot.expressions as sge
 
+        stmt = sge.select(sge.Count(this=sge.Star())).from_(_sql.table_ref(table))
+        cond = None if not where else self._condition(table, schema, where, params)
+        return stmt if cond is None else stmt.where(cond)
+
+    def _count_where(self, table: str, schema: Schema, where: Filter | None) -> int:
         key = (table, None) if not where else None
         sql = self._sql_cache.get(key) if key is not None else None
+        params = _sql.Params()
         if sql is None:
-            stmt = sge.select(sge.Count(this=sge.Star())).from_(_sql.table_ref(table))
-            cond = None if not where else self._condition(table, schema, where)
-            if cond is not None:
-                stmt = stmt.where(cond)
-            sql = _sql.render(stmt, self._dialect())
-            if key is not None:
+            sql = self._render(self._count_sql(table, schema, where, params))
+            if params.values:
+                sql = params.bind(sql, self.paramstyle)
+            elif key is not None:
                 self._sql_cache[key] = sql
-        rows = self._query(sql)
+        rows = self._query(sql, params.values or None)
         return int(rows[0][0])
 
     # ------------------------------------------------------------------ writes
@@ -365,21 +387,21 @@ class SQLDataBackend(IbisDataBackend):
         self, name: str, schema: Schema, where: Filter | None, values: Mapping[str, Any]
     ) -> int:
         assignments, params = self._set_clause(schema, values)
-        cond = self._condition(name, schema, where)
+        cond = self._condition(name, schema, where, params)
         stmt = _sql.update_statement(_sql.table_ref(name), assignments, cond)
-        sql = params.bind(_sql.render(stmt, self._dialect()), self.paramstyle)
+        sql = params.bind(self._render(stmt), self.paramstyle)
         with self._tx() as cur:
-            return self._execute_dml(cur, sql, params.values, name=name, cond=cond)
+            return self._execute_dml(cur, sql, params.values)
 
     def _delete(self, name: str, schema: Schema, where: Filter | None) -> int:
-        cond = self._condition(name, schema, where)
-        sql = _sql.render(_sql.delete_statement(_sql.table_ref(name), cond), self._dialect())
         params = _sql.Params()
-        sql = params.bind(sql, self.paramstyle)
+        cond = self._condition(name, schema, where, params)
+        stmt = _sql.delete_statement(_sql.table_ref(name), cond)
+        sql = params.bind(self._render(stmt), self.paramstyle)
         with self._tx() as cur:
-            return self._execute_dml(cur, sql, params.values, name=name, cond=cond)
+            return self._execute_dml(cur, sql, params.values)
 
-    def _execute_dml(self, cur: Any, sql: str, params: list[Any], *, name: str, cond: Any) -> int:
+    def _execute_dml(self, cur: Any, sql: str, params: list[Any]) -> int:
         """Run UPDATE/DELETE and return how many rows matched."""
         cur.execute(sql, params)
         return int(cur.rowcount)
@@ -467,8 +489,10 @@ class DuckDBDataBackend(SQLDataBackend):
     def _fetch(self, expr: ir.Table, fields: Sequence[Field]) -> list[dict[str, Any]]:
         return self._arrow_rows(self._arrow(self._compile(expr)), fields)
 
-    def _run_select(self, sql: str, fields: Sequence[Field]) -> list[dict[str, Any]]:
-        return self._arrow_rows(self._arrow(sql), fields)
+    def _run_select(
+        self, sql: str, fields: Sequence[Field], params: Sequence[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return self._arrow_rows(self._arrow(sql, params), fields)
 
     def _decoder(self, field: Field) -> Any:
         if field.dtype in (DType.INT, DType.STR, DType.BOOL, DType.BYTES, DType.FLOAT):
@@ -516,7 +540,7 @@ class DuckDBDataBackend(SQLDataBackend):
         finally:
             con.unregister(view)
 
-    def _execute_dml(self, cur: Any, sql: str, params: list[Any], *, name: str, cond: Any) -> int:
+    def _execute_dml(self, cur: Any, sql: str, params: list[Any]) -> int:
         rows = cur.execute(sql, params).fetchall()
         return int(rows[0][0]) if rows else 0
 
@@ -749,23 +773,23 @@ class MySQLDataBackend(SQLDataBackend):
             return None
         return super()._decoder(field)
 
-    def _execute_dml(self, cur: Any, sql: str, params: list[Any], *, name: str, cond: Any) -> int:
+    def _update(
+        self, name: str, schema: Schema, where: Filter | None, values: Mapping[str, Any]
+    ) -> int:
         # MySQL reports *changed* rows for UPDATE; count the matching rows first, with a
         # locking read in the same transaction, so the answer is "how many matched".
-        import sqlglot.expressions as sge
-
-        if sql.lstrip().upper().startswith("UPDATE"):
-            count = sge.select(sge.Count(this=sge.Star())).from_(_sql.table_ref(name))
-            if cond is not None:
-                count = count.where(cond.copy())
-            count = count.lock(update=True)
-            count_sql = _sql.Params().bind(_sql.render(count, self._dialect()), self.paramstyle)
-            cur.execute(count_sql, [])
+        count_params = _sql.Params()
+        count = self._count_sql(name, schema, where, count_params).lock(update=True)
+        count_sql = count_params.bind(self._render(count), self.paramstyle)
+        assignments, params = self._set_clause(schema, values)
+        cond = self._condition(name, schema, where, params)
+        stmt = _sql.update_statement(_sql.table_ref(name), assignments, cond)
+        sql = params.bind(self._render(stmt), self.paramstyle)
+        with self._tx() as cur:
+            cur.execute(count_sql, count_params.values)
             (matched,) = cur.fetchone()
-            cur.execute(sql, params)
+            cur.execute(sql, params.values)
             return int(matched)
-        cur.execute(sql, params)
-        return int(cur.rowcount)
 
     def _raw_sql(self, sql: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
         with self._tx() as cur:
@@ -783,6 +807,7 @@ class _InMemoryArrowBackend(IbisDataBackend):
 
     supports_update: ClassVar[bool] = False
     supports_delete: ClassVar[bool] = False
+    float_literals_as_text: ClassVar[bool] = False  # native literals are exact
 
     _portable: dict[str, Schema] = attrs.field(factory=dict, init=False, repr=False)
 
@@ -878,6 +903,26 @@ class DataFusionDataBackend(_InMemoryArrowBackend):
 
     def _write(self, name: str, schema: Schema, data: pa.Table) -> None:
         self._conn().insert(name, _positive_zeros(schema, data))
+
+    def _select(self, table: str, schema: Schema, query: SelectQuery) -> list[dict[str, Any]]:
+        if query.limit is None:
+            return super()._select(table, schema, query)
+        # DataFusion 51 drops a LIMIT that sits under a projection naming a column with an
+        # apostrophe (``SELECT "it's" FROM t LIMIT 1`` returns every row): limit the whole
+        # rows, project in Arrow.
+        import ibis
+
+        t = self._table_expr(table, schema)
+        expr = self._filtered(table, schema, query.where)
+        if query.order:
+            expr = expr.order_by(
+                [
+                    ibis.desc(t[c], nulls_first=False) if desc else ibis.asc(t[c], nulls_first=True)
+                    for c, desc in query.order
+                ]
+            )
+        result = expr.limit(query.limit).to_pyarrow().select(query.columns)
+        return self._arrow_rows(result, [schema[n] for n in query.columns])
 
     def _literal(self, field: Field, column: ir.Value, value: Any) -> ir.Value:
         # DataFusion orders -0.0 below 0.0 and finds them unequal; zeros are stored as +0.0

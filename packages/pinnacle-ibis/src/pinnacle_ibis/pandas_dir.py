@@ -271,7 +271,8 @@ class PandasDataBackend(DuckDBDataBackend):
         import sqlglot.expressions as sge
 
         current = self._read_file(name, schema)
-        cond = self._condition(name, schema, where, exact=True)
+        params = _sql.Params()
+        cond = self._condition(name, schema, where, params, exact=True)
         if cond is None:
             return current, pa.array([True] * current.num_rows, type=pa.bool_())
         self._dbapi.register("__pinnacle_rows", current)
@@ -279,7 +280,8 @@ class PandasDataBackend(DuckDBDataBackend):
             stmt = sge.select(sge.alias_(cond, "m", quoted=True)).from_(
                 sge.to_identifier("__pinnacle_rows", quoted=True)
             )
-            mask = self._arrow(_sql.render(stmt, self._dialect())).column(0)
+            sql = params.bind(_sql.render(stmt, self._dialect()), self.paramstyle)
+            mask = self._arrow(sql, params.values).column(0)
         finally:
             self._dbapi.unregister("__pinnacle_rows")
         return current, mask

@@ -64,6 +64,7 @@ class PySparkDataBackend(IbisDataBackend):
 
     supports_update: ClassVar[bool] = False
     supports_delete: ClassVar[bool] = False
+    float_literals_as_text: ClassVar[bool] = False  # Spark reads decimals exactly
 
     _database: str = attrs.field(default="default", alias="database")
     _session: Any = attrs.field(default=None, alias="session", repr=False)
