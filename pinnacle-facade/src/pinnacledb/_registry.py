@@ -56,6 +56,8 @@ _IBIS_PLAIN = (
     "risingwave",
     "databricks",
     "athena",
+    "materialize",
+    "singlestoredb",
 )
 _SQL_EXTRAS = {
     "sqlite": "",
