@@ -656,3 +656,28 @@ def test_content_hash_ignores_key_order() -> None:
         artifacts={"v": ArtifactRef(sha256=_SHA, size=2), "w": ArtifactRef(sha256=_SHA, size=1)}
     )
     assert a.content_hash == b.content_hash
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"a": float("nan")}, r"meta\['a'\]: nan is not representable"),
+        ([1, 2**63], r"meta\[1\]: integer 9223372036854775808 does not fit"),
+        ({1: "x"}, "dict keys must be strings"),
+        ("a\x00b", "NUL bytes"),
+        ("\ud800", "lone surrogates"),
+        ({"s": {1, 2}}, r"meta\['s'\]: set is not JSON data"),
+    ],
+)
+def test_check_json_is_public_and_names_the_bad_value(value: Any, message: str) -> None:
+    from pinnacle_protocols.errors import InvalidRecord
+    from pinnacle_protocols.records import check_json
+
+    with pytest.raises(InvalidRecord, match=message):
+        check_json(value, "meta")
+
+
+def test_check_json_accepts_json_data() -> None:
+    from pinnacle_protocols.records import check_json
+
+    check_json({"a": [1, 2.5, "x", None, True, {"b": []}]})

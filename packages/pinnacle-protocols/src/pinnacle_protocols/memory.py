@@ -63,7 +63,7 @@ from pinnacle_protocols.records import (
     JSONValue,
     Schema,
     SchemaRevision,
-    _check_json,
+    check_json,
     validate_sha256,
 )
 from pinnacle_protocols.serialization import structure, unstructure, utcnow
@@ -521,7 +521,7 @@ class MemoryMetadataStore(_Closable):
         self._check_open()
         if not isinstance(key, str) or not key or "\x00" in key:
             raise InvalidRecord(f"metadata keys are non-empty strings without NUL, got {key!r}")
-        _check_json(value, f"metadata {key!r}")
+        check_json(value, f"metadata {key!r}")
         self._metadata[key] = copy.deepcopy(value)
 
     # ------------------------------------------------------------------ lifecycle
@@ -607,7 +607,7 @@ def _coerce(field: Field, value: Any, where: str) -> Any:
         return value.astimezone(UTC)
     if dtype is DType.JSON:
         try:
-            _check_json(value, f"{where}: column {field.name!r}")
+            check_json(value, f"{where}: column {field.name!r}")
         except InvalidRecord as exc:
             raise SchemaError(str(exc)) from None
         return copy.deepcopy(value)

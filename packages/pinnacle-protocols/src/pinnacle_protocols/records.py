@@ -26,6 +26,7 @@ __all__ = [
     "JobStatus",
     "Schema",
     "SchemaRevision",
+    "check_json",
     "validate_sha256",
 ]
 
@@ -64,7 +65,13 @@ def _check_name(kind: str, value: str) -> None:
         raise InvalidRecord(f"{kind} is {len(value)} characters long; the limit is {_MAX_NAME}")
 
 
-def _check_json(value: object, where: str) -> None:
+def check_json(value: object, where: str = "value") -> None:
+    """Raise InvalidRecord unless ``value`` is JSON data that every store keeps exactly.
+
+    JSON data here is None, bool, 64-bit int, finite float, str without NUL bytes or lone
+    surrogates, and lists and string-keyed dicts of those. ``where`` names the value in the
+    error message (for example ``"metadata 'owner'"``).
+    """
     if value is None or isinstance(value, (bool, str)):
         if isinstance(value, str) and "\x00" in value:
             raise InvalidRecord(f"{where}: strings must not contain NUL bytes")
@@ -81,7 +88,7 @@ def _check_json(value: object, where: str) -> None:
         return
     if isinstance(value, list):
         for i, v in enumerate(value):
-            _check_json(v, f"{where}[{i}]")
+            check_json(v, f"{where}[{i}]")
         return
     if isinstance(value, dict):
         for k, v in value.items():
@@ -89,7 +96,7 @@ def _check_json(value: object, where: str) -> None:
                 raise InvalidRecord(f"{where}: dict keys must be strings, got {k!r}")
             if "\x00" in k or _has_surrogate(k):
                 raise InvalidRecord(f"{where}: dict keys must not contain NUL bytes or surrogates")
-            _check_json(v, f"{where}[{k!r}]")
+            check_json(v, f"{where}[{k!r}]")
         return
     raise InvalidRecord(
         f"{where}: {type(value).__name__} is not JSON data (use None, bool, int, float, str, "
@@ -174,7 +181,7 @@ class ComponentRecord:
         _check_name("identifier", self.identifier)
         if not isinstance(self.data, Mapping):
             raise InvalidRecord(f"data must be a mapping, got {type(self.data).__name__}")
-        _check_json(dict(self.data), "data")
+        check_json(dict(self.data), "data")
         if not isinstance(self.artifacts, Mapping):
             raise InvalidRecord(
                 f"artifacts must be a mapping of name to ArtifactRef, got "
@@ -255,7 +262,7 @@ class JobRecord:
         _check_name("kind", self.kind)
         if not isinstance(self.args, Mapping):
             raise InvalidRecord(f"args must be a mapping, got {type(self.args).__name__}")
-        _check_json(dict(self.args), "args")
+        check_json(dict(self.args), "args")
 
 
 class DType(enum.StrEnum):
@@ -355,3 +362,7 @@ class SchemaRevision:
     def up_to_date(self) -> bool:
         """Whether no migration is pending."""
         return self.current == self.head
+
+
+# Kept for code written against the earlier private name.
+_check_json = check_json

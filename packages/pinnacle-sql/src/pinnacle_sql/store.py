@@ -40,7 +40,7 @@ from pinnacle_protocols import (
     unstructure,
     utcnow,
 )
-from pinnacle_protocols.records import _check_json
+from pinnacle_protocols.records import check_json
 from pinnacle_protocols.serialization import converter
 from pinnacle_sql import _migrate
 from pinnacle_sql._engine import EngineOptions, build_engine, is_memory_sqlite, sqlalchemy_url
@@ -779,7 +779,7 @@ class SQLAlchemyMetadataStore:
         if not isinstance(key, str) or not key or "\x00" in key:
             raise InvalidRecord(f"metadata keys are non-empty strings without NUL, got {key!r}")
         key_hash = self._key_hash(key)
-        _check_json(value, f"metadata {key!r}")
+        check_json(value, f"metadata {key!r}")
         text = _dumps(value)
         self._ensure_ready()
         self._check_size(text, f"metadata {key!r}")
