@@ -102,16 +102,8 @@ class Ops:
         }
 
 
-_IBIS_GAP = (
-    "pinnacle-ibis: when the server goes away, IbisDataBackend raises PinnacleError (not "
-    "BackendUnavailable) for the call that finds the connection broken, then the driver's raw "
-    "OperationalError ('the connection is closed' on PostgreSQL, '(2006, Server has gone away)' "
-    "on MariaDB) for every later call, and it never reconnects after the server is back"
-)
-GAPS: dict[tuple[str, str], Any] = {
-    ("postgres", "data"): pytest.mark.notimpl(reason=_IBIS_GAP, raises=AssertionError),
-    ("mariadb", "data"): pytest.mark.notimpl(reason=_IBIS_GAP, raises=AssertionError),
-}
+#: Known gaps as (kind, role) -> a strict xfail mark (notimpl/notyet); none at present.
+GAPS: dict[tuple[str, str], Any] = {}
 
 
 def _params() -> list[Any]:

@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import ibis
 import pyarrow as pa
@@ -33,6 +34,7 @@ from pinnacle_protocols.errors import (
     TableNotFound,
     UnsupportedOperation,
 )
+from pinnacle_protocols.filters import evaluate
 from pinnacle_protocols.protocols import DataBackend
 from pinnacle_protocols.records import Schema
 
@@ -141,6 +143,7 @@ def test_password_never_in_messages() -> None:
         assert "***" in str(info.value)
 
 
+@pytest.mark.duckdb
 def test_closed_backend_refuses(fresh: Callable[[str], IbisDataBackend]) -> None:
     """After close() every call raises BackendUnavailable; close() twice is fine."""
     store = fresh("duckdb")
@@ -153,6 +156,7 @@ def test_closed_backend_refuses(fresh: Callable[[str], IbisDataBackend]) -> None
         store.select("t")
 
 
+@pytest.mark.duckdb
 def test_from_connection_leaves_the_connection_open() -> None:
     """A borrowed ibis connection is not closed by close()."""
     con = ibis.duckdb.connect()
@@ -210,6 +214,7 @@ def test_raw_sql_with_parameters(engine: str, fresh: Callable[[str], IbisDataBac
     assert store.raw_sql("SELECT 1") == [(1,)]
 
 
+@pytest.mark.datafusion
 def test_raw_sql_without_parameters_elsewhere(fresh: Callable[[str], IbisDataBackend]) -> None:
     """Engines without driver parameters refuse them instead of splicing values."""
     store = fresh("datafusion")
@@ -280,6 +285,7 @@ def test_table_outside_pinnacle(engine: str, fresh: Callable[[str], IbisDataBack
         store.create_table("plain", Schema.of(b="str"))
 
 
+@pytest.mark.duckdb
 def test_reserved_and_invalid_names(fresh: Callable[[str], IbisDataBackend]) -> None:
     """The _pinnacle prefix is reserved and never listed; engine limits give SchemaError."""
     store = fresh("duckdb")
@@ -293,6 +299,45 @@ def test_reserved_and_invalid_names(fresh: Callable[[str], IbisDataBackend]) -> 
         store.select("_pinnacle_ibis_schemas")
     with pytest.raises(TableNotFound):
         store.drop_table("_pinnacle_ibis_schemas")
+
+
+UPDATABLE = [*SQL_ENGINES, pytest.param("generic_duckdb", marks=pytest.mark.duckdb)]
+
+
+@pytest.mark.parametrize("engine", UPDATABLE)
+def test_update_vectors_where_null(engine: str, fresh: Callable[[str], IbisDataBackend]) -> None:
+    """Updates of a vector column filtered on NULL (vector or other columns) follow evaluate()."""
+    store = fresh(engine)
+    schema = Schema.of(k="int", v="vector", j="json", n="int")
+    store.create_table("t", schema)
+    model: list[dict[str, Any]] = [
+        {"k": 0, "v": [1.5, -0.0], "j": None, "n": None},
+        {"k": 1, "v": None, "j": [None], "n": 3},
+        {"k": 2, "v": None, "j": None, "n": None},
+        {"k": 3, "v": [2.0**31], "j": {"a": None}, "n": 0},
+    ]
+    store.insert("t", [dict(r) for r in model])
+    steps: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        ({"v": None}, {"v": [0.25, 1e30]}),
+        ({"n": None}, {"v": None}),
+        ({"j": None}, {"v": [3.0], "n": None}),
+        ({"v": {"$ne": None}}, {"v": None, "j": None}),
+        ({"v": {"$exists": False}, "n": None}, {"v": [1.1754943508222875e-38]}),
+        ({"$or": [{"v": None}, {"j": {"$exists": True}}]}, {"v": [-2.5]}),
+        ({"v": {"$not": {"$eq": None}}}, {"v": None}),
+    ]
+    for where, values in steps:
+        expected = [r for r in model if evaluate(where, r)]
+        assert store.count("t", where) == len(expected), where
+        assert store.update("t", where, values) == len(expected), where
+        for r in expected:
+            r.update(values)
+        got = sorted(store.select("t"), key=lambda r: r["k"])
+        assert got == model, (where, values)
+        for column in ("v", "j", "n"):
+            for cond in (None, {"$ne": None}):
+                want = sum(evaluate({column: cond}, r) for r in model)
+                assert store.count("t", {column: cond}) == want, (where, column, cond)
 
 
 @pytest.mark.postgres

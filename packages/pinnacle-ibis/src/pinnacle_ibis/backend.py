@@ -236,7 +236,7 @@ class IbisDataBackend:
     @property
     def connection(self) -> Any:
         """The ibis backend object (connecting on first use)."""
-        with self._lock:
+        with self._serialised("connect"):
             return self._conn()
 
     def _connect(self) -> Any:
@@ -266,10 +266,65 @@ class IbisDataBackend:
                     f"cannot connect to {self._uri}: {redact(str(exc))[:300]} (check that the "
                     "server runs and the URI's host, port, user and database are right)"
                 ) from exc
+            try:
+                self._after_connect(con)
+            except BaseException as exc:
+                self._disconnect(con)
+                if isinstance(exc, Exception) and _is_connection_error(exc):
+                    raise BackendUnavailable(
+                        f"cannot connect to {self._uri}: {redact(str(exc))[:300]}"
+                    ) from exc
+                raise
             self._con = con
             self._owns_connection = True
-            self._after_connect(con)
+            self._invalidate()  # nothing cached from an earlier connection is trusted
         return self._con
+
+    def _lost(self, op: str, exc: Exception) -> BackendUnavailable:
+        """The error for a call that found the connection broken; forgets the connection.
+
+        A connection this backend made is dropped, so the next call connects again (and
+        raises BackendUnavailable while the server is still down). A borrowed connection
+        (:meth:`from_connection`) is left to its owner.
+        """
+        con = self._con
+        reconnects = self._owns_connection
+        if reconnects:
+            self._con = None
+            if con is not None:
+                self._disconnect(con)
+        self._invalidate()
+        hint = (
+            "the next call reconnects"
+            if reconnects
+            else "this backend wraps a borrowed connection: reconnect it and wrap the new one"
+        )
+        return BackendUnavailable(
+            f"{self._uri}: {op} failed because the connection to the server was lost "
+            f"({redact(str(exc))[:300]}); {hint}"
+        )
+
+    @contextlib.contextmanager
+    def _serialised(self, op: str) -> Iterator[None]:
+        """Serialise a public call; a broken connection becomes BackendUnavailable.
+
+        Other engine errors pass through unchanged (``_guard`` translates them).
+        """
+        with self._lock:
+            try:
+                yield
+            except PinnacleError:
+                raise
+            except Exception as exc:
+                if self._is_lost(exc):
+                    raise self._lost(op, exc) from exc
+                raise
+
+    def _is_lost(self, exc: Exception) -> bool:
+        """Whether ``exc`` means this backend's server connection is gone."""
+        dbapi = getattr(self._con, "con", None)
+        closed = getattr(dbapi, "closed", None)
+        return _is_connection_error(exc, closed=closed if isinstance(closed, bool) else None)
 
     # ================================================================== engine hooks
     def _engine(self) -> str:
@@ -578,6 +633,8 @@ class IbisDataBackend:
         except PinnacleError:
             raise
         except Exception as exc:
+            if self._is_lost(exc):
+                raise self._lost(op, exc) from exc
             self._invalidate(name)
             if name is not None:
                 try:
@@ -588,11 +645,6 @@ class IbisDataBackend:
                     raise TableNotFound(
                         f"no table {name!r} in {self._uri} (it was dropped meanwhile)"
                     ) from exc
-            if _is_connection_error(exc):
-                raise BackendUnavailable(
-                    f"{self._uri}: {op} failed because the connection broke: "
-                    f"{redact(str(exc))[:300]}"
-                ) from exc
             where = f" on table {name!r}" if name is not None else ""
             raise PinnacleError(
                 f"{self._uri}: {op}{where} failed: {type(exc).__name__}: {redact(str(exc))[:500]}"
@@ -601,7 +653,7 @@ class IbisDataBackend:
     # ================================================================== protocol
     def list_tables(self) -> list[str]:
         """User tables, sorted (``_pinnacle*`` tables and ibis temporaries excluded)."""
-        with self._lock, self._guard("list_tables"):
+        with self._serialised("list_tables"), self._guard("list_tables"):
             return sorted(
                 n
                 for n in self._physical_tables()
@@ -625,7 +677,7 @@ class IbisDataBackend:
         self._check_name("table", name)
         for f in schema.fields:
             self._check_name("column", f.name)
-        with self._lock, self._guard("create_table"):
+        with self._serialised("create_table"), self._guard("create_table"):
             if self._exists_for_create(name):
                 raise TableExists(f"table {name!r} already exists in {self._uri}")
             try:
@@ -644,7 +696,7 @@ class IbisDataBackend:
 
     def drop_table(self, name: str) -> None:
         """Drop a table (TableNotFound if absent)."""
-        with self._lock:
+        with self._serialised("drop_table"):
             self._schema(name)
             with self._guard("drop_table", name):
                 self._drop_physical(name)
@@ -657,7 +709,7 @@ class IbisDataBackend:
 
         Tables not created through this package get a schema derived from the engine's types.
         """
-        with self._lock:
+        with self._serialised("table_schema"):
             return self._schema(name)
 
     def insert(self, table: str, rows: Rows | ArrowTableLike) -> int:
@@ -670,7 +722,7 @@ class IbisDataBackend:
             TableNotFound: no such table.
             SchemaError: a row has an unknown column or a value of the wrong type.
         """
-        with self._lock:
+        with self._serialised("insert"):
             schema = self._schema(table)
             data = canonical_table(schema, rows, table)
             if data.num_rows:
@@ -722,7 +774,7 @@ class IbisDataBackend:
             FilterError: the filter or ``limit`` is invalid.
             SchemaError: an unknown column in ``columns`` or ``order_by``.
         """
-        with self._lock:
+        with self._serialised("select"):
             schema = self._schema(table)
             query = self._select_query(
                 table, schema=schema, where=where, columns=columns, limit=limit, order_by=order_by
@@ -757,7 +809,7 @@ class IbisDataBackend:
                 f"{self._uri}: the {type(self).__name__} engine cannot update rows in place "
                 "(supports_update is False); rewrite the table or use another engine"
             )
-        with self._lock:
+        with self._serialised("update"):
             schema = self._schema(table)
             coerced = self._coerce_values(table, schema, values)
             validate_filter(where, schema)
@@ -777,7 +829,7 @@ class IbisDataBackend:
                 f"{self._uri}: the {type(self).__name__} engine cannot delete rows "
                 "(supports_delete is False); drop and recreate the table instead"
             )
-        with self._lock:
+        with self._serialised("delete"):
             schema = self._schema(table)
             validate_filter(where, schema)
             with self._guard("delete", table):
@@ -785,7 +837,7 @@ class IbisDataBackend:
 
     def count(self, table: str, where: Filter | None = None) -> int:
         """How many rows match ``where``."""
-        with self._lock:
+        with self._serialised("count"):
             schema = self._schema(table)
             validate_filter(where, schema)
             with self._guard("count", table):
@@ -793,7 +845,7 @@ class IbisDataBackend:
 
     def native(self, table: str) -> Any:
         """The ibis Table expression of ``table`` as the engine reports it (TableNotFound)."""
-        with self._lock:
+        with self._serialised("native"):
             self._schema(table)
             with self._guard("native", table):
                 return self._native(table)
@@ -825,7 +877,7 @@ class IbisDataBackend:
                 f"execute() runs ibis expressions, got {type(query).__name__}; build one from "
                 "native(table), or run SQL text with raw_sql(sql, params)"
             )
-        with self._lock, self._guard("execute"):
+        with self._serialised("execute"), self._guard("execute"):
             result = self._execute(query)
         if not rows:
             return result
@@ -849,7 +901,7 @@ class IbisDataBackend:
         """
         if not isinstance(sql, str):
             raise FilterError(f"raw_sql takes SQL text, got {type(sql).__name__}")
-        with self._lock, self._guard("raw_sql"):
+        with self._serialised("raw_sql"), self._guard("raw_sql"):
             out = self._raw_sql(sql, params)
             self._invalidate()
             return out
@@ -884,7 +936,7 @@ class IbisDataBackend:
             raise DropRefused(
                 f"refusing to drop every table of {self._uri}; call drop(force=True) to confirm"
             )
-        with self._lock:
+        with self._serialised("drop"):
             for name in self.list_tables():
                 with self._guard("drop", name):
                     self._drop_physical(name)
@@ -1033,12 +1085,50 @@ def _result_rows(result: Any, con: Any) -> list[tuple[Any, ...]]:
                 close()
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+#: MySQL/MariaDB client and server error codes that mean the session is gone: can't connect
+#: (2002 socket, 2003 TCP), server gone away (2006), lost during a query (2013, 2055),
+#: server shutting down (1053), connection killed (MariaDB 1927), closed for inactivity (4031).
+_MYSQL_CONNECTION_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
+#: PostgreSQL SQLSTATEs that end the session: admin/crash shutdown, cannot connect now.
+_PG_CONNECTION_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _is_connection_error(exc: BaseException, *, closed: bool | None = None) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the server connection is gone.
+
+    psycopg: SQLSTATE class 08 (connection exception) or 57P01-57P03 (the server terminated
+    the session or is shutting down), or an ``OperationalError``/``InterfaceError`` raised by
+    the client itself (no SQLSTATE: "the connection is closed", "server closed the connection
+    unexpectedly"...) unless ``closed`` is False, i.e. the driver connection is known to be
+    alive (client-side errors such as "number of parameters must be between 0 and 65535"); a
+    statement timeout (57014) is not one. MySQLdb/PyMySQL: an ``OperationalError`` with one of
+    :data:`_MYSQL_CONNECTION_CODES`, or an ``InterfaceError`` (a closed connection used again).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_connection_error_one(current, closed):
+            return True
+        current = current.__cause__
+    return False
+
+
+def _is_connection_error_one(exc: BaseException, closed: bool | None) -> bool:
+    if isinstance(exc, PinnacleError):
+        return False
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
-    name = type(exc).__name__
-    module = type(exc).__module__
-    if name in ("OperationalError", "InterfaceError") and module.startswith(("psycopg", "MySQLdb")):
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        return module.startswith("psycopg") or code in (2002, 2003, 2006, 2013)
+    names = {(k.__module__.split(".", 1)[0], k.__name__) for k in type(exc).__mro__}
+    if ("psycopg", "OperationalError") in names or ("psycopg", "InterfaceError") in names:
+        state = getattr(exc, "sqlstate", None)
+        if state is None:
+            return closed is not False
+        return state.startswith("08") or state in _PG_CONNECTION_STATES
+    for driver in ("MySQLdb", "pymysql"):
+        if (driver, "InterfaceError") in names:
+            return True
+        if (driver, "OperationalError") in names:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            return code in _MYSQL_CONNECTION_CODES
     return False
