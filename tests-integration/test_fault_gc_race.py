@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pinnacle_protocols.errors import ArtifactNotFound
 from pinnacledb import DataType, Table, pinnacle
 from pinnacledb.base.datalayer import Datalayer
 
@@ -46,13 +45,6 @@ class SlowInsert:
 
 @pytest.mark.sqlite
 @pytest.mark.file
-@pytest.mark.notimpl(
-    reason="pinnacle-facade: Datalayer.insert marks its 'insert' journal job SUCCESS (in "
-    "_encode_rows) before the rows are written, so a gc that runs in between sees the new "
-    "artifacts as unreferenced and claimed longer ago than the grace period, and deletes them; "
-    "the job should be finished after databackend.insert",
-    raises=ArtifactNotFound,
-)
 def test_gc_during_slow_insert_keeps_its_artifacts(tmp_path: Path) -> None:
     """The inserted rows' vectors survive a gc that runs while the insert is in progress."""
     from pinnacle_ibis import IbisDataBackend

@@ -214,3 +214,60 @@ def test_demo_on_memory_stores_runs_in_process(capsys: pytest.CaptureFixture[str
     assert code == 0, out
     assert "this process (memory:// stores cannot be shared" in out
     assert "versions of 'iris-petal-width': [0, 1]" in out
+
+
+def _without_ibis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed entry points minus pinnacle-ibis's (the real test of an environment
+    without it is tests-integration/test_install_alone.py, in a fresh venv)."""
+    from pinnacledb._registry import GROUPS, StoreRegistry
+
+    real = StoreRegistry.from_entry_points()
+    kept = {
+        role: {
+            s: [e for e in real._entries[role][s] if e.distribution != "pinnacle-ibis"]
+            for s in real.schemes(role)
+        }
+        for role in GROUPS
+    }
+    only = StoreRegistry({role: {s: es for s, es in m.items() if es} for role, m in kept.items()})
+    monkeypatch.setattr(StoreRegistry, "from_entry_points", classmethod(lambda cls: only))
+
+
+@pytest.mark.sqlite
+@pytest.mark.file
+def test_demo_without_the_embedded_databackend_says_where_it_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only pinnacle-sql + pinnacle-fs: data in memory://, SQLite metadata, file artifacts."""
+    _without_ibis(monkeypatch)
+    code, out, err = _run(capsys, "demo")
+    assert code == 0, err
+    assert "the embedded default's (duckdb://.pinnacledb/data.duckdb) is not installed" in out
+    assert "table data in memory:// for this run only" in out
+    assert "databackend=memory://  (pinnacle_protocols.memory.MemoryDataBackend)" in out
+    assert "metadata=sqlite://.pinnacledb/metadata.db  (pinnacle_sql." in out
+    assert "artifact_store=filesystem://.pinnacledb/artifacts/  (pinnacle_fs." in out
+    assert "predicted 150 rows into 'outputs__iris_petal_width'" in out
+    assert (tmp_path / ".pinnacledb" / "metadata.db").is_file()
+    db = pinnacle(
+        "memory://",
+        metadata_store="sqlite://.pinnacledb/metadata.db",
+        artifact_store="filesystem://.pinnacledb/artifacts/",
+    )
+    assert db.show("model", "iris-petal-width") == [0, 1]
+    assert isinstance(db.load("model", "iris-petal-width"), LinearModel)
+    db.close()
+
+
+def test_demo_with_a_configured_but_missing_databackend_fails_clearly(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No silent fallback when the user named the databackend."""
+    _without_ibis(monkeypatch)
+    monkeypatch.setenv("PINNACLEDB_DATABACKEND", "postgresql://u:s3cret@127.0.0.1:5432/test")
+    code, out, err = _run(capsys, "demo")
+    assert code == 2
+    assert "UnknownSchemeError" in err
+    assert "pinnacle-ibis[postgres]" in err
+    assert "s3cret" not in out + err
+    assert not (tmp_path / ".pinnacledb").exists()

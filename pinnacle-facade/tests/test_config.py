@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,7 +142,11 @@ def test_bad_uri_is_an_error_at_pinnacle_time() -> None:
 
 def test_bad_configuration_is_not_read_at_import(tmp_path: Path) -> None:
     (tmp_path / "pinnacledb.toml").write_text("bogus = 1\n")
+    # A minimal environment, but one that can still import the workspace: PYTHONPATH carries
+    # the sources when tests run from them (Pants exports it; see pinnacle_pants_plugin).
     env = {"PATH": "/usr/bin:/bin", "PINNACLEDB_NOPE": "x"}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     code = "import pinnacledb\nfrom pinnacledb import pinnacle, CFG\nprint('imported')"
     out = subprocess.run(
         [sys.executable, "-c", code],

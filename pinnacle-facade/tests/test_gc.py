@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from typing import Any
 
+import attrs
 import pytest
 
 from pinnacle_protocols.records import JobStatus
 from pinnacle_protocols.serialization import utcnow
-from pinnacledb import DataType, LinearModel, Table
+from pinnacledb import DataType, LinearModel, Table, pinnacle
+from pinnacledb.base._owner import OWNER_KEY, current_owner, owner_alive
 from pinnacledb.base.datalayer import Datalayer
 from pinnacledb.gc import FIRST_SEEN_KEY, collect_garbage
 
@@ -87,9 +93,31 @@ def test_in_flight_apply_protects_exactly_its_artifacts(mem_db: Datalayer) -> No
     assert report.young == (claimed,)
 
 
-def test_stale_running_journal_is_marked_failed(mem_db: Datalayer) -> None:
+def _dead_pid() -> int:
+    """The pid of a process that has ended and been reaped."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(proc.stdout)
+
+
+@pytest.mark.parametrize("owner", ["another host", "dead process", "not recorded"])
+def test_stale_running_journal_is_marked_failed(mem_db: Datalayer, owner: str) -> None:
+    """A RUNNING job past the grace period whose owner is gone (or unknown) was abandoned."""
     io = mem_db._component_io
     job = io.journal_start("apply", {"type_id": "model", "identifier": "x"})
+    me = current_owner()
+    args = dict(job.args)
+    if owner == "another host":
+        args[OWNER_KEY] = {**me, "host": "elsewhere|boot|pid:[1]"}
+    elif owner == "dead process":
+        args[OWNER_KEY] = {**me, "pid": _dead_pid()}
+    else:
+        del args[OWNER_KEY]
+    job = mem_db.metadata.update_job(attrs.evolve(job, args=args))
     ref = mem_db.artifact_store.put(b"left behind by a crash")
     io.journal_artifacts(job, [ref.sha256])
     report = collect_garbage(mem_db, grace_seconds=60, now=utcnow() + timedelta(minutes=5))
@@ -97,6 +125,115 @@ def test_stale_running_journal_is_marked_failed(mem_db: Datalayer) -> None:
     stale = mem_db.metadata.get_job(job.job_id)
     assert stale.status is JobStatus.FAILED
     assert "abandoned" in (stale.error or "")
+
+
+def test_running_journal_of_a_live_process_is_kept_past_the_grace(mem_db: Datalayer) -> None:
+    """A slow writer that is still running is not mistaken for a crashed one."""
+    io = mem_db._component_io
+    job = io.journal_start("insert", {"table": "t"})
+    assert job.args[OWNER_KEY] == current_owner()
+    assert owner_alive(job.args[OWNER_KEY]) is True
+    ref = mem_db.artifact_store.put(b"being written by a slow insert")
+    job = io.journal_artifacts(job, [ref.sha256])
+    later = utcnow() + timedelta(minutes=5)
+    report = collect_garbage(mem_db, grace_seconds=60, now=later)
+    assert report.deleted == ()
+    assert report.young == (ref,)
+    assert mem_db.metadata.get_job(job.job_id).status is JobStatus.RUNNING
+    io.journal_finish(job)
+    assert collect_garbage(mem_db, grace_seconds=60, now=later).deleted == (ref,)
+
+
+def test_owner_liveness_probe() -> None:
+    me = current_owner()
+    assert owner_alive(me) is True
+    assert owner_alive({**me, "pid": _dead_pid()}) is False
+    assert owner_alive({**me, "host": "elsewhere"}) is None
+    assert owner_alive(None) is None
+    assert owner_alive({**me, "pid": "1"}) is None
+    if isinstance(me["start"], int):  # Linux: a reused pid has another start time
+        assert owner_alive({**me, "start": me["start"] - 1}) is False
+        parent = {**me, "pid": os.getppid(), "start": 0}
+        assert owner_alive(parent) is False
+
+
+class _GCDuringWrite:
+    """The real in-memory databackend; ``insert``/``update`` first run a gc that sees the
+    claimed artifacts as older than the grace period (``now`` moved past it): an insert of many
+    large by-reference values that takes longer than the grace period racing ``pinnacle gc``.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.db: Datalayer | None = None
+        self.deleted: list[str] = []
+        self.fail: Exception | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _race(self) -> None:
+        assert self.db is not None
+        (job,) = [j for j in self.db.show_jobs() if j.status is JobStatus.RUNNING]
+        assert job.kind in ("insert", "update")  # still claimed while the rows are written
+        report = collect_garbage(self.db, grace_seconds=60, now=utcnow() + timedelta(minutes=5))
+        self.deleted += [r.sha256 for r in report.deleted]
+        if self.fail is not None:
+            raise self.fail
+
+    def insert(self, table: str, rows: Any) -> int:
+        self._race()
+        count: int = self.inner.insert(table, rows)
+        return count
+
+    def update(self, table: str, where: Any, values: Any) -> int:
+        self._race()
+        count: int = self.inner.update(table, where, values)
+        return count
+
+
+def _racing_db() -> tuple[Datalayer, _GCDuringWrite]:
+    from pinnacle_protocols.memory import MemoryDataBackend
+
+    backend = _GCDuringWrite(MemoryDataBackend.from_uri("memory://"))
+    db = pinnacle(backend, metadata_store="memory://", artifact_store="memory://")  # type: ignore[arg-type]
+    backend.db = db
+    vec = DataType(identifier="vec", encoder="json", by_reference=True)
+    db.apply(Table.of("t", id="int", v=vec))
+    return db, backend
+
+
+def test_gc_during_insert_keeps_the_new_artifacts() -> None:
+    """Regression: the insert journal job used to be SUCCESS before the rows were written."""
+    db, backend = _racing_db()
+    db.insert("t", [{"id": i, "v": [float(i)] * 50} for i in range(3)])
+    assert backend.deleted == []
+    assert [r["v"][0] for r in db.select("t", order_by=["id"])] == [0.0, 1.0, 2.0]
+    (job,) = db.show_jobs("insert")
+    assert job.status is JobStatus.SUCCESS
+    assert len(job.args["artifacts"]) == 3  # type: ignore[arg-type]
+
+
+def test_gc_during_update_keeps_the_new_artifacts() -> None:
+    db, backend = _racing_db()
+    backend.inner.insert("t", [{"id": 1, "v": None}])
+    assert db.update("t", {"id": 1}, {"v": [7.0, 8.0]}) == 1
+    assert backend.deleted == []
+    assert db.select("t")[0]["v"] == [7.0, 8.0]
+    (job,) = db.show_jobs("update")
+    assert job.status is JobStatus.SUCCESS
+
+
+def test_failed_row_write_marks_its_journal_failed() -> None:
+    db, backend = _racing_db()
+    backend.fail = RuntimeError("the databackend went away")
+    with pytest.raises(RuntimeError, match="went away"):
+        db.insert("t", [{"id": 1, "v": [1.0]}])
+    (job,) = db.show_jobs("insert")
+    assert job.status is JobStatus.FAILED
+    assert "RuntimeError: the databackend went away" in (job.error or "")
+    assert job.finished_at is not None
+    assert db.count("t") == 0
 
 
 def test_by_reference_values_in_tables_are_kept(db: Datalayer) -> None:

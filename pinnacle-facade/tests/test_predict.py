@@ -12,6 +12,23 @@ from pinnacledb.base.datalayer import Datalayer
 from pinnacledb.predict import output_table_name
 
 
+# Models with a custom predict, defined at module level so the standard library's pickle (always
+# installed) can store them; cloudpickle (extra ``pinnacledb[serializers]``) is not needed.
+class Broken:
+    def predict(self, xs: list[float]) -> list[float]:
+        raise ValueError("the model exploded")
+
+
+class Short:
+    def predict(self, xs: list[float]) -> list[float]:
+        return [0.0]
+
+
+class Vec:
+    def predict(self, xs: list[float]) -> list[object]:
+        return [np.array([x, x * 2]) for x in xs]
+
+
 def _setup(db: Datalayer, n: int = 30) -> LinearModel:
     db.create_table("xy", {"id": "int", "x1": "float", "x2": "float", "y": "float"})
     rng = np.random.default_rng(1)
@@ -69,11 +86,7 @@ def test_rerun_replaces_outputs_and_versions_are_kept_apart(db: Datalayer) -> No
 def test_failed_predict_records_the_error(db: Datalayer) -> None:
     _setup(db)
 
-    class Broken:
-        def predict(self, xs: list[float]) -> list[float]:
-            raise ValueError("the model exploded")
-
-    broken = Model(identifier="broken", object=Broken(), serializer="cloudpickle")
+    broken = Model(identifier="broken", object=Broken(), serializer="pickle")
     with pytest.raises(ValueError, match="exploded"):
         db.predict(broken, "xy", inputs="x1")
     (job,) = db.show_jobs("predict")
@@ -95,26 +108,14 @@ def test_missing_id_column_is_explained(mem_db: Datalayer) -> None:
 def test_wrong_number_of_outputs_is_an_error(mem_db: Datalayer) -> None:
     mem_db.create_table("t", {"id": "int", "x": "float"})
     mem_db.insert("t", [{"id": 1, "x": 1.0}, {"id": 2, "x": 2.0}])
-
-    class Short:
-        def predict(self, xs: list[float]) -> list[float]:
-            return [0.0]
-
     with pytest.raises(PinnacleError, match="1 outputs for 2 inputs"):
-        mem_db.predict(
-            Model(identifier="s", object=Short(), serializer="cloudpickle"), "t", inputs="x"
-        )
+        mem_db.predict(Model(identifier="s", object=Short(), serializer="pickle"), "t", inputs="x")
 
 
 def test_non_scalar_outputs_go_to_a_json_column(mem_db: Datalayer) -> None:
     mem_db.create_table("t", {"id": "int", "x": "float"})
     mem_db.insert("t", [{"id": 1, "x": 1.0}])
-
-    class Vec:
-        def predict(self, xs: list[float]) -> list[object]:
-            return [np.array([x, x * 2]) for x in xs]
-
-    mem_db.predict(Model(identifier="v", object=Vec(), serializer="cloudpickle"), "t", inputs="x")
+    mem_db.predict(Model(identifier="v", object=Vec(), serializer="pickle"), "t", inputs="x")
     assert mem_db.select("outputs__v")[0]["output"] == [1.0, 2.0]
 
 

@@ -43,7 +43,7 @@ def run_demo(db: Datalayer, out: TextIO) -> int:
     from pinnacledb._iris import iris_rows
     from pinnacledb.components import LinearModel, Table
 
-    out.write(f"pinnacledb demo on\n{db!r}\n\n")
+    out.write(f"pinnacledb demo on these stores (passwords redacted):\n{db!r}\n\n")
 
     # 1. data
     table = Table.of(

@@ -146,14 +146,19 @@ def _opt(args: argparse.Namespace, name: str) -> Any:
     return getattr(args, name, None)
 
 
-def _db(args: argparse.Namespace) -> Datalayer:
+def _db(args: argparse.Namespace, **defaults: str) -> Datalayer:
+    """The Datalayer the options and configuration name; ``defaults`` fill unset stores."""
     from pinnacledb._wiring import pinnacle
+
+    def given(name: str) -> Any:
+        value = _opt(args, name)
+        return defaults.get(name) if value is None else value  # "" is an (invalid) URI
 
     trust = _opt(args, "trust")
     return pinnacle(
-        _opt(args, "databackend"),
-        metadata_store=_opt(args, "metadata"),
-        artifact_store=_opt(args, "artifact_store"),
+        given("databackend"),
+        metadata_store=given("metadata"),
+        artifact_store=given("artifact_store"),
         trust_serializers=set(trust) if trust else None,
     )
 
@@ -418,10 +423,53 @@ def cmd_copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``pinnacle demo``."""
+    """``pinnacle demo``.
+
+    With nothing configured and the embedded default's databackend (DuckDB, from
+    pinnacle-ibis) not installed, e.g. with only pinnacle-sql + pinnacle-fs, the demo still
+    runs: its data lives in ``memory://`` for the run, metadata and artifacts go where the
+    configuration says or to the embedded default's SQLite file and directory, and a note says
+    so before anything is written.
+    """
+    from pinnacle_protocols.errors import UnknownSchemeError
+    from pinnacledb._config import (
+        DEFAULT_ARTIFACT_URI,
+        DEFAULT_DATABACKEND_URI,
+        DEFAULT_METADATA_URI,
+        resolve_config,
+    )
     from pinnacledb._demo import run_demo
 
-    return run_demo(_db(args), out)
+    try:
+        db = _db(args)
+    except UnknownSchemeError as missing:
+        resolved = resolve_config(
+            {
+                "databackend": _opt(args, "databackend"),
+                "metadata": _opt(args, "metadata"),
+                "artifact_store": _opt(args, "artifact_store"),
+            }
+        )
+        if resolved.databackend.value is not None:
+            raise  # a configured databackend is missing: say what to install
+        fallback = {"databackend": "memory://"}
+        if resolved.metadata.value is None:
+            fallback["metadata"] = DEFAULT_METADATA_URI
+        if resolved.artifact_store.value is None:
+            fallback["artifact_store"] = DEFAULT_ARTIFACT_URI
+        try:
+            db = _db(args, **fallback)
+        except UnknownSchemeError:
+            raise missing from None
+        out.write(
+            f"note: no databackend is configured and the embedded default's "
+            f"({DEFAULT_DATABACKEND_URI}) is not installed (pip install 'pinnacle-ibis[duckdb]', "
+            "or 'pinnacledb[embedded]'), so this demo keeps its table data in memory:// for "
+            "this run only (it is gone when the demo ends; the fresh-process step runs in this "
+            "process). Model records and jobs persist in the metadata store and weights in the "
+            "artifact store below. Pass --databackend URI for persistent data.\n\n"
+        )
+    return run_demo(db, out)
 
 
 # ---------------------------------------------------------------------- main

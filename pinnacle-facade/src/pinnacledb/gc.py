@@ -3,11 +3,14 @@
 Artifact stores do not expose modification times, so the age of an artifact is tracked in the
 metadata store:
 
-* Write-ahead journal. Every write of artifacts by the facade (``apply``, ``insert`` of
-  by-reference values) hashes the serialized bytes in memory, creates a RUNNING job of kind
-  ``apply``/``insert`` in the metadata store naming those sha256, puts the artifacts, writes
-  the record/rows and marks the job SUCCESS. A job's ``created_at`` is therefore a lower bound
-  of when its artifacts were last claimed.
+* Write-ahead journal. Every write of artifacts by the facade (``apply``, ``insert`` and
+  ``update`` of by-reference values) hashes the serialized bytes in memory, creates a RUNNING
+  job of kind ``apply``/``insert``/``update`` in the metadata store naming those sha256 and its
+  owner process, puts the artifacts, writes the record/rows and only then marks the job
+  SUCCESS (FAILED with the error if a step raised). A job's ``created_at`` is therefore a lower
+  bound of when its artifacts were last claimed, and a RUNNING job whose owner process is still
+  running (checked when gc runs on the same host, :mod:`pinnacledb.base._owner`) claims its
+  artifacts now, however long the write takes.
 * First seen. An unreferenced artifact that no journal job mentions (written by another tool,
   or before this scheme existed) gets a "first seen" time in the metadata key
   ``pinnacle.gc.first_seen`` the first time ``gc`` meets it (not in dry runs).
@@ -17,8 +20,10 @@ An artifact is deleted only if (1) no component record references it
 columns holds it, and (3) its last claim (newest journal job naming it, or its first-seen time)
 is older than the grace period. A RUNNING journal job that does not name its artifacts (other
 writers may journal before they know them) blocks every deletion while it is younger than the
-grace period, because it may be re-using an existing blob. RUNNING journal jobs older than the grace
-period belong to processes that died; gc marks them FAILED.
+grace period (or while its owner runs), because it may be re-using an existing blob. RUNNING
+journal jobs older than the grace period whose owner is gone or cannot be checked (another
+host) belong to processes that died; gc marks them FAILED. A write slower than the grace
+period from another host therefore still needs a grace period longer than the write.
 
 Residual race, stated honestly: the protocols have no compare-and-set, so a gc that checks an
 artifact, then stalls, then deletes it, can race an ``apply`` of identical bytes that started
@@ -40,6 +45,7 @@ from pinnacle_protocols.errors import ComponentNotFound, TableNotFound
 from pinnacle_protocols.records import ArtifactRef, JobRecord, JobStatus
 from pinnacle_protocols.serialization import utcnow
 from pinnacledb.base._components import JOURNAL_KINDS
+from pinnacledb.base._owner import OWNER_KEY, owner_alive
 
 if TYPE_CHECKING:
     from pinnacledb.base.datalayer import Datalayer
@@ -129,6 +135,11 @@ def _journal(db: Datalayer) -> list[JobRecord]:
     return [j for j in db.metadata.show_jobs() if j.kind in JOURNAL_KINDS]
 
 
+def _owner_running(job: JobRecord) -> bool:
+    """A RUNNING job whose owner process is known to be still running (same host)."""
+    return job.status is JobStatus.RUNNING and owner_alive(job.args.get(OWNER_KEY)) is True
+
+
 def _as_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
@@ -153,12 +164,14 @@ def _scan_journal(
     for job in _journal(db):
         created = job.created_at or job.started_at or now
         shas = job.args.get("artifacts")
-        in_flight = job.status is JobStatus.RUNNING and now - created < grace
+        alive = _owner_running(job)
+        in_flight = job.status is JobStatus.RUNNING and (alive or now - created < grace)
+        claimed = now if alive else created
         if in_flight and not isinstance(shas, list):
             blocked.append(job.job_id)
         for sha in shas if isinstance(shas, list) else []:
-            if isinstance(sha, str) and (sha not in last_claim or last_claim[sha] < created):
-                last_claim[sha] = created
+            if isinstance(sha, str) and (sha not in last_claim or last_claim[sha] < claimed):
+                last_claim[sha] = claimed
         if job.status is JobStatus.RUNNING and not in_flight and not dry_run:
             db.metadata.update_job(
                 attrs.evolve(
@@ -183,7 +196,7 @@ def _still_claimed(
         shas = job.args.get("artifacts")
         if isinstance(shas, list):
             again.update(s for s in shas if isinstance(s, str))
-        elif now - (job.created_at or now) < grace:
+        elif _owner_running(job) or now - (job.created_at or now) < grace:
             again.update(r.sha256 for r in candidates)  # a new in-flight job: keep everything
     return again
 

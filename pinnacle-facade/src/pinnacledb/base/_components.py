@@ -9,7 +9,8 @@ missing artifact:
 3. if the latest version has the same content hash and all its artifacts exist, that version
    is the result: nothing is written (apart from re-recording lineage edges, idempotently);
 4. write a journal entry (a RUNNING ``apply`` job in the metadata store naming the sha256 of
-   the artifacts about to be put), which tells ``gc`` they are being claimed;
+   the artifacts about to be put and the process writing them), which tells ``gc`` they are
+   being claimed;
 5. ``put`` each missing artifact (atomic and idempotent in every artifact store);
 6. ``create_component`` (one atomic write in the metadata store) unless step 3 found it;
 7. record lineage edges, mark the journal job SUCCESS.
@@ -52,6 +53,7 @@ from pinnacle_protocols.records import (
 from pinnacle_protocols.serialization import converter as base_converter
 from pinnacle_protocols.serialization import utcnow
 from pinnacle_protocols.uri import redact
+from pinnacledb.base._owner import OWNER_KEY, current_owner
 from pinnacledb.components._base import (
     Component,
     ComponentRegistry,
@@ -72,7 +74,7 @@ logger = logging.getLogger("pinnacledb")
 #: Marks a reference to another component inside record data.
 REF_KEY: Final = "__component__"
 #: Job kinds that are write-ahead journal entries for artifact writes (read by gc).
-JOURNAL_KINDS: Final = frozenset({"apply", "insert"})
+JOURNAL_KINDS: Final = frozenset({"apply", "insert", "update"})
 
 
 def _is_component_type(tp: Any) -> bool:
@@ -193,7 +195,7 @@ class ComponentIO:
             job_id=f"{kind}-{uuid.uuid4().hex}",
             kind=kind,
             status=JobStatus.RUNNING,
-            args={**args, "artifacts": listed},
+            args={**args, "artifacts": listed, OWNER_KEY: current_owner()},
             started_at=utcnow(),
         )
         return self._metadata().create_job(job)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from pinnacle_protocols.errors import (
@@ -172,7 +173,9 @@ class Datalayer:
             return self.databackend.insert(table, rows)
         if isinstance(rows, ArrowTableLike):
             rows = rows.to_pylist()
-        return self.databackend.insert(table, self._encode_rows(table, codec, rows))
+        encoded, blobs = self._encode_rows(codec, rows)
+        with self._journaled_puts("insert", table, blobs):
+            return self.databackend.insert(table, encoded)
 
     def select(
         self,
@@ -196,9 +199,11 @@ class Datalayer:
     def update(self, table: str, where: Filter | None, values: Mapping[str, Any]) -> int:
         """Set ``values`` on matching rows (DataType columns encoded); return the match count."""
         codec = self._codec(table)
-        if codec is not None and set(values) & set(codec):
-            values = self._encode_rows(table, codec, [values])[0]
-        return self.databackend.update(table, where, values)
+        if codec is None or not set(values) & set(codec):
+            return self.databackend.update(table, where, values)
+        encoded, blobs = self._encode_rows(codec, [values])
+        with self._journaled_puts("update", table, blobs):
+            return self.databackend.update(table, where, encoded[0])
 
     def delete(self, table: str, where: Filter | None) -> int:
         """Delete matching rows; return how many."""
@@ -218,9 +223,9 @@ class Datalayer:
         return component.schema.encoded() or None
 
     def _encode_rows(
-        self, table: str, codec: Mapping[str, DataType], rows: Iterable[Mapping[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Encode DataType columns; by-reference values are journaled, then put."""
+        self, codec: Mapping[str, DataType], rows: Iterable[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        """Encode DataType columns; return the rows and the by-reference blobs (not put yet)."""
         out = [dict(r) for r in rows]
         blobs: dict[str, bytes] = {}
         for row in out:
@@ -235,19 +240,31 @@ class Datalayer:
                     row[col] = sha
                 else:
                     row[col] = blob
+        return out, blobs
+
+    @contextlib.contextmanager
+    def _journaled_puts(self, kind: str, table: str, blobs: Mapping[str, bytes]) -> Iterator[None]:
+        """Journal and put ``blobs``, run the body (the row write), then finish the journal job.
+
+        The job stays RUNNING until the rows that reference the blobs are written, so a ``gc``
+        running meanwhile counts them as claimed (see :mod:`pinnacledb.gc`). If the put or the
+        body raises, the job is marked FAILED with the error and the error propagates.
+        """
         if not blobs:
-            return out
+            yield
+            return
         store = self.artifact_store
-        job = self._io.journal_start("insert", {"table": table}, sorted(blobs))
+        job = self._io.journal_start(kind, {"table": table}, sorted(blobs))
         try:
             for sha, blob in blobs.items():
                 if store.put(blob).sha256 != sha:
                     raise ArtifactCorrupted(f"{store.uri} stored bytes under another sha256")
-        except Exception as exc:
-            self._io.journal_finish(job, error=exc)
+            yield
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # bookkeeping; the error is what matters
+                self._io.journal_finish(job, error=exc)
             raise
         self._io.journal_finish(job)
-        return out
 
     def _decode_rows(
         self, codec: Mapping[str, DataType], rows: list[dict[str, Any]]
