@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import tracemalloc
 from pathlib import Path
 from typing import IO, cast
@@ -124,9 +125,10 @@ def test_non_string_keys_are_invalid(store: FsspecArtifactStore) -> None:
 
 # --------------------------------------------------------------------------- puts
 def test_put_streams_with_bounded_memory(store: FsspecArtifactStore) -> None:
-    """A 96 MiB put (or read) allocates a few chunks (8 may wait for hashing), not the blob."""
+    """A 96 MiB put (or read) allocates a few chunks (4 of 4 MiB may wait for hashing), not the
+    blob."""
     size = 96 * MiB
-    assert store.chunk_size == MiB
+    assert store.chunk_size == 4 * MiB
     tracemalloc.start()
     try:
         ref = store.put(chunky(size))
@@ -134,7 +136,7 @@ def test_put_streams_with_bounded_memory(store: FsspecArtifactStore) -> None:
     finally:
         tracemalloc.stop()
     assert ref.size == size
-    assert peak < 12 * store.chunk_size, f"peak {peak / MiB:.1f} MiB"
+    assert peak < 6 * store.chunk_size, f"peak {peak / MiB:.1f} MiB"
     tracemalloc.start()
     try:
         with store.open(ref) as reader:
@@ -145,7 +147,7 @@ def test_put_streams_with_bounded_memory(store: FsspecArtifactStore) -> None:
     finally:
         tracemalloc.stop()
     assert h.hexdigest() == ref.sha256
-    assert peak < 12 * store.chunk_size, f"peak {peak / MiB:.1f} MiB"
+    assert peak < 6 * store.chunk_size, f"peak {peak / MiB:.1f} MiB"
 
 
 def test_put_many_chunk_sizes(tmp_path: Path) -> None:
@@ -233,6 +235,31 @@ def test_fsync_can_be_switched_off(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- reads
+def test_reader_hands_out_copies_of_its_reused_buffers(tmp_path: Path) -> None:
+    """Local reads reuse a small pool of buffers: bytes returned earlier must not change."""
+    store = FsspecArtifactStore.from_uri(f"file://{tmp_path}/pool", chunk_size=64 * 1024)
+    data = chunky_bytes(3 * MiB + 17)
+    ref = store.put(data)
+    pieces: list[bytes] = []
+    with store.open(ref) as reader:
+        while piece := reader.read(10_000):  # many blocks pass through the same buffers
+            pieces.append(piece)
+        assert getattr(reader, "verified") is True  # noqa: B009
+    assert b"".join(pieces) == data
+    with store.open(ref) as reader:
+        views = [reader.read(64 * 1024) for _ in range(8)]  # whole blocks
+        rest = reader.read()
+    assert b"".join(views) + rest == data
+
+
+def test_put_starts_disk_writeback_per_chunk_on_linux() -> None:
+    """A durable put starts writeback chunk by chunk (overlapping the hashing) on Linux; other
+    systems do without (the final fsync alone makes the blob durable there)."""
+    from pinnacle_fs import _local
+
+    assert (_local._sync_file_range is not None) == sys.platform.startswith("linux")
+
+
 def test_reader_api(store: FsspecArtifactStore) -> None:
     data = chunky_bytes(10 * MiB + 3)
     ref = store.put(data)

@@ -8,8 +8,19 @@ any cloud driver; they are imported on first use of a store that needs them.
 
 from __future__ import annotations
 
-from pinnacle_fs.store import DEFAULT_CHUNK_SIZE, DEFAULT_S3_BLOCK_SIZE, FsspecArtifactStore
+from pinnacle_fs.store import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_REMOTE_CHUNK_SIZE,
+    DEFAULT_S3_BLOCK_SIZE,
+    FsspecArtifactStore,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_S3_BLOCK_SIZE", "FsspecArtifactStore", "__version__"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_REMOTE_CHUNK_SIZE",
+    "DEFAULT_S3_BLOCK_SIZE",
+    "FsspecArtifactStore",
+    "__version__",
+]

@@ -15,10 +15,22 @@ import queue
 import threading
 from collections.abc import Callable
 
-__all__ = ["ChunkHasher"]
+__all__ = ["IN_FLIGHT_BYTES", "ChunkHasher", "pipeline_depth"]
 
 Chunk = bytes | bytearray | memoryview
 Release = Callable[[], None]
+
+#: Bytes that may wait for the hashing thread (local puts and reads): 4 chunks of 4 MiB.
+IN_FLIGHT_BYTES = 16 << 20
+
+
+def pipeline_depth(chunk_size: int, budget: int = IN_FLIGHT_BYTES) -> int:
+    """How many chunks of ``chunk_size`` may wait for hashing: ``budget`` bytes, 2 to 8 chunks.
+
+    Two is the least that overlaps hashing with I/O (hash chunk N while chunk N+1 is read or
+    written); more absorbs scheduling hiccups of the hashing thread on a busy machine.
+    """
+    return max(2, min(8, budget // max(1, chunk_size)))
 
 
 class ChunkHasher:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import queue
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pinnacle_fs._hashing import ChunkHasher
+from pinnacle_fs._hashing import ChunkHasher, pipeline_depth
 from pinnacle_protocols import ArtifactCorrupted, ProgressCallback
 
 __all__ = ["RawSource", "VerifyingReader"]
@@ -24,6 +26,14 @@ class RawSource(Protocol):
         ...
 
 
+class ReadIntoSource(RawSource, Protocol):
+    """A raw source that can also fill a caller's buffer (a local ``FileIO``)."""
+
+    def readinto(self, buffer: Any, /) -> int | None:
+        """Read into ``buffer``; return the number of bytes (0 at the end)."""
+        ...
+
+
 #: Turns a driver exception into the pinnacle error to raise instead (or None: re-raise as is).
 Translate = Callable[[Exception], BaseException | None]
 
@@ -36,6 +46,10 @@ class VerifyingReader(io.BufferedIOBase):
     count are compared with the key (and the size the caller's ref claims, if any); a mismatch
     raises :class:`~pinnacle_protocols.ArtifactCorrupted` from the read that hit the end, and
     from every read after it. A reader closed before the end verifies nothing.
+
+    With ``reuse_buffers`` (local files) blocks are read with ``readinto`` into a small pool of
+    buffers, each reused once the hashing thread is done with it, so reading a large blob
+    allocates (and page-faults) no new memory per block; the bytes handed out are copies.
     """
 
     def __init__(
@@ -49,6 +63,7 @@ class VerifyingReader(io.BufferedIOBase):
         where: str,
         callback: ProgressCallback | None = None,
         translate: Translate | None = None,
+        reuse_buffers: bool = False,
     ) -> None:
         super().__init__()
         self._raw = raw
@@ -58,9 +73,14 @@ class VerifyingReader(io.BufferedIOBase):
         self._where = where
         self._callback = callback
         self._translate = translate
-        # Blocks are immutable bytes: up to ~8 MiB of them may wait for the hashing thread.
-        self._hasher = ChunkHasher(depth=max(2, (8 << 20) // max(1, chunk_size)))
-        self._block = b""
+        # Up to IN_FLIGHT_BYTES of blocks may wait for the hashing thread.
+        self._hasher = ChunkHasher(depth=pipeline_depth(chunk_size))
+        self._readinto: Callable[[Any], int | None] | None = (
+            getattr(raw, "readinto", None) if reuse_buffers else None
+        )
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._made = 0
+        self._block: bytes | memoryview = b""
         self._pos = 0
         self._eof = False
         self._error: ArtifactCorrupted | None = None
@@ -149,6 +169,7 @@ class VerifyingReader(io.BufferedIOBase):
             self._raw.close()
         finally:
             self._block = b""
+            self._readinto = None
             super().close()
 
     def __repr__(self) -> str:
@@ -163,9 +184,12 @@ class VerifyingReader(io.BufferedIOBase):
         start = self._pos
         end = min(len(self._block), start + n)
         self._pos = end
-        if start == 0 and end == len(self._block):
-            return self._block  # the whole block: no copy
-        return self._block[start:end]
+        block = self._block
+        if isinstance(block, memoryview):
+            return bytes(block[start:end])  # a pooled buffer: hand out a copy
+        if start == 0 and end == len(block):
+            return block  # the whole (immutable) block: no copy
+        return block[start:end]
 
     def _raw_read(self, size: int) -> bytes:
         try:
@@ -183,17 +207,41 @@ class VerifyingReader(io.BufferedIOBase):
             raise self._error
         if self._eof:
             return False
+        if self._readinto is not None:
+            return self._fill_pooled(self._readinto)
         block = self._raw_read(self._chunk_size)
         return self._accept(block)
 
-    def _accept(self, block: bytes) -> bool:
+    def _fill_pooled(self, readinto: Callable[[Any], int | None]) -> bool:
+        """Read the next block into a free pool buffer (the current block was consumed)."""
+        try:
+            buf = self._free.get_nowait()
+        except queue.Empty:
+            if self._made < self._hasher.depth:
+                buf, self._made = bytearray(self._chunk_size), self._made + 1
+            else:
+                buf = self._free.get()  # wait for the hashing thread to finish one
+        try:
+            n = readinto(buf)
+        except Exception as exc:
+            self._free.put(buf)
+            mapped = self._translate(exc) if self._translate is not None else None
+            if mapped is None:
+                raise
+            raise mapped from exc
+        if not n:  # 0 at the end (None, "no data yet", cannot happen on a blocking file)
+            self._free.put(buf)
+            return self._accept(b"")
+        return self._accept(memoryview(buf)[:n], functools.partial(self._free.put, buf))
+
+    def _accept(self, block: bytes | memoryview, release: Callable[[], None] | None = None) -> bool:
         if not block:
             self._eof = True
             self._block = b""
             self._pos = 0
             self._verify()
             return False
-        self._hasher.update(block)
+        self._hasher.update(block, release)
         self._block = block
         self._pos = 0
         if self._callback is not None:

@@ -22,10 +22,18 @@ from pinnacle_protocols import (
     RefLike,
 )
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_S3_BLOCK_SIZE", "FsspecArtifactStore"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_REMOTE_CHUNK_SIZE",
+    "DEFAULT_S3_BLOCK_SIZE",
+    "FsspecArtifactStore",
+]
 
-#: Bytes read, hashed and written at a time; memory use of a put or open is about two chunks.
-DEFAULT_CHUNK_SIZE = 1024 * 1024
+#: Bytes read, hashed and written at a time. A local put or open holds up to about 4 chunks
+#: of 4 MiB (16 MiB, see ``pinnacle_fs._hashing.IN_FLIGHT_BYTES``) while they wait for hashing.
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+#: Chunk size of the other fsspec protocols (their transfers go in ``block_size`` parts).
+DEFAULT_REMOTE_CHUNK_SIZE = 1024 * 1024
 #: S3 multipart part size (s3fs buffers one part; S3 needs at least 5 MiB).
 DEFAULT_S3_BLOCK_SIZE = 8 * 1024 * 1024
 
@@ -125,7 +133,8 @@ class FsspecArtifactStore:
                 ``chunk_size``, ``fsync``, ``block_size`` and ``concurrency`` are fsspec
                 storage options
                 (``true``/``false`` become booleans).
-            chunk_size: Bytes read, hashed and written at a time (default 1 MiB).
+            chunk_size: Bytes read, hashed and written at a time (default 4 MiB for local
+                roots, 1 MiB for other protocols).
             fsync: Local roots only: fsync files and directories (default True). False trades
                 durability on power loss for speed; atomicity is kept.
             block_size: S3 multipart part size and ranged-read size in bytes (default 8 MiB,
@@ -152,12 +161,15 @@ class FsspecArtifactStore:
         query.pop("block_size", None)
         self._uri = parsed
         self._closed = False
+        scheme = parsed.scheme
+        default_chunk = (
+            DEFAULT_CHUNK_SIZE if scheme in _LOCAL_SCHEMES else DEFAULT_REMOTE_CHUNK_SIZE
+        )
         self._chunk_size = (
-            DEFAULT_CHUNK_SIZE
+            default_chunk
             if chunk_value is None
             else _positive_int("chunk_size", chunk_value, parsed)
         )
-        scheme = parsed.scheme
         self._backend: _Backend
         if scheme in _LOCAL_SCHEMES:
             if query or storage_options:
@@ -273,7 +285,7 @@ class FsspecArtifactStore:
         store._uri = parsed
         store._closed = False
         store._chunk_size = (
-            DEFAULT_CHUNK_SIZE
+            DEFAULT_REMOTE_CHUNK_SIZE
             if chunk_size is None
             else _positive_int("chunk_size", chunk_size, parsed)
         )
