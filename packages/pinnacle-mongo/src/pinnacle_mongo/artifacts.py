@@ -11,8 +11,10 @@ chunk, so it is the commit point: a reader never sees an incomplete blob, and ch
 upload that crashed belong to no file (:meth:`GridFSArtifactStore.remove_orphans` removes
 them). Bytes that are stored already are not stored again: ``put`` checks before committing,
 and the unique index turns a concurrent put of the same bytes into a no-op (its chunks are
-removed). ``delete`` removes the files document first, then the chunks. Reads verify the
-sha256 and size.
+removed). ``delete`` removes the files document first, then the chunks. Reads fetch the
+chunks in windows of ``_READ_WINDOW`` bytes (one query each, the next one in the background
+while the current one is hashed) and verify every chunk's number and size, and the sha256 and
+length of the whole.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import contextlib
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any, Self
 
@@ -53,6 +57,8 @@ DEFAULT_CHUNK_SIZE = 255 * 1024
 _UPLOADING = "_uploading"
 _UNIQUE_INDEX = "pinnacle_blob_sha256"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+#: Bytes of chunks read per query by get() and open() (whole chunks, at least one).
+_READ_WINDOW = 8 * 1024 * 1024
 
 
 def _ref_key(ref: RefLike) -> str:
@@ -120,50 +126,176 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-class _VerifyingReader(io.RawIOBase):
-    """Streams a GridFS file and checks its sha256 and size at EOF."""
+class _ChunkWindows:
+    """A blob's chunks, fetched window by window with the next window fetched in the background.
+
+    Each window is one query for a range of chunk numbers (``files_id`` and ``n`` from the
+    files document, served by GridFS's ``files_id_1_n_1`` index) of at most ``_READ_WINDOW``
+    bytes, so a reply never approaches the driver's 48 MB message limit whatever batching the
+    server applies, and a reader holds at most two windows (the current one and the next).
+    While the caller hashes and copies one window, a background thread waits for the next
+    (socket reads and sha256 of large buffers release the GIL). Every chunk is checked for its
+    number and size; a missing or truncated chunk raises ArtifactCorrupted.
+    """
 
     def __init__(
         self,
-        grid_out: Any,
+        chunks: Collection[Document],
+        doc: Document,
         *,
         sha256: str,
-        size: int,
         where: str,
-        callback: ProgressCallback | None,
         translate: Callable[[Exception, str], Exception],
     ) -> None:
-        super().__init__()
-        self._grid_out = grid_out
+        self._chunks = chunks
+        self._files_id = doc["_id"]
+        self.length = int(doc["length"])
+        self._chunk_size = int(doc.get("chunkSize") or DEFAULT_CHUNK_SIZE)
+        self._count = -(-self.length // self._chunk_size)
+        self._per_window = max(1, _READ_WINDOW // self._chunk_size)
         self._sha256 = sha256
-        self._size = size
+        self._where = where
+        self._translate = translate
+        self._next = 0  # first chunk number of the next window to hand out
+        self._pending: Future[list[bytes]] | None = None
+
+    def _corrupt(self, problem: str) -> ArtifactCorrupted:
+        return ArtifactCorrupted(
+            f"blob {self._sha256} in {self._where} is corrupted: {problem}; delete it and put "
+            "the original bytes again"
+        )
+
+    def _fetch(self, start: int) -> list[bytes]:
+        """Chunks ``start`` up to the window's end, checked for number and size."""
+        end = min(start + self._per_window, self._count)
+        try:
+            docs = list(
+                self._chunks.find(
+                    {"files_id": self._files_id, "n": {"$gte": start, "$lt": end}},
+                    {"_id": 0, "n": 1, "data": 1},
+                    sort=[("n", 1)],
+                )
+            )
+        except Exception as exc:
+            raise self._translate(exc, f"read blob {self._sha256}") from exc
+        out: list[bytes] = []
+        last_size = self.length - (self._count - 1) * self._chunk_size
+        for expected, chunk in zip(range(start, end), docs, strict=False):
+            if chunk.get("n") != expected:
+                raise self._corrupt(f"chunk {expected} is missing")
+            data = chunk.get("data")
+            if not isinstance(data, bytes):
+                raise self._corrupt(f"chunk {expected} holds no binary data")
+            want = last_size if expected == self._count - 1 else self._chunk_size
+            if len(data) != want:
+                raise self._corrupt(f"chunk {expected} has {len(data)} bytes, expected {want}")
+            out.append(data)
+        if len(out) < end - start:
+            raise self._corrupt(f"chunk {start + len(out)} is missing")
+        return out
+
+    def next_window(self) -> list[bytes] | None:
+        """The next window's chunks in order, or None after the last one."""
+        if self._next >= self._count:
+            return None
+        pending, self._pending = self._pending, None
+        window = self._fetch(self._next) if pending is None else pending.result()
+        self._next += len(window)
+        if self._next < self._count:
+            self._pending = _in_background(self._fetch, self._next)
+        return window
+
+    def close(self) -> None:
+        """Forget the window being fetched (its thread ends with its query)."""
+        self._pending = None
+        self._next = self._count
+
+
+def _in_background(fn: Callable[[int], list[bytes]], arg: int) -> Future[list[bytes]]:
+    """``fn(arg)`` on a fresh daemon thread; its result or exception lands in the future."""
+    future: Future[list[bytes]] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(arg))
+        except BaseException as exc:  # handed to the reader, which re-raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="pinnacle-gridfs-read", daemon=True).start()
+    return future
+
+
+class _VerifyingReader(io.RawIOBase):
+    """Streams a blob's chunks and checks their sha256 and total size at EOF."""
+
+    def __init__(
+        self,
+        windows: _ChunkWindows,
+        *,
+        sha256: str,
+        where: str,
+        callback: ProgressCallback | None,
+    ) -> None:
+        super().__init__()
+        self._windows = windows
+        self._sha256 = sha256
+        self._size = windows.length
         self._where = where
         self._callback = callback
-        self._translate = translate
         self._hasher = hashlib.sha256()
+        self._parts: list[bytes] = []  # the current window, hashed already
+        self._index = 0  # next part to hand out
+        self._offset = 0  # position inside that part
         self._pos = 0
         self._verified = False
         if callback is not None:
-            callback.set_size(size)
+            callback.set_size(self._size)
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        if len(target) == 0:
-            return 0
-        data = _read_grid(self._grid_out, len(target), self._sha256, self._where, self._translate)
-        n = len(data)
-        if n == 0:
-            self._verify()
-            return 0
-        target[:n] = data
+    def _current(self) -> memoryview | None:
+        """The unread rest of the current chunk (fetching the next window), None at EOF."""
+        while self._index >= len(self._parts):
+            window = self._windows.next_window()
+            if window is None:
+                self._verify()
+                return None
+            for part in window:
+                self._hasher.update(part)
+            self._parts, self._index, self._offset = window, 0, 0
+        return memoryview(self._parts[self._index])[self._offset :]
+
+    def _advance(self, n: int) -> None:
+        self._offset += n
+        if self._offset >= len(self._parts[self._index]):
+            self._parts[self._index] = b""  # release chunks already handed out
+            self._index += 1
+            self._offset = 0
         self._pos += n
-        self._hasher.update(data)
         if self._callback is not None:
             self._callback.relative_update(n)
-        return n
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(target):
+            rest = self._current()
+            if rest is None:
+                break
+            n = min(len(rest), len(target) - filled)
+            target[filled : filled + n] = rest[:n]
+            self._advance(n)
+            filled += n
+        return filled
+
+    def readall(self) -> bytes:
+        pieces: list[memoryview] = []
+        while (rest := self._current()) is not None:
+            pieces.append(rest)
+            self._advance(len(rest))
+        return b"".join(pieces)
 
     def _verify(self) -> None:
         if self._verified:
@@ -178,24 +310,9 @@ class _VerifyingReader(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self._grid_out.close()
+            self._windows.close()
+            self._parts = []
         super().close()
-
-
-def _read_grid(
-    grid_out: Any, size: int, sha: str, where: str, translate: Callable[[Exception, str], Exception]
-) -> bytes:
-    from gridfs.errors import CorruptGridFile
-
-    try:
-        data: bytes = grid_out.read(size)
-    except CorruptGridFile as exc:
-        raise ArtifactCorrupted(
-            f"blob {sha} in {where} is corrupted: {exc}; delete it and put the original again"
-        ) from exc
-    except Exception as exc:
-        raise translate(exc, f"read blob {sha}") from exc
-    return data
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -355,56 +472,43 @@ class GridFSArtifactStore:
             raise ArtifactNotFound(f"no blob {key} in {self._where}")
         return key, doc
 
-    def _open_grid(self, doc: Document) -> Any:
-        """A GridOut on an already fetched files document (no second lookup)."""
-        from gridfs import GridOut
-
-        return GridOut(self._conn.database()[self.bucket], file_document=doc)
+    def _windows(self, key: str, doc: Document) -> _ChunkWindows:
+        return _ChunkWindows(
+            self._chunks(), doc, sha256=key, where=self._where, translate=self._conn.translate
+        )
 
     def open(self, ref: RefLike, *, callback: ProgressCallback | None = None) -> IO[bytes]:
         """A streaming reader that raises ArtifactCorrupted at EOF on a mismatch.
+
+        Memory stays bounded whatever the blob's size: the reader holds at most two windows
+        of chunks (8 MiB each).
 
         Raises:
             ArtifactNotFound: no such blob.
             InvalidArtifactRef: ``ref`` is not a sha256 hex digest.
         """
         key, doc = self._lookup(ref)
-        grid_out = self._open_grid(doc)
         raw = _VerifyingReader(
-            grid_out,
-            sha256=key,
-            size=int(doc["length"]),
-            where=self._where,
-            callback=callback,
-            translate=self._conn.translate,
+            self._windows(key, doc), sha256=key, where=self._where, callback=callback
         )
         return io.BufferedReader(raw, buffer_size=max(self.chunk_size, io.DEFAULT_BUFFER_SIZE))
 
     def get(self, ref: RefLike) -> bytes:
         """The verified bytes (ArtifactCorrupted on mismatch, ArtifactNotFound if absent)."""
-        from gridfs.errors import CorruptGridFile
-
         key, doc = self._lookup(ref)
-        length = int(doc["length"])
-        grid_out = self._open_grid(doc)
+        windows = self._windows(key, doc)
         hasher = hashlib.sha256()
         parts: list[bytes] = []
         try:
-            while grid_out.tell() < length:
-                chunk = grid_out.readchunk()  # hashed while it is still in the cache
-                hasher.update(chunk)
-                parts.append(chunk)
-        except CorruptGridFile as exc:
-            raise ArtifactCorrupted(
-                f"blob {key} in {self._where} is corrupted: {exc}; delete it and put the "
-                "original bytes again"
-            ) from exc
-        except Exception as exc:
-            raise self._conn.translate(exc, f"read blob {key}") from exc
+            # one window is hashed while the next one is on its way
+            while (window := windows.next_window()) is not None:
+                for chunk in window:
+                    hasher.update(chunk)
+                parts.extend(window)
         finally:
-            grid_out.close()
+            windows.close()
         data = b"".join(parts)
-        if len(data) != length or hasher.hexdigest() != key:
+        if len(data) != windows.length or hasher.hexdigest() != key:
             raise ArtifactCorrupted(
                 f"blob {key} in {self._where} is corrupted: its {len(data)} bytes do not hash to "
                 "its name; delete it and put the original bytes again"
