@@ -3,15 +3,19 @@
 1. Artifacts: ``--components`` component records whose artifacts total ``--total-bytes``, in a
    local deployment (SQLite metadata, filesystem artifacts), copied to SeaweedFS S3 (SQLite
    metadata) with :func:`pinnacledb.copy.copy_deployment`, against a raw ``s3fs`` upload of the
-   same files (one ``fs.put_file`` each, sequential, like the copy). Target: throughput
+   same files (one ``fs.put_file`` each, sequential). Target: throughput
    >= 0.8x raw; RSS growth during the copy < 128 MiB (sampled every 10 ms from /proc).
 2. Rows: a ``--rows``-row DuckDB table copied to PostgreSQL with ``copy_deployment(tables=...)``
    against a direct ibis ``to_pyarrow_batches`` + ``insert`` of the same data (target <= 1.2x).
 
+The default sizes (200 components / 256 MiB, 200,000 rows) run in a few minutes; ``--full``
+uses the issue's (1,000 components / 2 GiB, 1,000,000 rows). Raw uploads and copies alternate
+``--repeat`` times (fresh buckets) and the medians are compared, so both see the same load.
+
 Usage::
 
-    python benchmarks/facade/bench_copy.py [--components 1000] [--total-bytes 2GiB]
-        [--rows 1000000] [--batch-size 100000] [--write benchmarks/RESULTS_copy.md]
+    python benchmarks/facade/bench_copy.py [--full] [--components N] [--total-bytes 256MiB]
+        [--rows N] [--batch-size 100000] [--repeat 3] [--write benchmarks/RESULTS_copy.md]
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -89,7 +95,9 @@ def _pg_database() -> Iterator[str]:
 
 
 # ---------------------------------------------------------------------- artifacts
-def bench_artifacts(components: int, total: int, work: Path, workers: int) -> dict[str, Any]:
+def bench_artifacts(
+    components: int, total: int, work: Path, workers: int, repeat: int
+) -> dict[str, Any]:
     """Copy file -> S3 against raw s3fs uploads of the same files."""
     import s3fs
 
@@ -123,55 +131,74 @@ def bench_artifacts(components: int, total: int, work: Path, workers: int) -> di
         )
         paths.append(path)
     total_bytes = sum(p.stat().st_size for p in paths)
+    raws: list[float] = []
+    batches: list[float] = []
+    copies: list[float] = []
+    growth: list[int] = []
+    loads: list[float] = []
     with run_seaweedfs(work / "weed", secret_key="bench-secret") as weed:
-        weed.create_bucket("raw")
-        weed.create_bucket("copy")
         fs = s3fs.S3FileSystem(
             key=weed.access_key,
             secret="bench-secret",
             client_kwargs={"endpoint_url": weed.endpoint_url},
             default_block_size=8 << 20,
         )
-        t0 = time.perf_counter()
-        for p in paths:
-            fs.put_file(str(p), f"raw/{p.name}")
-        raw = time.perf_counter() - t0
-        t0 = time.perf_counter()  # s3fs's own concurrency (one call, many files)
-        fs.put([str(p) for p in paths], [f"raw/c/{p.name}" for p in paths])
-        raw_batch = time.perf_counter() - t0
-        dst = pinnacle(
-            "memory://",
-            metadata_store=f"sqlite://{work}/dst.db",
-            artifact_store=(
-                f"s3://{weed.access_key}:bench-secret@copy/art?endpoint_url={weed.endpoint_url}"
-            ),
-        )
-        dst.metadata.migrate()
-        dst.artifact_store.exists("0" * 64)  # connect before timing (s3fs import, session)
-        with PeakRSS() as rss:
+        # Alternate raw uploads and copies, each into a fresh bucket, so that both see the
+        # same machine load; report the median of each.
+        for run in range(repeat):
+            loads.append(os.getloadavg()[0])
+            weed.create_bucket(f"raw{run}")
             t0 = time.perf_counter()
-            report = copy_deployment(src, dst, workers=workers)
-            copy = time.perf_counter() - t0
-        assert report.artifacts_copied == components, report
-        t0 = time.perf_counter()
-        again = copy_deployment(src, dst)
-        rerun = time.perf_counter() - t0
-        assert again.artifacts_copied == 0
-        dst.close()
+            for p in paths:
+                fs.put_file(str(p), f"raw{run}/{p.name}")
+            raws.append(time.perf_counter() - t0)
+            if run == 0:  # s3fs's own concurrency (one call, many files), once
+                t0 = time.perf_counter()
+                fs.put([str(p) for p in paths], [f"raw{run}/c/{p.name}" for p in paths])
+                batches.append(time.perf_counter() - t0)
+            weed.create_bucket(f"copy{run}")
+            dst = pinnacle(
+                "memory://",
+                metadata_store=f"sqlite://{work}/dst{run}.db",
+                artifact_store=(
+                    f"s3://{weed.access_key}:bench-secret@copy{run}/art?"
+                    f"endpoint_url={weed.endpoint_url}"
+                ),
+            )
+            dst.metadata.migrate()
+            dst.artifact_store.exists("0" * 64)  # connect before timing (s3fs import, session)
+            with PeakRSS() as rss:
+                t0 = time.perf_counter()
+                report = copy_deployment(src, dst, workers=workers)
+                copies.append(time.perf_counter() - t0)
+            growth.append(rss.growth)
+            assert report.artifacts_copied == components, report
+            if run == repeat - 1:
+                t0 = time.perf_counter()
+                again = copy_deployment(src, dst, workers=workers)
+                rerun = time.perf_counter() - t0
+                assert again.artifacts_copied == 0
+            dst.close()
     src.close()
+    raw, copy = statistics.median(raws), statistics.median(copies)
     return {
         "components": components,
         "workers": workers,
+        "repeat": repeat,
         "bytes": total_bytes,
         "raw_s": raw,
-        "raw_batch_s": raw_batch,
-        "ratio_batch": raw_batch / copy,
+        "raw_all": raws,
+        "copy_all": copies,
+        "raw_batch_s": batches[0],
+        "ratio_batch": batches[0] / copy,
         "copy_s": copy,
         "rerun_s": rerun,
         "raw_mib_s": total_bytes / raw / (1 << 20),
         "copy_mib_s": total_bytes / copy / (1 << 20),
         "ratio": raw / copy,
-        "rss_growth_mib": rss.growth / (1 << 20),
+        "ratios": [r / c for r, c in zip(raws, copies, strict=True)],
+        "rss_growth_mib": max(growth) / (1 << 20),
+        "load": loads,
     }
 
 
@@ -243,32 +270,63 @@ def bench_rows(rows: int, batch: int, work: Path) -> dict[str, Any]:
     return out
 
 
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
+
+
 def main() -> None:
     """Run both benchmarks and print (optionally write) a Markdown report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--components", type=int, default=1000)
-    parser.add_argument("--total-bytes", type=_size, default=2 << 30)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the issue's sizes: 1,000 components / 2 GiB and 1,000,000 rows",
+    )
+    parser.add_argument("--components", type=int, default=None, help="default 200 (full: 1000)")
+    parser.add_argument("--total-bytes", type=_size, default=None, help="default 256MiB (2GiB)")
+    parser.add_argument("--rows", type=int, default=None, help="default 200000 (1000000)")
     parser.add_argument("--batch-size", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="alternating raw/copy runs")
     parser.add_argument("--skip-artifacts", action="store_true")
     parser.add_argument("--skip-rows", action="store_true")
     parser.add_argument("--write", type=Path, default=None)
     args = parser.parse_args()
+    if args.components is None:
+        args.components = 1000 if args.full else 200
+    if args.total_bytes is None:
+        args.total_bytes = (2 << 30) if args.full else (256 << 20)
+    if args.rows is None:
+        args.rows = 1_000_000 if args.full else 200_000
+    command = (
+        "python benchmarks/facade/bench_copy.py"
+        + (" --full" if args.full else "")
+        + f" --components {args.components} --total-bytes {args.total_bytes}"
+        + f" --rows {args.rows} --batch-size {args.batch_size} --workers {args.workers}"
+        + f" --repeat {args.repeat}"
+    )
     lines = [
         "# pinnacle copy benchmarks",
         "",
         f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}. Command: `python benchmarks/facade/bench_copy.py "
-        f"--components {args.components} --total-bytes {args.total_bytes} --rows {args.rows} "
-        f"--batch-size {args.batch_size}`.",
+        f"{platform.python_version()}. Command: `{command}`.",
+        "",
+        f"`uptime` before: {_uptime()}",
         "",
     ]
+    print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_artifacts:
             work = Path(tmp) / "art"
             work.mkdir()
-            a = bench_artifacts(args.components, args.total_bytes, work, args.workers)
+            a = bench_artifacts(args.components, args.total_bytes, work, args.workers, args.repeat)
+            start = len(lines)
+            runs = ", ".join(
+                f"{r:.2f}/{c:.2f}" for r, c in zip(a["raw_all"], a["copy_all"], strict=True)
+            )
             lines += [
                 "## Artifacts: filesystem -> S3 (SeaweedFS)",
                 "",
@@ -276,22 +334,30 @@ def main() -> None:
                 "| --- | --- |",
                 f"| components / bytes | {a['components']} / {a['bytes']} "
                 f"({a['bytes'] / (1 << 20):.0f} MiB) |",
-                f"| raw s3fs put_file (sequential) | {a['raw_s']:.2f} s "
+                f"| raw s3fs put_file (sequential), median of {a['repeat']} | {a['raw_s']:.2f} s "
                 f"({a['raw_mib_s']:.1f} MiB/s) |",
-                f"| raw s3fs put(list) (s3fs's concurrency) | {a['raw_batch_s']:.2f} s |",
-                f"| copy_deployment ({a['workers']} upload threads) | {a['copy_s']:.2f} s "
-                f"({a['copy_mib_s']:.1f} MiB/s) |",
-                f"| throughput ratio copy / sequential raw (target >= 0.8) | {a['ratio']:.2f} |",
+                f"| raw s3fs put(list) (s3fs's concurrency), once | {a['raw_batch_s']:.2f} s |",
+                f"| copy_deployment ({a['workers']} upload threads), median of {a['repeat']} | "
+                f"{a['copy_s']:.2f} s ({a['copy_mib_s']:.1f} MiB/s) |",
+                f"| each run raw/copy (s), alternating | {runs} |",
+                "| 1-min load average at the start of each run | "
+                + ", ".join(f"{x:.2f}" for x in a["load"])
+                + " |",
+                f"| throughput ratio copy / sequential raw, medians (target >= 0.8) | "
+                f"{a['ratio']:.2f} |",
+                "| ratio per run | " + ", ".join(f"{x:.2f}" for x in a["ratios"]) + " |",
                 f"| throughput ratio copy / raw put(list) | {a['ratio_batch']:.2f} |",
-                f"| RSS growth during copy (target < 128 MiB) | {a['rss_growth_mib']:.1f} MiB |",
+                f"| RSS growth during copy, max of runs (target < 128 MiB) | "
+                f"{a['rss_growth_mib']:.1f} MiB |",
                 f"| idempotent re-run (everything present) | {a['rerun_s']:.2f} s |",
                 "",
             ]
-            print("\n".join(lines[-12:]), flush=True)
+            print("\n".join(lines[start:]), flush=True)
         if not args.skip_rows:
             work = Path(tmp) / "rows"
             work.mkdir()
             r = bench_rows(args.rows, args.batch_size, work)
+            start = len(lines)
             lines += [
                 "## Rows: DuckDB -> PostgreSQL",
                 "",
@@ -304,7 +370,9 @@ def main() -> None:
                 f"| RSS growth during copy | {r['rss_growth_mib']:.1f} MiB |",
                 "",
             ]
-            print("\n".join(lines[-9:]), flush=True)
+            print("\n".join(lines[start:]), flush=True)
+    lines += [f"`uptime` after: {_uptime()}", ""]
+    print(lines[-2], flush=True)
     if args.write:
         args.write.write_text("\n".join(lines) + "\n")
 

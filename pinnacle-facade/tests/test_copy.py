@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -412,6 +415,67 @@ def test_sigkill_at_random_points_then_rerun_gives_the_same_result(tmp_path: Pat
         dst.close()
     assert kills >= 1, "no run was interrupted: the kill points are too late"
 
+    # a kill in the middle of a table: as soon as the progress output shows rows of it
+    dst_dir = tmp_path / "mid-table"
+    argv = argv_for(dst_dir)
+    for _ in range(2):
+        shown = _kill_on_progress(
+            [sys.executable, "-c", _CHILD, *argv], env=env, cwd=tmp_path, phase="rows points"
+        )
+        print(f"mid-table: SIGKILL when the progress showed {shown!r}: {state(dst_dir)}")
+    dst = pinnacle(**_dst_args(dst_dir))
+    assert 0 < dst.count("points") < 20_000
+    dst.close()
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, *argv],
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    src = pinnacle(**src_args)
+    dst = pinnacle(**_dst_args(dst_dir))
+    assert_same(src, dst, tables)
+    src.close()
+    dst.close()
+
+
+def _kill_on_progress(
+    cmd: list[str], *, env: dict[str, str], cwd: Path, phase: str, timeout: float = 300.0
+) -> str:
+    """Run ``cmd``; SIGKILL it once its progress output shows ``phase`` past where the run
+    started (a resumed copy starts after the rows present) and before its total. Returns the
+    progress text that was seen."""
+    pattern = re.compile(rf"{re.escape(phase)} +\[[#.]*\] (\d+)/(\d+)")
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+            if not ready:
+                continue
+            chunk = os.read(proc.stderr.fileno(), 1 << 16)
+            if not chunk:
+                break
+            seen += chunk
+            matches = list(pattern.finditer(seen.decode(errors="replace")))
+            for match in matches:
+                done, total = int(match.group(1)), int(match.group(2))
+                if int(matches[0].group(1)) < done < total:
+                    proc.send_signal(signal.SIGKILL)
+                    return match.group(0)
+        raise AssertionError(f"no {phase!r} progress before the end: {seen.decode()[-2000:]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
 
 class _Stop(Exception):
     """Raised by a progress callback to interrupt a copy at a known point."""
@@ -444,3 +508,312 @@ def test_interrupted_table_copy_resumes_to_the_same_result(
     assert src.copy_to(dst, tables=TABLES).rows_copied == dict.fromkeys(TABLES, 0)
     src.close()
     dst.close()
+
+
+# ---------------------------------------------------------------- MongoDB -> MongoDB, natively
+@pytest.fixture(scope="module")
+def mongoeco_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """mongoeco's wire server (more faithful than nx-27017) for this module."""
+    from pinnacle_mongo.testing import start_mongoeco
+
+    server = start_mongoeco(log_dir=tmp_path_factory.mktemp("mongoeco"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _wire(request: pytest.FixtureRequest, kind: str) -> Any:
+    return request.getfixturevalue("mongoeco_server" if kind == "mongoeco" else "mongo_server")
+
+
+def _pair(server: Any) -> tuple[Datalayer, Datalayer]:
+    """Two MongoDB deployments (data, metadata and GridFS artifacts) on one wire server."""
+    from pinnacle_mongo.testing import fresh_database_name
+
+    return pinnacle(server.uri(fresh_database_name("cps"))), pinnacle(
+        server.uri(fresh_database_name("cpd"))
+    )
+
+
+def _raw_documents(db: Datalayer, table: str) -> list[bytes]:
+    """The collection's documents as BSON bytes, in ``_id`` order."""
+    from bson.codec_options import CodecOptions
+    from bson.raw_bson import RawBSONDocument
+
+    coll = db.databackend.native_database().get_collection(  # type: ignore[attr-defined]
+        table, codec_options=CodecOptions(document_class=RawBSONDocument)
+    )
+    return [d.raw for d in coll.find({}, sort=[("_id", 1)])]
+
+
+def _loose_documents(n: int) -> list[dict[str, Any]]:
+    """Documents no portable schema describes: BSON types, nested values, mixed ``_id`` types."""
+    from datetime import UTC, datetime
+
+    from bson import Binary, Int64, ObjectId
+
+    base = datetime(2024, 5, 17, 12, 30, 15, 123000, tzinfo=UTC)
+    docs: list[dict[str, Any]] = [
+        {
+            "_id": ObjectId(),
+            "i32": i,
+            "i64": Int64(i * 10**12),
+            "when": base + timedelta(minutes=i),
+            "raw": bytes([i % 256, 0, 255]),
+            "uuid": Binary(uuid.UUID(int=i).bytes, 4),
+            "nested": {"list": [i, "x", None, {"deep": i * 0.5}], "flag": i % 2 == 0},
+        }
+        for i in range(n)
+    ]
+    docs += [{"_id": "a string id", "v": 1}, {"_id": 12345, "v": [1, 2]}]
+    return docs
+
+
+MONGO_KINDS = [
+    pytest.param("mongoeco", marks=pytest.mark.mongoeco, id="mongoeco"),
+    pytest.param("nx27017", marks=pytest.mark.nx27017, id="nx27017"),
+]
+
+
+@pytest.mark.parametrize("kind", MONGO_KINDS)
+def test_mongo_to_mongo_copies_documents_natively_in_batches(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    """Collections without a Schema too; documents byte-identical, ``_id`` kept; re-run no-op."""
+    src, dst = _pair(_wire(request, kind))
+    docs = _loose_documents(40)
+    src.databackend.native_database()["loose"].insert_many(docs)  # type: ignore[attr-defined]
+    src.create_table("points", {"id": "int", "x": "float", "at": "datetime", "doc": "json"})
+    src.insert("points", [{"id": i, "x": i / 4, "doc": {"i": [i]}} for i in range(12)])
+    seen: list[tuple[str, int]] = []
+
+    def record(phase: str, done: int, total: int) -> None:
+        seen.append((phase, done))
+
+    plan = src.copy_to(dst, tables=["loose", "points"], dry_run=True).plan
+    assert [(t.name, t.rows, t.state) for t in plan.tables] == [
+        ("loose", 42, "new"),
+        ("points", 12, "new"),
+    ]
+    assert dst.list_tables() == []
+    report = src.copy_to(dst, tables=["loose", "points"], batch_size=7, progress=record)
+    assert report.rows_copied == {"loose": 42, "points": 12}
+    assert _raw_documents(dst, "loose") == _raw_documents(src, "loose")
+    assert _raw_documents(dst, "points") == _raw_documents(src, "points")
+    assert dst.databackend.table_schema("points") == src.databackend.table_schema("points")
+    assert [d for p, d in seen if p == "rows loose"] == [0, 7, 14, 21, 28, 35, 42]
+    assert [d for p, d in seen if p == "rows points"] == [0, 7, 12]
+    assert src.copy_to(dst, tables=["loose", "points"]).rows_copied == {"loose": 0, "points": 0}
+    assert _raw_documents(dst, "loose") == _raw_documents(src, "loose")
+    src.close()
+    dst.close()
+
+
+@pytest.mark.parametrize("kind", MONGO_KINDS)
+@pytest.mark.parametrize("after", [7, 21])
+def test_interrupted_mongo_to_mongo_copy_resumes(
+    request: pytest.FixtureRequest, kind: str, after: int
+) -> None:
+    src, dst = _pair(_wire(request, kind))
+    src.databackend.native_database()["loose"].insert_many(  # type: ignore[attr-defined]
+        _loose_documents(30)
+    )
+
+    def stop(name: str, done: int, total: int) -> None:
+        if name == "rows loose" and done >= after:
+            raise _Stop(f"{name} {done}/{total}")
+
+    with pytest.raises(_Stop):
+        src.copy_to(dst, tables=["loose"], batch_size=7, progress=stop)
+    assert dst.count("loose") == after
+    report = src.copy_to(dst, tables=["loose"], batch_size=5)
+    assert report.rows_copied == {"loose": 32 - after}
+    assert _raw_documents(dst, "loose") == _raw_documents(src, "loose")
+    assert dst.metadata.get_metadata(progress_key(src, "loose")) == {"state": "done", "rows": 32}
+    src.close()
+    dst.close()
+
+
+@pytest.mark.parametrize("kind", MONGO_KINDS)
+def test_mongo_insert_skips_documents_already_there(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    """The writer of the native copy inserts what is missing and skips existing ``_id``."""
+    from pinnacledb.copy import _insert_new
+
+    src, dst = _pair(_wire(request, kind))
+    target = dst.databackend.native_database()["t"]  # type: ignore[attr-defined]
+    docs = [{"_id": i, "v": i} for i in range(10)]
+    assert _insert_new(target, docs[2:4] + docs[6:7]) == 3
+    assert _insert_new(target, docs) == 7
+    assert _insert_new(target, docs) == 0
+    assert list(target.find({}, sort=[("_id", 1)])) == docs
+    src.close()
+    dst.close()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("mongoeco", marks=pytest.mark.mongoeco, id="mongoeco"),
+        pytest.param(
+            "nx27017",
+            marks=[
+                pytest.mark.nx27017,
+                pytest.mark.notyet(
+                    reason="nx-27017 cannot store Decimal128 ('Object of type Decimal128 is not "
+                    "JSON serializable')",
+                    raises=__import__("pymongo").errors.WriteError,
+                ),
+            ],
+            id="nx27017",
+        ),
+    ],
+)
+def test_mongo_to_mongo_keeps_decimal128(request: pytest.FixtureRequest, kind: str) -> None:
+    from bson import Decimal128
+
+    src, dst = _pair(_wire(request, kind))
+    coll = src.databackend.native_database()["money"]  # type: ignore[attr-defined]
+    coll.insert_one({"_id": 1, "amount": Decimal128("12.30"), "tiny": Decimal128("1E-6143")})
+    src.copy_to(dst, tables=["money"])
+    assert _raw_documents(dst, "money") == _raw_documents(src, "money")
+    got = dst.databackend.native_database()["money"].find_one({"_id": 1})  # type: ignore[attr-defined]
+    assert got["amount"] == Decimal128("12.30")
+    assert str(got["amount"]) == "12.30"
+    src.close()
+    dst.close()
+
+
+# ---------------------------------------------------------------- streamed reads
+def _typed_rows(n: int) -> list[dict[str, Any]]:
+    """Rows with every non-plain column type; keys repeat (groups of 3) and some are NULL."""
+    from datetime import UTC, datetime
+
+    base = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    return [
+        {
+            "k": None if i % 17 == 0 else i // 3,
+            "at": base + timedelta(seconds=i % 5),
+            "tag": f"t{i % 4}",
+            "doc": {"i": i, "l": [i, None]},
+            "emb": [float(i), -0.5],
+            "raw": bytes([i % 256]) * 3,
+        }
+        for i in range(n)
+    ]
+
+
+TYPED = {"k": "int", "at": "datetime", "tag": "str", "doc": "json", "emb": "vector", "raw": "bytes"}
+
+
+@pytest.mark.duckdb
+@pytest.mark.sqlite
+@pytest.mark.file
+def test_tables_of_every_column_type_are_read_and_written_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """datetime/json/vector/bytes columns: keyset pages of ``batch_size``, never the whole
+    table (a recording wrapper around the real source's ``select``)."""
+    src = pinnacle(
+        f"duckdb://{tmp_path}/src.duckdb",
+        metadata_store=f"sqlite://{tmp_path}/src.db",
+        artifact_store=f"filesystem://{tmp_path}/src-art/",
+    )
+    src.create_table("events", TYPED)
+    src.insert("events", _typed_rows(100))
+    src.create_table("stamps", {"id": "int", "at": "datetime", "name": "str"})
+    src.insert(
+        "stamps",
+        [{"id": i % 20, "at": r["at"], "name": r["tag"]} for i, r in enumerate(_typed_rows(50))],
+    )
+    dst = pinnacle(f"sqlite://{tmp_path}/dst.db", artifact_store=f"filesystem://{tmp_path}/art/")
+    backend = src.databackend
+    select = backend.select
+    reads: list[tuple[Any, Any, int]] = []
+
+    def recording_select(table: str, where: Any = None, **kw: Any) -> list[dict[str, Any]]:
+        rows = select(table, where, **kw)
+        reads.append((where, kw.get("limit"), len(rows)))
+        return rows
+
+    monkeypatch.setattr(backend, "select", recording_select)
+    writes: dict[str, list[int]] = {"rows events": [], "rows stamps": []}
+
+    def record(phase: str, done: int, total: int) -> None:
+        if phase in writes:
+            writes[phase].append(done)
+
+    report = src.copy_to(dst, tables=["events", "stamps"], batch_size=7, progress=record)
+    assert report.rows_copied == {"events": 100, "stamps": 50}
+    assert reads, "the keyset reader did not go through select()"
+    assert all(limit == 7 or "$or" not in (where or {}) for where, limit, _ in reads)
+    assert max(n for _, _, n in reads) <= 7
+    assert len(reads) >= 2 * (100 + 50) // 7
+    for phase, total in (("rows events", 100), ("rows stamps", 50)):
+        steps = [b - a for a, b in itertools.pairwise(writes[phase])]
+        assert steps
+        assert max(steps) <= 7
+        assert writes[phase][-1] == total
+        assert len(steps) >= total // 7
+    monkeypatch.undo()
+    for table in ("events", "stamps"):
+        assert _sorted_rows(dst, table) == _sorted_rows(src, table)
+    src.close()
+    dst.close()
+
+
+@pytest.mark.duckdb
+@pytest.mark.sqlite
+@pytest.mark.file
+@pytest.mark.parametrize("after", [7, 28])
+def test_interrupted_keyset_copy_continues_after_the_rows_present(
+    tmp_path: Path, after: int
+) -> None:
+    """A datetime table (ordered, read by keyset pages) resumes where it stopped."""
+    src = pinnacle(
+        f"duckdb://{tmp_path}/src.duckdb",
+        metadata_store=f"sqlite://{tmp_path}/src.db",
+        artifact_store=f"filesystem://{tmp_path}/src-art/",
+    )
+    src.create_table("stamps", {"id": "int", "at": "datetime", "name": "str"})
+    rows = [{"id": i % 20, "at": r["at"], "name": r["tag"]} for i, r in enumerate(_typed_rows(50))]
+    src.insert("stamps", rows + rows[:5])  # identical rows too
+    dst = pinnacle(**_dst_args(tmp_path / "dst"))
+
+    def stop(name: str, done: int, total: int) -> None:
+        if name == "rows stamps" and done >= after:
+            raise _Stop(f"{name} {done}/{total}")
+
+    with pytest.raises(_Stop):
+        src.copy_to(dst, tables=["stamps"], batch_size=7, progress=stop)
+    assert dst.count("stamps") == after
+    report = src.copy_to(dst, tables=["stamps"], batch_size=4)
+    assert report.rows_copied == {"stamps": 55 - after}
+    assert _sorted_rows(dst, "stamps") == _sorted_rows(src, "stamps")
+    src.close()
+    dst.close()
+
+
+@pytest.mark.nx27017
+def test_mongo_source_is_read_with_one_cursor_in_batches(mongo_server: Any) -> None:
+    from pinnacle_mongo.testing import fresh_database_name
+    from pinnacledb.copy import read_batches
+
+    src = pinnacle(mongo_server.uri(fresh_database_name("cpr")))
+    src.create_table("events", TYPED)
+    src.insert("events", _typed_rows(60))
+    schema = src.databackend.table_schema("events")
+    total, batches = read_batches(src.databackend, "events", schema=schema, batch_size=8)
+    sizes = [len(b) for b in batches]
+    assert total == 60
+    assert sizes == [8] * 7 + [4]
+    total, batches = read_batches(
+        src.databackend, "events", schema=schema, skip=50, batch_size=8, keep_id=True
+    )
+    rest = [r for b in batches for r in b]
+    everything = sorted(src.select("events"), key=lambda r: r["_id"])
+    assert rest == everything[50:]
+    assert [set(r) for r in rest] == [{"_id", *TYPED}] * 10
+    src.close()

@@ -24,18 +24,21 @@ Tables: the destination table is created by the copy from the source's declared 
 (``table_schema``); a table that already exists at the destination without a copy marker is a
 conflict. Progress lives in the destination metadata key ``copy:<source-id>:<table>``
 (``{"state": "copying" | "done", "rows": n}``). When a copy is resumed, the rows already at the
-destination are counted and, if the table's columns give a total order of its rows (no
-``json``/``vector``/``bytes`` columns, so rows are ordered by every column and equal rows are
-identical), the copy continues after them; otherwise the destination table is emptied (it was
-created by this copy) and the copy starts again. Either way the result equals one uninterrupted
-run, provided the source table does not change meanwhile and each ``insert`` is all-or-nothing
-or writes a prefix of its batch (true for the SQL engines, one statement per batch, and for
-MongoDB's ordered ``insert_many``). A table already marked done is skipped (later changes of the
-source table are not synchronised). Rows are written with ``insert`` in batches of
-``batch_size``. They are read as streamed Arrow batches of the ibis ``native(table)`` ordered by
-every column when the source is an ibis engine and every column is ``int``/``float``/``str``/
-``bool`` (memory: one batch); otherwise with one ordered portable ``select`` of the whole table
-(memory grows with the table).
+destination are counted and, if the source yields its rows in one total order (MongoDB: by
+``_id``; other backends: when no column is ``json``/``vector``/``bytes``, so rows are ordered by
+every column and equal rows are identical), the copy continues after them; otherwise the
+destination table is emptied (it was created by this copy) and the copy starts again. Either
+way the result equals one uninterrupted run, provided the source table does not change
+meanwhile and each ``insert`` is all-or-nothing or writes a prefix of its batch (true for the SQL
+engines, one statement per batch, and for MongoDB's ordered ``insert_many``). A table already
+marked done is skipped (later changes of the source table are not synchronised).
+
+Rows are read in batches of ``batch_size`` (:func:`read_batches`, memory: about one batch) and
+written with ``insert``. MongoDB -> MongoDB is native and needs no declared schema: the raw BSON
+documents (``_id``, every BSON type and the field order unchanged) are read with one cursor in
+``_id`` order and written with ordered ``insert_many`` that skips ``_id`` already present; a
+declared schema, if any, is recreated at the destination. Between the two families a table
+needs a declared schema (otherwise :class:`SchemaError`).
 
 The garbage collector of the destination may see copied-but-not-yet-referenced artifacts only
 between an artifact's upload and its record's creation; ``gc`` keeps unknown artifacts for its
@@ -46,28 +49,32 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any, Final, cast
 
-from attrs import frozen
+from attrs import field, frozen
 
 from pinnacle_protocols.errors import (
     ArtifactCorrupted,
     ComponentNotFound,
     JobNotFound,
+    PinnacleError,
     SchemaError,
     TableExists,
     TableNotFound,
     VersionConflict,
 )
 from pinnacle_protocols.records import ArtifactRef, ComponentKey, ComponentRecord, DType, JobRecord
+from pinnacle_protocols.uri import redact
 
 if TYPE_CHECKING:
+    from pinnacle_protocols.filters import Filter
     from pinnacle_protocols.protocols import ArtifactStore, DataBackend, MetadataStore
-    from pinnacle_protocols.records import Schema
+    from pinnacle_protocols.records import Field, Schema
     from pinnacledb.base.datalayer import Datalayer
 
 __all__ = [
@@ -79,6 +86,7 @@ __all__ = [
     "copy_deployment",
     "plan_copy",
     "progress_key",
+    "read_batches",
 ]
 
 #: ``progress(phase, done, total)``: ``"artifacts"`` (bytes) and ``"rows <table>"`` (rows).
@@ -90,9 +98,15 @@ DEFAULT_WORKERS: Final = 4
 _UNORDERED: Final = frozenset({DType.JSON, DType.VECTOR, DType.BYTES})
 #: Column types an ibis source streams as Arrow batches without engine-specific decoding.
 _STREAMABLE: Final = frozenset({DType.INT, DType.FLOAT, DType.STR, DType.BOOL})
+#: Column types that keyset pages order and filter by.
+_KEY_TYPES: Final = frozenset({DType.INT, DType.FLOAT, DType.STR, DType.BOOL, DType.DATETIME})
+#: MongoDB's duplicate key error code.
+_DUPLICATE_KEY: Final = 11000
 #: Artifact stores that publish a stream with a local rename (no spooling needed).
 _LOCAL_SCHEMES: Final = frozenset({"filesystem", "file", "memory"})
 _SPOOL_IN_MEMORY: Final = 8 << 20
+#: Blobs up to this size are copied as one ``bytes`` value (memory: ``workers`` x this).
+_IN_MEMORY: Final = _SPOOL_IN_MEMORY
 
 
 @frozen(kw_only=True)
@@ -162,6 +176,7 @@ class CopyPlan:
         edges: Lineage edges of the source.
         tables: The tables to copy.
         conflicts: Differences that make the copy refuse to start.
+        children: Each source version's children (lineage), for versions that have some.
     """
 
     source: tuple[str, str, str]
@@ -175,6 +190,7 @@ class CopyPlan:
     edges: int
     tables: tuple[TablePlan, ...]
     conflicts: tuple[Conflict, ...]
+    children: Mapping[ComponentKey, tuple[ComponentKey, ...]] = field(factory=dict)
 
     @property
     def bytes_to_copy(self) -> int:
@@ -289,6 +305,15 @@ def _source_versions(
     return ordered, children
 
 
+def _present_versions(md: MetadataStore) -> set[ComponentKey]:
+    """Every component version ``md`` holds."""
+    return {
+        ComponentKey(type_id=k.type_id, identifier=k.identifier, version=v)
+        for k in md.show_components()
+        for v in md.show_versions(k.type_id, k.identifier)
+    }
+
+
 def _table_names(src: DataBackend, tables: Iterable[str] | None, all_tables: bool) -> list[str]:
     if all_tables:
         return src.list_tables()
@@ -338,16 +363,24 @@ def plan_copy(
     *,
     tables: Iterable[str] | None = None,
     all_tables: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
 ) -> CopyPlan:
-    """What :func:`copy_deployment` would do, without writing anything."""
+    """What :func:`copy_deployment` would do, without writing anything (tables holding
+    artifacts by reference are read in batches of ``batch_size`` rows; ``workers`` threads
+    ask the destination store which artifacts it lacks)."""
     smd, dmd = src.metadata, dst.metadata
     records, children = _source_versions(smd)
     to_copy: list[ComponentKey] = []
     conflicts: list[Conflict] = []
+    present = _present_versions(dmd)
     for rec in records:
+        if rec.key not in present:
+            to_copy.append(rec.key)
+            continue
         try:
             have = dmd.get_component(rec.type_id, rec.identifier, rec.version)
-        except ComponentNotFound:
+        except ComponentNotFound:  # deleted meanwhile
             to_copy.append(rec.key)
             continue
         if have.content_hash != rec.content_hash:
@@ -362,11 +395,8 @@ def plan_copy(
                 )
             )
     dstore = dst.artifact_store
-    missing: dict[str, ArtifactRef] = {}
-    for rec in records:
-        for ref in rec.artifacts.values():
-            if ref.sha256 not in missing and not dstore.exists(ref):
-                missing[ref.sha256] = ref
+    unique = {ref.sha256: ref for rec in records for ref in rec.artifacts.values()}
+    missing = {ref.sha256: ref for ref in _missing_at(dstore, list(unique.values()), workers)}
     jobs_to_copy: list[str] = []
     jobs_differing: list[str] = []
     for job in smd.show_jobs():
@@ -379,19 +409,27 @@ def plan_copy(
             jobs_differing.append(job.job_id)
     table_plans: list[TablePlan] = []
     data_missing: dict[str, ArtifactRef] = {}
-    for name in _table_names(src.databackend, tables, all_tables):
-        _source_schema(src.databackend, dst.databackend, name)
+    sb, db_ = src.databackend, dst.databackend
+    for name in _table_names(sb, tables, all_tables):
+        schema = (
+            _declared_schema(sb, name) if _native_mongo(sb, db_) else _source_schema(sb, db_, name)
+        )
         plan, conflict = _table_plan(src, dst, name)
         table_plans.append(plan)
         if conflict is not None:
             conflicts.append(conflict)
         cols = _by_reference_columns(src, name)
         if cols and plan.state != "done":
-            for row in src.databackend.select(name, columns=cols):
-                for sha in _shas(row, cols):
-                    if sha not in missing and sha not in data_missing and not dstore.exists(sha):
-                        size = src.artifact_store.size(sha)
-                        data_missing[sha] = ArtifactRef(sha256=sha, size=size)
+            for batch in _column_batches(sb, name, schema, cols, batch_size):
+                for row in batch:
+                    for sha in _shas(row, cols):
+                        if (
+                            sha not in missing
+                            and sha not in data_missing
+                            and not dstore.exists(sha)
+                        ):
+                            size = src.artifact_store.size(sha)
+                            data_missing[sha] = ArtifactRef(sha256=sha, size=size)
     return CopyPlan(
         source=_uris(src),
         destination=_uris(dst),
@@ -402,9 +440,44 @@ def plan_copy(
         jobs_to_copy=tuple(jobs_to_copy),
         jobs_differing=tuple(jobs_differing),
         edges=sum(len(c) for c in children.values()),
+        children={k: tuple(v) for k, v in children.items() if v},
         tables=tuple(table_plans),
         conflicts=tuple(conflicts),
     )
+
+
+def _missing_at(store: ArtifactStore, refs: list[ArtifactRef], workers: int) -> list[ArtifactRef]:
+    """The refs ``store`` does not hold, in their order (``workers`` requests in flight)."""
+    if not refs:
+        return []
+    first = not store.exists(refs[0])  # connect once before the threads share the store
+    if workers <= 1 or len(refs) == 1:
+        rest = [not store.exists(r) for r in refs[1:]]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pinnacle-copy") as pool:
+            rest = list(pool.map(lambda r: not store.exists(r), refs[1:]))
+    return [r for r, lacks in zip(refs, [first, *rest], strict=True) if lacks]
+
+
+def _column_batches(
+    sb: DataBackend, table: str, schema: Schema | None, cols: list[str], batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The values of ``cols`` in every row of ``table``, streamed in batches."""
+    if schema is None:  # a MongoDB collection without a portable schema
+        collection = sb.native_database()[table]  # type: ignore[attr-defined]
+        with contextlib.closing(
+            collection.find({}, dict.fromkeys(cols, 1), batch_size=batch_size)
+        ) as cursor:
+            batch: list[dict[str, Any]] = []
+            for doc in cursor:
+                batch.append(doc)
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        return
+    yield from read_batches(sb, table, schema=schema, batch_size=batch_size)[1]
 
 
 def _by_reference_columns(src: Datalayer, table: str) -> list[str]:
@@ -426,8 +499,27 @@ def _same_job(a: JobRecord, b: JobRecord) -> bool:
 
 # ---------------------------------------------------------------------- execution
 def _copy_artifact(src: ArtifactStore, dst: ArtifactStore, ref: ArtifactRef | str) -> int:
-    """Stream one blob from ``src`` to ``dst``; return its size."""
+    """Copy one blob from ``src`` to ``dst`` (verified on both ends); return its size.
+
+    A blob of at most ``_IN_MEMORY`` bytes is read whole (``get``) and stored as ``bytes`` (one
+    hash pass at each end, straight to the final key); a larger one is streamed (spooled to a
+    local temporary file first when the destination is remote and the reader cannot seek).
+    """
     sha = ref if isinstance(ref, str) else ref.sha256
+    if isinstance(ref, ArtifactRef) and ref.size <= _IN_MEMORY:
+        got = dst.put(src.get(ref))  # ``get`` checks the hash
+    else:
+        got = _stream_artifact(src, dst, ref)
+    if got.sha256 != sha or (isinstance(ref, ArtifactRef) and got.size != ref.size):
+        raise ArtifactCorrupted(
+            f"copying artifact {sha} from {src.uri} to {dst.uri} stored {got.sha256} "
+            f"({got.size} B) instead; the source blob may be corrupt (the copy stopped; "
+            "nothing references the stray blob, gc removes it)"
+        )
+    return got.size
+
+
+def _stream_artifact(src: ArtifactStore, dst: ArtifactStore, ref: ArtifactRef | str) -> ArtifactRef:
     reader = src.open(ref)
     try:
         if _spool(reader, dst):
@@ -437,18 +529,10 @@ def _copy_artifact(src: ArtifactStore, dst: ArtifactStore, ref: ArtifactRef | st
             with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
                 shutil.copyfileobj(reader, spool, 1 << 20)
                 spool.seek(0)
-                got = dst.put(cast("IO[bytes]", spool))
-        else:
-            got = dst.put(reader)
+                return dst.put(cast("IO[bytes]", spool))
+        return dst.put(reader)
     finally:
         reader.close()
-    if got.sha256 != sha or (isinstance(ref, ArtifactRef) and got.size != ref.size):
-        raise ArtifactCorrupted(
-            f"copying artifact {sha} from {src.uri} to {dst.uri} stored {got.sha256} "
-            f"({got.size} B) instead; the source blob may be corrupt (the copy stopped; "
-            "nothing references the stray blob, gc removes it)"
-        )
-    return got.size
 
 
 def _spool(reader: IO[bytes], dst: ArtifactStore) -> bool:
@@ -476,9 +560,11 @@ def _create_record(md: MetadataStore, rec: ComponentRecord) -> bool:
 
 
 def _upload(src: ArtifactStore, dst: ArtifactStore, ref: ArtifactRef) -> int:
-    """Copy one blob unless ``dst`` has it; return the bytes uploaded."""
-    if dst.exists(ref):
-        return 0
+    """Copy one blob the plan found missing at ``dst``; return the bytes uploaded.
+
+    Not asked again: stores are content-addressed, so storing a blob that a concurrent copy
+    stored meanwhile changes nothing.
+    """
     _copy_artifact(src, dst, ref)
     return ref.size
 
@@ -488,7 +574,7 @@ def _copy_components(
 ) -> tuple[int, int, int]:
     """Artifacts (``workers`` uploads in flight, in record order), each record once its own
     artifacts are stored, then its lineage edges."""
-    smd, dmd = src.metadata, dst.metadata
+    dmd = dst.metadata
     sstore, dstore = src.artifact_store, dst.artifact_store
     pending = {r.sha256: r for r in plan.artifacts}
     tasks: list[ArtifactRef] = []
@@ -506,14 +592,14 @@ def _copy_components(
     waited: set[str] = set()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pinnacle-copy")
     try:
-        if tasks:
-            dstore.exists(tasks[0])  # connect once before the workers share the store
         next_task = 0
         for rec in plan.versions:
             own = [r.sha256 for r in rec.artifacts.values() if r.sha256 in size_of]
-            in_flight = sum(1 for f in futures.values() if not f.done())
+            # keep ``2 * workers`` uploads submitted (running or queued), so that no thread
+            # idles while this thread writes records
+            in_flight = sum(1 for sha, f in futures.items() if sha not in waited and not f.done())
             while next_task < len(tasks) and (
-                in_flight < workers or any(sha not in futures for sha in own)
+                in_flight < 2 * workers or any(sha not in futures for sha in own)
             ):
                 ref = tasks[next_task]
                 futures[ref.sha256] = pool.submit(_upload, sstore, dstore, ref)
@@ -532,7 +618,7 @@ def _copy_components(
                     progress("artifacts", done_bytes, total_bytes)
             if rec.key in missing_versions and _create_record(dmd, rec):
                 copied_versions += 1
-            for child in smd.get_children(rec.key):
+            for child in plan.children.get(rec.key, ()):
                 dmd.create_parent_child(rec.key, child)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -553,11 +639,35 @@ def _copy_jobs(src: Datalayer, dst: Datalayer, plan: CopyPlan) -> int:
     return copied
 
 
-def _order_columns(schema: Schema) -> list[str] | None:
-    """Columns whose ordering is a total order of the rows, or None if there is none."""
-    if any(f.dtype in _UNORDERED for f in schema.fields):
-        return None
-    return list(schema.names)
+# ---------------------------------------------------------------------- tables
+def _is_mongo(backend: DataBackend) -> bool:
+    """A MongoDB databackend: native ids and a pymongo ``Database`` behind it."""
+    return bool(getattr(backend, "has_native_ids", False)) and callable(
+        getattr(backend, "native_database", None)
+    )
+
+
+def _native_mongo(sb: DataBackend, db_: DataBackend) -> bool:
+    """Whether a table goes from ``sb`` to ``db_`` as raw MongoDB documents."""
+    return _is_mongo(sb) and _is_mongo(db_)
+
+
+def _declared_schema(backend: DataBackend, table: str) -> Schema | None:
+    """The table's portable schema, or None for a collection without one (MongoDB)."""
+    try:
+        return backend.table_schema(table)
+    except (TableNotFound, NotImplementedError, SchemaError):
+        if table in backend.list_tables():
+            return None
+        raise
+
+
+def _resumable_order(sb: DataBackend, schema: Schema | None) -> bool:
+    """Whether the source yields rows in one fixed total order, so that a resumed copy can
+    continue after the rows already at the destination (else the copy restarts the table)."""
+    if _is_mongo(sb):
+        return True  # documents are read in ``_id`` order
+    return schema is not None and not any(f.dtype in _UNORDERED for f in schema.fields)
 
 
 def _copy_table(
@@ -571,31 +681,31 @@ def _copy_table(
     sb, db_ = src.databackend, dst.databackend
     dmd = dst.metadata
     key = progress_key(src, table.name)
-    schema = _source_schema(sb, db_, table.name)
+    native = _native_mongo(sb, db_)
+    schema = _declared_schema(sb, table.name) if native else _source_schema(sb, db_, table.name)
     marker = dmd.get_metadata(key)
     if not isinstance(marker, dict):
         dmd.set_metadata(key, {"state": "copying", "rows": 0})
     elif marker.get("state") == "done":
         return 0
-    if table.name not in db_.list_tables():
-        with contextlib.suppress(TableExists):  # a concurrent copy created it
-            db_.create_table(table.name, schema)
-    order = _order_columns(schema)
+    _create_destination(db_, table.name, schema)
     done = db_.count(table.name)
-    if done and order is None:
-        db_.drop_table(table.name)  # ours (marker present): restart from an empty table
-        db_.create_table(table.name, schema)
+    if done and not _resumable_order(sb, schema):
+        _recreate(db_, table.name, schema)  # ours (marker present): restart from an empty table
         done = 0
-    keep_id = getattr(sb, "has_native_ids", False) and getattr(db_, "has_native_ids", False)
-    total, batches = _read_batches(
-        sb,
-        table.name,
-        schema=schema,
-        order=order,
-        done=done,
-        batch_size=batch_size,
-        keep_id=keep_id,
-    )
+    if native:
+        total, batches, write = _mongo_documents(sb, db_, table.name, done, batch_size)
+    else:
+        keep_id = getattr(sb, "has_native_ids", False) and getattr(db_, "has_native_ids", False)
+        assert schema is not None
+        total, batches = read_batches(
+            sb, table.name, schema=schema, skip=done, batch_size=batch_size, keep_id=keep_id
+        )
+
+        def write(rows: list[dict[str, Any]]) -> int:
+            db_.insert(table.name, rows)
+            return len(rows)
+
     blob_cols = _by_reference_columns(src, table.name)
     sstore, dstore = src.artifact_store, dst.artifact_store
     phase = f"rows {table.name}"
@@ -607,8 +717,7 @@ def _copy_table(
             for sha in _shas(row, blob_cols):
                 if not dstore.exists(sha):
                     _copy_artifact(sstore, dstore, sha)
-        db_.insert(table.name, batch)
-        written += len(batch)
+        written += write(batch)
         dmd.set_metadata(key, {"state": "copying", "rows": done + written})
         if progress is not None:
             progress(phase, done + written, total)
@@ -616,37 +725,240 @@ def _copy_table(
     return written
 
 
-def _read_batches(
+def _create_destination(db_: DataBackend, table: str, schema: Schema | None) -> None:
+    if table in db_.list_tables():
+        return
+    with contextlib.suppress(TableExists):  # a concurrent copy created it
+        if schema is not None:
+            db_.create_table(table, schema)
+        else:  # a MongoDB collection without a portable schema
+            from pymongo.errors import CollectionInvalid
+
+            with contextlib.suppress(CollectionInvalid):
+                db_.native_database().create_collection(table)  # type: ignore[attr-defined]
+
+
+def _recreate(db_: DataBackend, table: str, schema: Schema | None) -> None:
+    if schema is not None:
+        db_.drop_table(table)
+        db_.create_table(table, schema)
+    else:
+        db_.native_database()[table].delete_many({})  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- MongoDB -> MongoDB
+def _mongo_documents(
+    sb: DataBackend, db_: DataBackend, table: str, done: int, batch_size: int
+) -> tuple[int, Iterator[list[Any]], Callable[[list[Any]], int]]:
+    """Raw BSON documents of ``table`` in ``_id`` order after the first ``done``, in batches,
+    and the writer that inserts a batch at the destination (skipping ``_id`` already there).
+
+    Documents are never decoded: every BSON type (ObjectId, datetime, binary subtypes,
+    Decimal128, int32 versus int64) and the field order arrive as they were.
+    """
+    from bson.codec_options import CodecOptions
+    from bson.raw_bson import RawBSONDocument
+
+    raw = CodecOptions(document_class=RawBSONDocument)
+    source = sb.native_database().get_collection(table, codec_options=raw)  # type: ignore[attr-defined]
+    target = db_.native_database().get_collection(table, codec_options=raw)  # type: ignore[attr-defined]
+    where = f"copy collection {table!r} from {sb.uri} to {db_.uri}"
+    with _mongo_errors(where):
+        total = int(source.count_documents({}))
+
+    def batches() -> Iterator[list[Any]]:
+        with _mongo_errors(where):
+            cursor = source.find({}, sort=[("_id", 1)], skip=done, batch_size=batch_size)
+            try:
+                batch: list[Any] = []
+                for doc in cursor:
+                    batch.append(doc)
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+            finally:
+                cursor.close()
+
+    def write(docs: list[Any]) -> int:
+        with _mongo_errors(where):
+            return _insert_new(target, docs)
+
+    return total, batches(), write
+
+
+def _insert_new(target: Any, docs: list[Any]) -> int:
+    """Insert ``docs`` in order, skipping those whose ``_id`` the collection has already;
+    return how many were inserted. Ordered inserts leave a prefix of the batch on a crash."""
+    from pymongo.errors import BulkWriteError
+
+    inserted = 0
+    while docs:
+        try:
+            target.insert_many(docs, ordered=True)
+        except BulkWriteError as exc:
+            details = exc.details
+            errors = details.get("writeErrors") or []
+            if not errors or any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                raise
+            inserted += int(details.get("nInserted", 0))
+            docs = docs[int(errors[0]["index"]) + 1 :]
+            continue
+        inserted += len(docs)
+        break
+    return inserted
+
+
+@contextlib.contextmanager
+def _mongo_errors(action: str) -> Iterator[None]:
+    from pymongo.errors import PyMongoError
+
+    try:
+        yield
+    except PyMongoError as exc:
+        text = redact(str(exc))
+        raise PinnacleError(f"{action}: {type(exc).__name__}: {text[:600]}") from exc
+
+
+# ---------------------------------------------------------------------- streamed reads
+def read_batches(
     sb: DataBackend,
     table: str,
     *,
     schema: Schema,
-    order: list[str] | None,
-    done: int,
-    batch_size: int,
-    keep_id: bool,
+    skip: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    keep_id: bool = False,
 ) -> tuple[int, Iterator[list[dict[str, Any]]]]:
-    """The source row count and the rows after the first ``done`` (in ``order``), in batches.
+    """The row count of ``table`` and its rows after the first ``skip``, in batches of at
+    most ``batch_size`` rows, read without holding the table in memory.
 
-    An ibis source streams Arrow batches of ``native(table)`` ordered by every column when
-    the columns are plain ``int``/``float``/``str``/``bool`` (memory: one batch); any other
-    source or column type is read with one ordered portable ``select`` (memory: the table).
+    * MongoDB: one cursor in ``_id`` order, ``batch_size`` documents per round trip; rows
+      keep their ``_id`` only with ``keep_id``.
+    * ibis engine, every column ``int``/``float``/``str``/``bool``: Arrow batches of
+      ``native(table)`` ordered by every column (``skip`` is an SQL offset).
+    * Anything else (other column types, other backends): keyset pages through the portable
+      API, ``select(where=<after the last key>, order_by=<key>, limit=batch_size)``, where the
+      key is every ``int``/``float``/``str``/``bool``/``datetime`` column; the rows sharing the
+      last key of a page are read together with one equality ``select`` (memory: a batch plus
+      the largest group of rows with equal keys; a table with no such column is one group,
+      and a page ending on a NaN key reads the rest of the table at once).
+
+    The order is total (``skip`` is exact) for MongoDB and for tables without ``json``/
+    ``vector``/``bytes`` columns.
     """
     names = list(schema.names)
     total = sb.count(table)
-    if order is not None and all(f.dtype in _STREAMABLE for f in schema.fields):
+    if _is_mongo(sb):
+        return total, _mongo_rows(
+            sb, table, schema, skip=skip, batch_size=batch_size, keep_id=keep_id
+        )
+    if all(f.dtype in _STREAMABLE for f in schema.fields):
         native = sb.native(table)
         if type(native).__module__.startswith("ibis"):
             expr = native.select(*names).order_by(names)
-            if done:
-                expr = expr.limit(None, offset=done)
-            return total, _arrow_batches(expr, schema, batch_size)
-    rows = sb.select(table, columns=names, order_by=order)
-    # MongoDB rows carry ``_id``: kept between two backends with native ids, else dropped
-    keep = set(names) | ({"_id"} if keep_id else set())
-    if rows and set(rows[0]) - keep:
-        rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
-    return len(rows), (rows[i : i + batch_size] for i in range(done, len(rows), batch_size))
+            if skip:
+                expr = expr.limit(None, offset=skip)
+            return total, _skip(_arrow_batches(expr, schema, batch_size), 0, batch_size)
+    return total, _skip(_keyset_pages(sb, table, schema, batch_size), skip, batch_size)
+
+
+def _mongo_rows(
+    sb: DataBackend, table: str, schema: Schema, *, skip: int, batch_size: int, keep_id: bool
+) -> Iterator[list[dict[str, Any]]]:
+    from pinnacle_mongo._rows import TableCodec
+
+    codec = TableCodec(schema=schema)
+    names = tuple(schema.names)
+    collection = sb.native(table)
+    with _mongo_errors(f"read table {table!r} of {sb.uri}"):
+        cursor = collection.find({}, sort=[("_id", 1)], skip=skip, batch_size=batch_size)
+        try:
+            batch: list[dict[str, Any]] = []
+            for doc in cursor:
+                row = codec.row(doc, names)
+                if not keep_id:
+                    row.pop("_id", None)
+                batch.append(row)
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        finally:
+            cursor.close()
+
+
+def _keyset_pages(
+    sb: DataBackend, table: str, schema: Schema, batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    names = list(schema.names)
+    keys = [f for f in schema.fields if f.dtype in _KEY_TYPES]
+    if not keys:
+        yield sb.select(table, columns=names)
+        return
+    order = [f.name for f in keys]
+    after: Filter | None = None
+    while True:
+        page = sb.select(table, after, columns=names, order_by=order, limit=batch_size)
+        if len(page) < batch_size:
+            if page:
+                yield page
+            return
+        last = tuple(page[-1][k] for k in order)
+        if any(isinstance(v, float) and math.isnan(v) for v in last):
+            # NaN has no equality in filters: read the rest of the table at once
+            yield sb.select(table, after, columns=names, order_by=order)
+            return
+        head = [r for r in page if tuple(r[k] for k in order) != last]
+        if head:
+            yield head
+        del page, head
+        yield sb.select(table, _key_equals(order, last), columns=names)
+        after = _key_after(keys, last)
+        if after is None:
+            return
+
+
+def _key_equals(order: Sequence[str], last: Sequence[Any]) -> Filter:
+    return {"$and": [{c: {"$eq": v}} for c, v in zip(order, last, strict=True)]}
+
+
+def _key_after(keys: Sequence[Field], last: Sequence[Any]) -> Filter | None:
+    """Rows whose key is after ``last`` in the portable order (NULL first, ascending)."""
+    ors: list[Filter] = []
+    for i, (f, v) in enumerate(zip(keys, last, strict=True)):
+        if v is None:
+            greater: Filter | None = {f.name: {"$ne": None}}
+        elif f.dtype is DType.BOOL:
+            greater = {f.name: {"$eq": True}} if v is False else None
+        else:
+            greater = {f.name: {"$gt": v}}
+        if greater is not None:
+            ors.append(
+                {"$and": [*_key_equals([k.name for k in keys[:i]], last[:i])["$and"], greater]}
+            )
+    return {"$or": ors} if ors else None
+
+
+def _skip(
+    pages: Iterator[list[dict[str, Any]]], skip: int, batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Drop the first ``skip`` rows and re-cut the pages into batches of ``batch_size`` (the
+    last one may be shorter)."""
+    buffer: list[dict[str, Any]] = []
+    for page in pages:
+        if skip >= len(page):
+            skip -= len(page)
+            continue
+        buffer.extend(page[skip:] if skip else page)
+        skip = 0
+        while len(buffer) >= batch_size:
+            yield buffer[:batch_size]
+            del buffer[:batch_size]
+    if buffer:
+        yield buffer
 
 
 def _arrow_batches(expr: Any, schema: Schema, batch_size: int) -> Iterator[list[dict[str, Any]]]:
@@ -701,7 +1013,9 @@ def copy_deployment(
         raise ValueError("source and destination are the same Datalayer")
     if not dry_run:
         dst.metadata.migrate()
-    plan = plan_copy(src, dst, tables=tables, all_tables=all_tables)
+    plan = plan_copy(
+        src, dst, tables=tables, all_tables=all_tables, batch_size=batch_size, workers=workers
+    )
     if dry_run:
         return CopyReport(
             plan=plan,
