@@ -12,9 +12,10 @@ a fresh ``uv venv``, then
   the backends that need no server or only one started from PyPI.
 
 The facade is also installed with only ``pinnacle-sql`` + ``pinnacle-fs``: ``pinnacle demo``
-runs on SQLite metadata and filesystem artifacts (with ``memory://`` data: the SQLite
-*databackend* is pinnacle-ibis's) without ibis or pymongo installed, and asking for a SQLite
-databackend says which package to install.
+runs with nothing configured, its data on SQLite through pinnacle-sql's databackend
+(``sqlalchemy+sqlite://``), SQLite metadata and filesystem artifacts, without ibis, pyarrow or
+pymongo installed; asking for pinnacle-ibis's ``sqlite://`` databackend says which package to
+install.
 
 In the workspace itself (everything installed), importing and using each package must not
 import another pinnacle package or a driver it does not declare either.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -386,27 +388,48 @@ def _job_facade_sql_fs(wheels: dict[str, Path], tmp_path: Path) -> None:
         ],
     )
     installed = _installed(vpython)
-    for absent in ("ibis-framework", "pymongo", "pinnacle-ibis", "pinnacle-mongo", "duckdb"):
+    for absent in (
+        "ibis-framework",
+        "pymongo",
+        "pinnacle-ibis",
+        "pinnacle-mongo",
+        "duckdb",
+        "pyarrow",
+    ):
         assert absent not in installed
     work = tmp_path / "work"
     work.mkdir()
     pinnacle = str(vpython.parent / "pinnacle")
+    # nothing configured: DuckDB is absent, so the demo's data goes to pinnacle-sql's SQLite
+    demo = _run([pinnacle, "demo"], env=_test_env(vpython), cwd=work)
+    assert demo.returncode == 0, f"demo failed:\n{demo.stdout}\n{demo.stderr}"
+    data_uri = "sqlalchemy+sqlite://.pinnacledb/data.db"
+    assert f"keeps its table data on SQLite at {data_uri}" in demo.stdout
+    assert f"databackend={data_uri}  (pinnacle_sql.SQLAlchemyDataBackend)" in demo.stdout
+    assert "pinnacle_sql.SQLAlchemyMetadataStore" in demo.stdout
+    assert "a fresh process (pid" in demo.stdout
+    assert "table outputs__iris_petal_width    150 rows" in demo.stdout
+    assert "iris-petal-width" in demo.stdout
+    state = work / ".pinnacledb"
+    assert (state / "metadata.db").is_file()
+    assert list((state / "artifacts").glob("??/*")), "no artifact was written"
+    # the rows are in the SQLite file, as any SQLite client sees them
+    con = sqlite3.connect(state / "data.db")
+    try:
+        assert con.execute("SELECT COUNT(*) FROM iris").fetchone() == (150,)
+        assert con.execute("SELECT COUNT(*) FROM outputs__iris_petal_width").fetchone() == (150,)
+    finally:
+        con.close()
+
+    # a later process finds data and model: data and metadata on SQLite, weights on files
     stores = [
         "--databackend",
-        "memory://",
+        data_uri,
         "--metadata",
-        "sqlite://meta.db",
+        "sqlite://.pinnacledb/metadata.db",
         "--artifact-store",
-        "filesystem://./artifacts",
+        "filesystem://.pinnacledb/artifacts/",
     ]
-    demo = _run([pinnacle, "demo", *stores], env=_test_env(vpython), cwd=work)
-    assert demo.returncode == 0, f"demo failed:\n{demo.stdout}\n{demo.stderr}"
-    assert "pinnacle_sql.SQLAlchemyMetadataStore" in demo.stdout
-    assert "iris-petal-width" in demo.stdout
-    assert (work / "meta.db").is_file()
-    assert list((work / "artifacts").glob("??/*")), "no artifact was written"
-
-    # a later process finds the model: metadata on SQLite, weights on the filesystem
     show = _run(
         [pinnacle, "show", "model", "iris-petal-width", *stores], env=_test_env(vpython), cwd=work
     )
@@ -420,12 +443,15 @@ def _job_facade_sql_fs(wheels: dict[str, Path], tmp_path: Path) -> None:
             textwrap.dedent("""
             import sys
             from pinnacledb import pinnacle
-            db = pinnacle("memory://", metadata_store="sqlite://meta.db",
-                          artifact_store="filesystem://./artifacts")
+            db = pinnacle("sqlalchemy+sqlite://.pinnacledb/data.db",
+                          metadata_store="sqlite://.pinnacledb/metadata.db",
+                          artifact_store="filesystem://.pinnacledb/artifacts/")
+            assert db.count("iris", {"species": "setosa"}) == 50
             m = db.load("model", "iris-petal-width")
             assert len(m.weights) == 3
             bad = sorted(n for n in sys.modules if n.split(".")[0] in
-                         ("ibis", "pymongo", "pinnacle_ibis", "pinnacle_mongo", "duckdb"))
+                         ("ibis", "pymongo", "pinnacle_ibis", "pinnacle_mongo", "duckdb",
+                          "pyarrow"))
             print("loaded", bad)
         """),
         ],
@@ -435,7 +461,7 @@ def _job_facade_sql_fs(wheels: dict[str, Path], tmp_path: Path) -> None:
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "loaded []"
 
-    # the SQLite *databackend* is pinnacle-ibis's: a clear error says what to install
+    # the plain sqlite:// databackend is pinnacle-ibis's: a clear error says what to install
     sqlite = _run(
         [pinnacle, "demo", "--databackend", "sqlite://data.db"], env=_test_env(vpython), cwd=work
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -216,15 +217,20 @@ def test_demo_on_memory_stores_runs_in_process(capsys: pytest.CaptureFixture[str
     assert "versions of 'iris-petal-width': [0, 1]" in out
 
 
-def _without_ibis(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The installed entry points minus pinnacle-ibis's (the real test of an environment
-    without it is tests-integration/test_install_alone.py, in a fresh venv)."""
+def _without_ibis(monkeypatch: pytest.MonkeyPatch, *, also: tuple[str, ...] = ()) -> None:
+    """The installed entry points minus pinnacle-ibis's and the databackend schemes ``also``
+    (the real test of an environment without ibis is tests-integration/test_install_alone.py,
+    in a fresh venv)."""
     from pinnacledb._registry import GROUPS, StoreRegistry
 
     real = StoreRegistry.from_entry_points()
     kept = {
         role: {
-            s: [e for e in real._entries[role][s] if e.distribution != "pinnacle-ibis"]
+            s: [
+                e
+                for e in real._entries[role][s]
+                if e.distribution != "pinnacle-ibis" and not (role == "databackend" and s in also)
+            ]
             for s in real.schemes(role)
         }
         for role in GROUPS
@@ -235,11 +241,55 @@ def _without_ibis(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.sqlite
 @pytest.mark.file
-def test_demo_without_the_embedded_databackend_says_where_it_runs(
+def test_demo_without_the_embedded_databackend_runs_on_sqlite(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Only pinnacle-sql + pinnacle-fs: data in memory://, SQLite metadata, file artifacts."""
+    """Only pinnacle-sql + pinnacle-fs: data and metadata on SQLite, file artifacts."""
     _without_ibis(monkeypatch)
+    code, out, err = _run(capsys, "demo")
+    assert code == 0, err
+    assert "the embedded default's (duckdb://.pinnacledb/data.duckdb) is not installed" in out
+    data_uri = "sqlalchemy+sqlite://.pinnacledb/data.db"
+    assert f"keeps its table data on SQLite at {data_uri}" in out
+    assert f"databackend={data_uri}  (pinnacle_sql.SQLAlchemyDataBackend)" in out
+    assert "metadata=sqlite://.pinnacledb/metadata.db  (pinnacle_sql." in out
+    assert "artifact_store=filesystem://.pinnacledb/artifacts/  (pinnacle_fs." in out
+    assert "a fresh process (pid" in out
+    assert "predicted 150 rows into 'outputs__iris_petal_width'" in out
+    assert f"databackend     {data_uri}" in out
+    assert "table outputs__iris_petal_width    150 rows" in out
+    assert (tmp_path / ".pinnacledb" / "data.db").is_file()
+    assert (tmp_path / ".pinnacledb" / "metadata.db").is_file()
+    # the rows really are in the SQLite file, seen by another connection
+    con = sqlite3.connect(tmp_path / ".pinnacledb" / "data.db")
+    try:
+        assert con.execute("SELECT COUNT(*) FROM iris").fetchone() == (150,)
+        assert con.execute('SELECT COUNT(*) FROM "outputs__iris_petal_width"').fetchone() == (150,)
+    finally:
+        con.close()
+    db = pinnacle(
+        data_uri,
+        metadata_store="sqlite://.pinnacledb/metadata.db",
+        artifact_store="filesystem://.pinnacledb/artifacts/",
+    )
+    assert db.count("iris") == 150
+    assert db.show("model", "iris-petal-width") == [0, 1]
+    assert isinstance(db.load("model", "iris-petal-width"), LinearModel)
+    db.close()
+    # a second run finds its data again
+    code, out, err = _run(capsys, "demo")
+    assert code == 0, err
+    assert "already holds 150 rows" in out
+
+
+@pytest.mark.sqlite
+@pytest.mark.file
+def test_demo_without_any_persistent_databackend_keeps_data_in_memory(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Neither DuckDB nor pinnacle-sql's SQLite databackend: data in memory://, SQLite
+    metadata, file artifacts."""
+    _without_ibis(monkeypatch, also=("sqlalchemy+sqlite",))
     code, out, err = _run(capsys, "demo")
     assert code == 0, err
     assert "the embedded default's (duckdb://.pinnacledb/data.duckdb) is not installed" in out
@@ -249,6 +299,7 @@ def test_demo_without_the_embedded_databackend_says_where_it_runs(
     assert "artifact_store=filesystem://.pinnacledb/artifacts/  (pinnacle_fs." in out
     assert "predicted 150 rows into 'outputs__iris_petal_width'" in out
     assert (tmp_path / ".pinnacledb" / "metadata.db").is_file()
+    assert not (tmp_path / ".pinnacledb" / "data.db").exists()
     db = pinnacle(
         "memory://",
         metadata_store="sqlite://.pinnacledb/metadata.db",

@@ -77,6 +77,7 @@ INSTALL_HINTS: Final[Mapping[Role, Mapping[str, str]]] = {
         "memory": "pinnacle-protocols",
         **{s: f"pinnacle-ibis[{extra}]" for s, extra in _IBIS_EXTRAS.items()},
         **dict.fromkeys(_IBIS_PLAIN, "pinnacle-ibis"),
+        "sqlalchemy+sqlite": "pinnacle-sql",
     },
     "metadata": {
         "mongodb": "pinnacle-mongo",

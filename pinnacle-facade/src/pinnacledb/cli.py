@@ -184,6 +184,9 @@ def _store_line(db: Datalayer, role: str) -> tuple[str, str]:
 
 
 ROLES = ("databackend", "metadata", "artifact_store")
+#: Where ``pinnacle demo`` keeps its data, in order, when nothing is configured and the
+#: embedded default's databackend (DuckDB, pinnacle-ibis) is not installed.
+DEMO_FALLBACKS = ("sqlalchemy+sqlite://.pinnacledb/data.db", "memory://")
 _OUR_LOGGERS = (
     "pinnacledb",
     "pinnacle_protocols",
@@ -426,10 +429,12 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``pinnacle demo``.
 
     With nothing configured and the embedded default's databackend (DuckDB, from
-    pinnacle-ibis) not installed, e.g. with only pinnacle-sql + pinnacle-fs, the demo still
-    runs: its data lives in ``memory://`` for the run, metadata and artifacts go where the
-    configuration says or to the embedded default's SQLite file and directory, and a note says
-    so before anything is written.
+    pinnacle-ibis) not installed, the demo still runs, on the first databackend that is
+    installed of :data:`DEMO_FALLBACKS`: pinnacle-sql's SQLite databackend
+    (``sqlalchemy+sqlite://.pinnacledb/data.db``, e.g. with only pinnacle-sql + pinnacle-fs),
+    else ``memory://`` for the run only. Metadata and artifacts go where the configuration says
+    or to the embedded default's SQLite file and directory, and a note says so before anything
+    is written.
     """
     from pinnacle_protocols.errors import UnknownSchemeError
     from pinnacledb._config import (
@@ -452,23 +457,36 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         if resolved.databackend.value is not None:
             raise  # a configured databackend is missing: say what to install
-        fallback = {"databackend": "memory://"}
+        fallback: dict[str, str] = {}
         if resolved.metadata.value is None:
             fallback["metadata"] = DEFAULT_METADATA_URI
         if resolved.artifact_store.value is None:
             fallback["artifact_store"] = DEFAULT_ARTIFACT_URI
-        try:
-            db = _db(args, **fallback)
-        except UnknownSchemeError:
+        for data_uri in DEMO_FALLBACKS:
+            try:
+                db = _db(args, databackend=data_uri, **fallback)
+            except UnknownSchemeError:
+                continue
+            break
+        else:
             raise missing from None
-        out.write(
+        missing_note = (
             f"note: no databackend is configured and the embedded default's "
             f"({DEFAULT_DATABACKEND_URI}) is not installed (pip install 'pinnacle-ibis[duckdb]', "
-            "or 'pinnacledb[embedded]'), so this demo keeps its table data in memory:// for "
-            "this run only (it is gone when the demo ends; the fresh-process step runs in this "
-            "process). Model records and jobs persist in the metadata store and weights in the "
-            "artifact store below. Pass --databackend URI for persistent data.\n\n"
+            "or 'pinnacledb[embedded]'), so "
         )
+        if data_uri == "memory://":
+            out.write(
+                missing_note + "this demo keeps its table data in memory:// for this run only "
+                "(it is gone when the demo ends; the fresh-process step runs in this process). "
+                "Model records and jobs persist in the metadata store and weights in the "
+                "artifact store below. Pass --databackend URI for persistent data.\n\n"
+            )
+        else:
+            out.write(
+                missing_note + f"this demo keeps its table data on SQLite at {data_uri} "
+                "(pinnacle-sql's databackend). Pass --databackend URI for another database.\n\n"
+            )
     return run_demo(db, out)
 
 

@@ -27,7 +27,18 @@ REDACTED = "***"
 
 #: Schemes whose "authority" is really a local path (``sqlite://file.db``, ``filesystem://./data``).
 PATH_SCHEMES = frozenset(
-    {"sqlite", "duckdb", "filesystem", "file", "memory", "pandas", "polars", "datafusion", "local"}
+    {
+        "sqlite",
+        "sqlalchemy+sqlite",
+        "duckdb",
+        "filesystem",
+        "file",
+        "memory",
+        "pandas",
+        "polars",
+        "datafusion",
+        "local",
+    }
 )
 
 _SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.DOTALL)

@@ -1,7 +1,9 @@
-"""pinnacle-sql: the pinnacledb MetadataStore on SQLAlchemy, with Alembic migrations.
+"""pinnacle-sql: the pinnacledb MetadataStore on SQLAlchemy, with Alembic migrations, and a
+SQLite DataBackend on SQLAlchemy Core (scheme ``sqlalchemy+sqlite``).
 
 ``import pinnacle_sql`` is cheap: SQLAlchemy (about 1.3 s to import) and the drivers load when
-:class:`SQLAlchemyMetadataStore` is first accessed and when it first connects.
+:class:`SQLAlchemyMetadataStore` or :class:`SQLAlchemyDataBackend` is first accessed and when
+it first connects.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pinnacle_sql._engine import EngineOptions
+    from pinnacle_sql.data import SQLAlchemyDataBackend
     from pinnacle_sql.store import SQLAlchemyMetadataStore
 
 __version__ = "0.1.0"
 
-__all__ = ["EngineOptions", "SQLAlchemyMetadataStore", "__version__"]
+__all__ = ["EngineOptions", "SQLAlchemyDataBackend", "SQLAlchemyMetadataStore", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,6 +25,10 @@ def __getattr__(name: str) -> Any:
         from pinnacle_sql.store import SQLAlchemyMetadataStore
 
         return SQLAlchemyMetadataStore
+    if name == "SQLAlchemyDataBackend":
+        from pinnacle_sql.data import SQLAlchemyDataBackend
+
+        return SQLAlchemyDataBackend
     if name == "EngineOptions":
         from pinnacle_sql._engine import EngineOptions
 

@@ -1,0 +1,912 @@
+"""SQLAlchemyDataBackend: the portable DataBackend on SQLAlchemy 2 Core, on SQLite.
+
+Scheme ``sqlalchemy+sqlite://`` (``sqlalchemy+sqlite://data.db`` relative, ``///abs/data.db``
+absolute, ``sqlalchemy+sqlite://`` in memory). The plain ``sqlite://`` databackend scheme is
+pinnacle-ibis's; this one needs nothing beyond SQLAlchemy (no ibis, no pyarrow).
+
+Storage of the portable types (the same as pinnacle-ibis's SQLite backend, and the portable
+schemas live in the same ``_pinnacle_ibis_schemas`` table, so either package reads the tables
+the other wrote):
+
+========  ===========  ==========================================================
+DType     column       stored value
+========  ===========  ==========================================================
+int       BIGINT       64-bit integer
+float     DOUBLE       finite double
+str       TEXT         UTF-8 text, compared by code point (BINARY collation)
+bool      BOOLEAN      0 / 1
+bytes     BLOB         compared bytewise
+datetime  TIMESTAMP    naive UTC ISO text ``YYYY-MM-DD HH:MM:SS[.ffffff]``
+json      TEXT         compact JSON text
+vector    TEXT         JSON list of floats
+========  ===========  ==========================================================
+
+Filters compile to parameterized SQLAlchemy expressions with the reference semantics of
+:func:`pinnacle_protocols.filters.evaluate` (two-valued logic): a comparison is guarded with
+``col IS NOT NULL AND ...`` wherever it is negated (``$ne``, ``$nin``, ``$not``), so negations
+match NULL rows as in MongoDB. JSON and vector columns only take NULL tests (``$eq None``,
+``$exists``...), as everywhere. Values are always bound parameters; table and column names are
+quoted by SQLAlchemy, so any name without NUL works (``sqlite_*`` is reserved by SQLite).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeDecorator, UserDefinedType
+
+from pinnacle_protocols.errors import (
+    BackendUnavailable,
+    DropRefused,
+    FilterError,
+    InvalidRecord,
+    InvalidURIError,
+    PinnacleError,
+    SchemaError,
+    TableExists,
+    TableNotFound,
+)
+from pinnacle_protocols.filters import COMPARISON_OPS, Filter, validate_filter
+from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
+from pinnacle_protocols.records import DType, Field, Schema, check_json
+from pinnacle_protocols.uri import RedactedURI, redact
+from pinnacle_sql._engine import EngineOptions, build_engine
+
+__all__ = ["RESERVED_PREFIX", "SCHEMAS_TABLE", "SQLAlchemyDataBackend"]
+
+#: Tables whose names start with this belong to pinnacledb and are never user tables.
+RESERVED_PREFIX: Final = "_pinnacle"
+#: Where the portable schema of every table is kept (shared with pinnacle-ibis on purpose).
+SCHEMAS_TABLE: Final = "_pinnacle_ibis_schemas"
+#: URI schemes this class accepts (only ``sqlalchemy+sqlite`` is registered as entry point).
+SCHEMES: Final = frozenset({"sqlalchemy+sqlite", "sqlite"})
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_UNORDERABLE: Final = frozenset({DType.JSON, DType.VECTOR})
+
+
+# ============================================================================ column types
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _load_json(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("utf-8")
+    return json.loads(value) if isinstance(value, str) else value
+
+
+class _TimestampText(UserDefinedType[str]):
+    """``TIMESTAMP`` in the DDL, text values, no driver conversion."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "TIMESTAMP"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes stored as naive UTC ISO text (text order is time order)."""
+
+    impl = _TimestampText
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            value = datetime.fromisoformat(str(value))
+        result: datetime = value
+        return result.replace(tzinfo=UTC) if result.tzinfo is None else result.astimezone(UTC)
+
+
+class JSONText(TypeDecorator[Any]):
+    """JSON data as compact JSON text (SQL NULL for None)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else _dump_json(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else _load_json(value)
+
+
+class VectorText(TypeDecorator[list[float]]):
+    """A list of floats as a JSON array."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else _dump_json([float(v) for v in value])
+
+    def process_result_value(self, value: Any, dialect: Any) -> list[float] | None:
+        return None if value is None else [float(v) for v in _load_json(value)]
+
+
+class Float64(TypeDecorator[float]):
+    """A double that always comes back as a Python float (ints are bound as floats)."""
+
+    impl = sa.Double
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else float(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> float | None:
+        return None if value is None else float(value)
+
+
+class Bytes(TypeDecorator[bytes]):
+    """A BLOB that comes back as ``bytes``."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> bytes | None:
+        return None if value is None else bytes(value)
+
+
+def _column_type(field: Field) -> Any:
+    dtype = field.dtype
+    if dtype is DType.INT:
+        return sa.BigInteger()
+    if dtype is DType.FLOAT:
+        return Float64()
+    if dtype is DType.STR:
+        return sa.Text()
+    if dtype is DType.BOOL:
+        return sa.Boolean(create_constraint=False)
+    if dtype is DType.BYTES:
+        return Bytes()
+    if dtype is DType.DATETIME:
+        return UTCDateTime()
+    if dtype is DType.JSON:
+        return JSONText()
+    return VectorText()
+
+
+def _sa_table(name: str, schema: Schema) -> sa.Table:
+    columns = [
+        sa.Column(f.name, _column_type(f), nullable=f.nullable, quote=True) for f in schema.fields
+    ]
+    return sa.Table(name, sa.MetaData(), *columns, quote=True)
+
+
+_SCHEMAS = sa.Table(
+    SCHEMAS_TABLE,
+    sa.MetaData(),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("schema", sa.Text, nullable=False),
+)
+
+
+# ============================================================================ values
+def _wrong(field: Field, value: Any, where: str, expected: str) -> SchemaError:
+    return SchemaError(
+        f"{where}: column {field.name!r} is {field.dtype.value} and needs {expected}, got "
+        f"{type(value).__name__} {value!r:.60}"
+    )
+
+
+def coerce_value(field: Field, value: Any, where: str) -> Any:
+    """Validate one cell like the reference backend and return its normalized value.
+
+    Raises:
+        SchemaError: the value does not fit the column.
+    """
+    if value is None:
+        if not field.nullable:
+            raise SchemaError(f"{where}: column {field.name!r} is not nullable")
+        return None
+    dtype = field.dtype
+    if dtype is DType.INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _wrong(field, value, where, "an int")
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise SchemaError(f"{where}: {value} does not fit in a 64-bit int column")
+        return int(value)
+    if dtype is DType.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _wrong(field, value, where, "a float (or int)")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise SchemaError(f"{where}: {value} is too large for a float column") from None
+        if not math.isfinite(number):
+            raise SchemaError(f"{where}: {value} is not finite; NaN and inf are not portable")
+        return number
+    if dtype is DType.STR:
+        if not isinstance(value, str):
+            raise _wrong(field, value, where, "a str")
+        if "\x00" in value:
+            raise SchemaError(
+                f"{where}: strings must not contain NUL bytes (no database stores them)"
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SchemaError(f"{where}: string {value!r:.60} is not valid Unicode") from None
+        return str(value)
+    if dtype is DType.BOOL:
+        if not isinstance(value, bool):
+            raise _wrong(field, value, where, "a bool")
+        return value
+    if dtype is DType.BYTES:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise _wrong(field, value, where, "bytes")
+        return bytes(value)
+    if dtype is DType.DATETIME:
+        if not isinstance(value, datetime):
+            raise _wrong(field, value, where, "a datetime")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise SchemaError(
+                f"{where}: datetime {value!r} is naive; use a timezone-aware datetime (UTC)"
+            )
+        return value.astimezone(UTC)
+    if dtype is DType.JSON:
+        try:
+            check_json(value, f"{where}: column {field.name!r}")
+        except InvalidRecord as exc:
+            raise SchemaError(str(exc)) from None
+        return value
+    return _coerce_vector(field, value, where)
+
+
+def _coerce_vector(field: Field, value: Any, where: str) -> list[float]:
+    expected = f"{where}: column {field.name!r} is vector and needs a list of floats"
+    if not isinstance(value, (list, tuple)):
+        raise SchemaError(f"{expected}, got {type(value).__name__}")
+    items: list[float] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise SchemaError(f"{expected}, got an item {item!r:.60}")
+        try:
+            number = float(item)
+        except OverflowError:
+            raise SchemaError(f"{where}: vector column {field.name!r} holds a huge int") from None
+        if not math.isfinite(number):
+            raise SchemaError(f"{where}: vector column {field.name!r} holds a non-finite value")
+        items.append(number)
+    if field.dim is not None and len(items) != field.dim:
+        raise SchemaError(
+            f"{where}: vector column {field.name!r} has dimension {field.dim}, got {len(items)}"
+        )
+    return items
+
+
+def _schema_to_text(schema: Schema) -> str:
+    return _dump_json(
+        {
+            "fields": [
+                {"name": f.name, "dtype": f.dtype.value, "nullable": f.nullable, "dim": f.dim}
+                for f in schema.fields
+            ]
+        }
+    )
+
+
+def _schema_from_text(text: str) -> Schema:
+    try:
+        data = _load_json(text)
+        return Schema(
+            fields=tuple(
+                Field(
+                    name=str(f["name"]),
+                    dtype=DType(f["dtype"]),
+                    nullable=bool(f.get("nullable", True)),
+                    dim=f.get("dim"),
+                )
+                for f in data["fields"]
+            )
+        )
+    except (InvalidRecord, SchemaError, ValueError, KeyError, TypeError) as exc:
+        raise SchemaError(f"a stored table schema is unreadable: {exc}") from exc
+
+
+def _affinity_dtype(declared: str) -> DType:
+    """The portable type of a column of a table made outside pinnacledb (SQLite affinity)."""
+    t = declared.upper()
+    if "BOOL" in t:
+        return DType.BOOL
+    if "INT" in t:
+        return DType.INT
+    if any(k in t for k in ("CHAR", "CLOB", "TEXT")):
+        return DType.STR
+    if "BLOB" in t or not t:
+        return DType.BYTES
+    if "TIME" in t or "DATE" in t:
+        return DType.DATETIME
+    return DType.FLOAT
+
+
+# ============================================================================ filters
+_NEVER: Any = object()
+
+
+def _float_exact(value: int) -> bool:
+    try:
+        return float(value) == value
+    except OverflowError:
+        return False
+
+
+def _float_neighbours(value: int) -> tuple[float | None, float | None]:
+    """The largest double below ``value`` and the smallest above it (None: none is finite)."""
+    try:
+        near = float(value)
+    except OverflowError:  # pragma: no cover - operands are 64-bit
+        biggest = math.nextafter(math.inf, 0.0)
+        return (biggest, None) if value > 0 else (None, -biggest)
+    if near > value:
+        lower, upper = math.nextafter(near, -math.inf), near
+    else:
+        lower, upper = near, math.nextafter(near, math.inf)
+    return (lower if math.isfinite(lower) else None, upper if math.isfinite(upper) else None)
+
+
+class _Compiler:
+    """A validated filter -> a SQLAlchemy boolean expression (reference semantics).
+
+    ``exact`` expressions are never NULL (needed under a negation); the others may be NULL
+    where the answer is "no", which is all a WHERE needs and keeps plain comparisons
+    index-friendly.
+    """
+
+    def __init__(self, table: sa.Table, schema: Schema) -> None:
+        self.table = table
+        self.schema = schema
+
+    def filter(self, where: Filter, exact: bool) -> ColumnElement[bool]:
+        parts: list[ColumnElement[bool]] = []
+        for key, value in where.items():
+            if key == "$and":
+                parts.append(sa.and_(*[self.filter(sub, exact) for sub in value]))
+            elif key == "$or":
+                parts.append(sa.or_(*[self.filter(sub, exact) for sub in value]))
+            elif isinstance(value, Mapping):
+                parts.append(sa.and_(*[self.op(key, op, arg, exact) for op, arg in value.items()]))
+            else:
+                parts.append(self.op(key, "$eq", value, exact))
+        return sa.and_(*parts) if len(parts) != 1 else parts[0]
+
+    def op(self, name: str, op: str, arg: Any, exact: bool) -> ColumnElement[bool]:
+        field = self.schema[name]
+        column = self.table.c[name]
+        if op == "$eq":
+            return column.is_(None) if arg is None else self.eq(field, column, arg, exact)
+        if op == "$ne":
+            return sa.not_(self.op(name, "$eq", arg, True))
+        if op in COMPARISON_OPS:
+            return self.compare(field, column, op, arg, exact)
+        if op == "$in":
+            return self.isin(field, column, arg, exact)
+        if op == "$nin":
+            return sa.not_(self.isin(field, column, arg, True))
+        if op == "$exists":
+            return column.is_not(None) if arg else column.is_(None)
+        # $not
+        return sa.not_(sa.and_(*[self.op(name, sub, v, True) for sub, v in arg.items()]))
+
+    @staticmethod
+    def _guard(column: Any, cmp: ColumnElement[bool], exact: bool) -> ColumnElement[bool]:
+        return sa.and_(column.is_not(None), cmp) if exact else cmp
+
+    @staticmethod
+    def _exact_value(field: Field, value: Any) -> Any:
+        """``value`` as the column compares it, or ``_NEVER`` when no stored value equals it."""
+        if field.dtype is DType.FLOAT and isinstance(value, int) and not isinstance(value, bool):
+            return float(value) if _float_exact(value) else _NEVER
+        return value
+
+    def eq(self, field: Field, column: Any, value: Any, exact: bool) -> ColumnElement[bool]:
+        value = self._exact_value(field, value)
+        if value is _NEVER:
+            return sa.false()
+        return self._guard(column, column == value, exact)
+
+    def isin(
+        self, field: Field, column: Any, items: Sequence[Any], exact: bool
+    ) -> ColumnElement[bool]:
+        values = []
+        for item in items:
+            if item is not None:
+                value = self._exact_value(field, item)
+                if value is not _NEVER:
+                    values.append(value)
+        parts: list[ColumnElement[bool]] = []
+        if len(values) == 1:
+            parts.append(self.eq(field, column, values[0], exact))
+        elif values:
+            parts.append(self._guard(column, column.in_(values), exact))
+        if any(item is None for item in items):
+            parts.append(column.is_(None))
+        if not parts:
+            return sa.false()
+        return sa.or_(*parts) if len(parts) > 1 else parts[0]
+
+    def compare(
+        self, field: Field, column: Any, op: str, value: Any, exact: bool
+    ) -> ColumnElement[bool]:
+        if field.dtype is DType.FLOAT and isinstance(value, int) and not _float_exact(value):
+            # No double equals ``value``: compare with the neighbouring doubles instead.
+            lower, upper = _float_neighbours(value)
+            if op in ("$gt", "$gte"):
+                if upper is None:
+                    return sa.false()
+                value, op = upper, "$gte"
+            else:
+                if lower is None:
+                    return sa.false()
+                value, op = lower, "$lte"
+        if op == "$gt":
+            cmp = column > value
+        elif op == "$gte":
+            cmp = column >= value
+        elif op == "$lt":
+            cmp = column < value
+        else:
+            cmp = column <= value
+        return self._guard(column, cmp, exact)
+
+
+def _parse_order(order_by: OrderBy, schema: Schema, table: str) -> list[tuple[str, bool]]:
+    if isinstance(order_by, str):
+        raise SchemaError("order_by must be a list such as ['a', ('b', 'desc')], not a string")
+    parsed: list[tuple[str, bool]] = []
+    seen: set[str] = set()
+    for item in order_by:
+        if isinstance(item, str):
+            column, direction = item, "asc"
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            column, direction = item[0], item[1]
+        else:
+            raise SchemaError(f"order_by item {item!r} must be 'col' or ('col', 'asc'|'desc')")
+        if direction not in ("asc", "desc"):
+            raise SchemaError(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
+        if column not in schema:
+            raise SchemaError(f"order_by on {table!r}: unknown column {column!r}")
+        if schema[column].dtype in _UNORDERABLE:
+            raise SchemaError(
+                f"order_by on {table!r}: column {column!r} is {schema[column].dtype.value}, "
+                "which has no portable order"
+            )
+        if column not in seen:  # a repeated column changes nothing
+            seen.add(column)
+            parsed.append((column, direction == "desc"))
+    return parsed
+
+
+# ============================================================================ the backend
+def _split_uri(uri: str | RedactedURI) -> tuple[RedactedURI, RedactedURI]:
+    """``(shown URI, the same database as a sqlite:// URI)``."""
+    text = uri.reveal() if isinstance(uri, RedactedURI) else uri
+    if not isinstance(text, str):
+        raise InvalidURIError(f"a databackend URI must be a string, got {type(text).__name__}")
+    scheme, sep, rest = text.strip().partition("://")
+    if not sep or scheme.lower() not in SCHEMES:
+        shown = RedactedURI.parse(text) if sep else text
+        raise InvalidURIError(
+            f"SQLAlchemyDataBackend takes 'sqlalchemy+sqlite://path.db' (or "
+            f"'sqlalchemy+sqlite://' in memory), got {str(shown)!r}"
+        )
+    sqlite = RedactedURI.parse(f"sqlite://{rest}")
+    return sqlite.with_scheme(scheme.lower()), sqlite
+
+
+class SQLAlchemyDataBackend:
+    """A DataBackend on a SQLAlchemy engine (SQLite): portable CRUD plus SQLAlchemy Core.
+
+    Build it with :meth:`from_uri` (the ``pinnacle.databackends`` entry point of the
+    ``sqlalchemy+sqlite`` scheme). It connects on first use and is safe to share between
+    threads. Writes run in ``BEGIN IMMEDIATE`` transactions, so an insert is all or nothing.
+
+    Native access: :meth:`native` returns the ``sqlalchemy.Table`` (its column types turn
+    values into the portable Python types) and :meth:`execute` runs any SQLAlchemy executable
+    or SQL text.
+    """
+
+    supports_update: ClassVar[bool] = True
+    supports_delete: ClassVar[bool] = True
+    supports_transactions: ClassVar[bool] = True
+    has_native_ids: ClassVar[bool] = False
+
+    def __init__(self, uri: RedactedURI, sqlite_uri: RedactedURI, options: EngineOptions) -> None:
+        """Use :meth:`from_uri`."""
+        self._uri = uri
+        self._sqlite_uri = sqlite_uri
+        self._options = options
+        self._engine: Engine | None = None
+        self._closed = False
+        self._lock = threading.RLock()
+        self._tables: dict[tuple[str, str], tuple[Schema, sa.Table]] = {}
+
+    @classmethod
+    def from_uri(cls, uri: str | RedactedURI, **options: Any) -> SQLAlchemyDataBackend:
+        """The backend for ``sqlalchemy+sqlite://...`` (connects lazily).
+
+        ``options`` are those of :class:`pinnacle_sql.EngineOptions` (``busy_timeout``,
+        ``sqlite_synchronous``, ``echo``, ``engine_options``...).
+
+        Raises:
+            InvalidURIError: not a ``sqlalchemy+sqlite://`` URI.
+            ConfigError: an unknown option.
+        """
+        shown, sqlite = _split_uri(uri)
+        return cls(shown, sqlite, EngineOptions.from_kwargs(options))
+
+    def __repr__(self) -> str:
+        return f"SQLAlchemyDataBackend({str(self._uri)!r})"
+
+    @property
+    def uri(self) -> RedactedURI:
+        """Where the data lives."""
+        return self._uri
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (created on first use)."""
+        with self._lock:
+            return self._get_engine()
+
+    # ------------------------------------------------------------------ plumbing
+    def _get_engine(self) -> Engine:
+        if self._closed:
+            raise BackendUnavailable(
+                f"{self._uri} is closed; create a new backend with from_uri({str(self._uri)!r})"
+            )
+        if self._engine is None:
+            self._engine = build_engine(self._sqlite_uri, self._options)
+        return self._engine
+
+    @contextlib.contextmanager
+    def _read(self, op: str, table: str | None = None) -> Iterator[Connection]:
+        with self._lock, self._translate(op, table), self._get_engine().connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self, op: str, table: str | None = None) -> Iterator[Connection]:
+        with self._lock, self._translate(op, table), self._get_engine().connect() as conn:
+            conn.execution_options(pinnacle_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _translate(self, op: str, table: str | None) -> Iterator[None]:
+        try:
+            yield
+        except PinnacleError:
+            raise
+        except SQLAlchemyError as exc:
+            self._tables.clear()
+            text = str(getattr(exc, "orig", None) or exc)
+            if table is not None and "no such table" in text:
+                raise TableNotFound(
+                    f"no table {table!r} in {self._uri} (it was dropped meanwhile)"
+                ) from exc
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise BackendUnavailable(f"{self._uri}: {op} lost its connection") from exc
+            if "database is locked" in text or "unable to open database" in text:
+                raise BackendUnavailable(f"{self._uri}: {op} failed: {redact(text)[:300]}") from exc
+            where = f" on table {table!r}" if table is not None else ""
+            raise PinnacleError(
+                f"{self._uri}: {op}{where} failed: {type(exc).__name__}: {redact(text)[:500]}"
+            ) from exc
+
+    def _physical_tables(self, conn: Connection) -> list[str]:
+        rows = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        return [str(r[0]) for r in rows]
+
+    def _lookup(self, conn: Connection, name: str) -> tuple[Schema, sa.Table]:
+        """The schema and SQLAlchemy table of ``name`` (TableNotFound), read fresh each call."""
+        if not isinstance(name, str) or not name or name.startswith(RESERVED_PREFIX):
+            raise TableNotFound(f"no table {name!r} in {self._uri}; create it with create_table()")
+        physical = self._physical_tables(conn)
+        if name not in physical:
+            raise TableNotFound(f"no table {name!r} in {self._uri}; create it with create_table()")
+        text: str | None = None
+        if SCHEMAS_TABLE in physical:
+            text = conn.execute(
+                sa.select(_SCHEMAS.c.schema).where(_SCHEMAS.c.name == name)
+            ).scalar_one_or_none()
+        if text is None:
+            text = _schema_to_text(self._derive_schema(conn, name))
+        key = (name, text)
+        found = self._tables.get(key)
+        if found is None:
+            schema = _schema_from_text(text)
+            found = (schema, _sa_table(name, schema))
+            if len(self._tables) > 1000:
+                self._tables.clear()
+            self._tables[key] = found
+        return found
+
+    def _derive_schema(self, conn: Connection, name: str) -> Schema:
+        """A portable schema for a table not created through pinnacledb (best effort)."""
+        rows = conn.execute(
+            sa.text('SELECT name, type, "notnull" FROM pragma_table_info(:t)'), {"t": name}
+        )
+        fields = [
+            Field(name=str(col), dtype=_affinity_dtype(str(typ or "")), nullable=not notnull)
+            for col, typ, notnull in rows
+        ]
+        return Schema(fields=tuple(fields))
+
+    # ------------------------------------------------------------------ tables
+    def list_tables(self) -> list[str]:
+        """User tables, sorted (``_pinnacle*`` and ``sqlite_*`` tables excluded)."""
+        with self._read("list_tables") as conn:
+            return sorted(
+                n
+                for n in self._physical_tables(conn)
+                if not n.startswith(RESERVED_PREFIX) and not n.lower().startswith("sqlite_")
+            )
+
+    def create_table(self, name: str, schema: Schema) -> None:
+        """Create a table with the portable schema.
+
+        Raises:
+            SchemaError: the name is empty, holds NUL, or starts with ``_pinnacle`` or
+                ``sqlite_``; ``schema`` is not a Schema.
+            TableExists: a table of that name exists (SQLite names ignore ASCII case).
+        """
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise SchemaError(f"table names are non-empty strings without NUL, got {name!r}")
+        if name.startswith(RESERVED_PREFIX):
+            raise SchemaError(f"table name {name!r}: the prefix {RESERVED_PREFIX!r} is reserved")
+        if name.lower().startswith("sqlite_"):
+            raise SchemaError(f"table name {name!r}: SQLite reserves the prefix 'sqlite_'")
+        if not isinstance(schema, Schema):
+            raise SchemaError(f"expected a Schema, got {type(schema).__name__}")
+        table = _sa_table(name, schema)
+        with self._write("create_table") as conn:
+            existing = {n.casefold() for n in self._physical_tables(conn)}
+            if name.casefold() in existing:
+                raise TableExists(f"table {name!r} already exists in {self._uri}")
+            _SCHEMAS.create(conn, checkfirst=True)
+            table.create(conn)
+            conn.execute(_SCHEMAS.delete().where(_SCHEMAS.c.name == name))
+            conn.execute(_SCHEMAS.insert().values(name=name, schema=_schema_to_text(schema)))
+
+    def drop_table(self, name: str) -> None:
+        """Drop a table (TableNotFound if absent)."""
+        with self._write("drop_table", name) as conn:
+            _, table = self._lookup(conn, name)
+            self._drop(conn, table)
+
+    def _drop(self, conn: Connection, table: sa.Table) -> None:
+        table.drop(conn)
+        if SCHEMAS_TABLE in self._physical_tables(conn):
+            conn.execute(_SCHEMAS.delete().where(_SCHEMAS.c.name == table.name))
+
+    def table_schema(self, name: str) -> Schema:
+        """The portable schema of a table (derived from SQLite types for foreign tables)."""
+        with self._read("table_schema", name) as conn:
+            return self._lookup(conn, name)[0]
+
+    # ------------------------------------------------------------------ rows
+    def insert(self, table: str, rows: Rows | ArrowTableLike) -> int:
+        """Append rows (dicts, or anything with ``to_pylist()`` such as a ``pyarrow.Table``).
+
+        Every row is validated before anything is written, in one transaction.
+
+        Raises:
+            TableNotFound: no such table.
+            SchemaError: a row has an unknown column or a value of the wrong type.
+        """
+        if isinstance(rows, (Mapping, str, bytes)):
+            raise SchemaError(f"insert into {table!r}: pass a list of dicts, not a single row")
+        if not isinstance(rows, Sequence) and hasattr(rows, "to_pylist"):
+            items: Sequence[Any] = rows.to_pylist()
+        elif isinstance(rows, Sequence):
+            items = rows
+        else:
+            try:
+                items = list(cast(Iterable[Any], rows))
+            except TypeError:
+                raise SchemaError(
+                    f"insert into {table!r}: expected a list of dicts or a pyarrow Table, got "
+                    f"{type(rows).__name__}"
+                ) from None
+        with self._write("insert", table) as conn:
+            schema, sa_table = self._lookup(conn, table)
+            names = set(schema.names)
+            values = []
+            for i, row in enumerate(items):
+                where = f"insert into {table!r}, row {i}"
+                if not isinstance(row, Mapping):
+                    raise SchemaError(f"{where}: a row must be a dict, got {type(row).__name__}")
+                unknown = [k for k in row if k not in names]
+                if unknown:
+                    raise SchemaError(
+                        f"{where}: unknown column(s) {unknown!r}; the table has "
+                        f"{list(schema.names)}"
+                    )
+                values.append(
+                    {f.name: coerce_value(f, row.get(f.name), where) for f in schema.fields}
+                )
+            if values:
+                conn.execute(sa_table.insert(), values)
+            return len(values)
+
+    def select(
+        self,
+        table: str,
+        where: Filter | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+        order_by: OrderBy | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows matching ``where`` as dicts; ``order_by`` puts NULL first asc, last desc.
+
+        Raises:
+            TableNotFound: no such table.
+            FilterError: the filter or ``limit`` is invalid.
+            SchemaError: an unknown column in ``columns`` or ``order_by``.
+        """
+        with self._read("select", table) as conn:
+            schema, sa_table = self._lookup(conn, table)
+            validate_filter(where, schema)
+            if columns is not None:
+                if isinstance(columns, str):
+                    raise SchemaError("columns must be a list of column names, not a string")
+                for c in columns:
+                    if c not in schema:
+                        raise SchemaError(f"select from {table!r}: unknown column {c!r}")
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+            ):
+                raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
+            order = _parse_order(order_by, schema, table) if order_by else []
+            names = list(dict.fromkeys(columns)) if columns is not None else list(schema.names)
+            stmt = sa.select(*[sa_table.c[n] for n in names])
+            cond = self._condition(sa_table, schema, where)
+            if cond is not None:
+                stmt = stmt.where(cond)
+            for column, desc in order:
+                col = sa_table.c[column]
+                stmt = stmt.order_by(col.desc().nulls_last() if desc else col.asc().nulls_first())
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return [dict(zip(names, row, strict=True)) for row in conn.execute(stmt)]
+
+    @staticmethod
+    def _condition(
+        sa_table: sa.Table, schema: Schema, where: Filter | None
+    ) -> ColumnElement[bool] | None:
+        if not where:
+            return None
+        return _Compiler(sa_table, schema).filter(where, False)
+
+    def update(self, table: str, where: Filter | None, values: Mapping[str, Any]) -> int:
+        """Set ``values`` on the rows matching ``where``; return how many matched."""
+        with self._write("update", table) as conn:
+            schema, sa_table = self._lookup(conn, table)
+            if not isinstance(values, Mapping):
+                raise SchemaError(f"update {table!r}: values must be a dict")
+            coerced = {}
+            for name, value in values.items():
+                if name not in schema:
+                    raise SchemaError(
+                        f"update {table!r}: unknown column {name!r}; the table has "
+                        f"{list(schema.names)}"
+                    )
+                coerced[name] = coerce_value(schema[name], value, f"update {table!r}")
+            validate_filter(where, schema)
+            cond = self._condition(sa_table, schema, where)
+            if not coerced:
+                stmt = sa.select(sa.func.count()).select_from(sa_table)
+                return int(conn.execute(stmt if cond is None else stmt.where(cond)).scalar_one())
+            upd = sa_table.update().values({sa_table.c[k]: v for k, v in coerced.items()})
+            result = conn.execute(upd if cond is None else upd.where(cond))
+            return int(result.rowcount)
+
+    def delete(self, table: str, where: Filter | None) -> int:
+        """Delete the rows matching ``where`` (``None`` or ``{}``: every row); return how many."""
+        with self._write("delete", table) as conn:
+            schema, sa_table = self._lookup(conn, table)
+            validate_filter(where, schema)
+            cond = self._condition(sa_table, schema, where)
+            stmt = sa_table.delete()
+            result = conn.execute(stmt if cond is None else stmt.where(cond))
+            return int(result.rowcount)
+
+    def count(self, table: str, where: Filter | None = None) -> int:
+        """How many rows match ``where``."""
+        with self._read("count", table) as conn:
+            schema, sa_table = self._lookup(conn, table)
+            validate_filter(where, schema)
+            cond = self._condition(sa_table, schema, where)
+            stmt = sa.select(sa.func.count()).select_from(sa_table)
+            return int(conn.execute(stmt if cond is None else stmt.where(cond)).scalar_one())
+
+    # ------------------------------------------------------------------ native
+    def native(self, table: str) -> sa.Table:
+        """The ``sqlalchemy.Table`` of ``table``, typed with the portable column types."""
+        with self._read("native", table) as conn:
+            return self._lookup(conn, table)[1]
+
+    def execute(self, query: Any, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a SQLAlchemy executable (``select(native(t))``...) or SQL text, in a transaction.
+
+        SQL text takes its values as named ``:params``, never inside the text. Returns the
+        rows as dicts (an empty list for statements without rows).
+
+        Raises:
+            FilterError: ``query`` is neither SQL text nor a SQLAlchemy executable.
+        """
+        if isinstance(query, str):
+            stmt: Any = sa.text(query)
+        elif isinstance(query, sa.Executable):
+            stmt = query
+        else:
+            raise FilterError(
+                f"execute() runs SQLAlchemy statements or SQL text, got {type(query).__name__}"
+            )
+        with self._write("execute") as conn:
+            result = conn.execute(stmt, dict(params) if params is not None else None)
+            if not result.returns_rows:
+                return []
+            return [dict(row) for row in result.mappings()]
+
+    def default_metadata_uri(self) -> str | None:
+        """The same SQLite database as a ``sqlite://`` URI (pinnacle-sql's metadata store)."""
+        return self._sqlite_uri.reveal()
+
+    def default_artifact_uri(self) -> str | None:
+        """None: SQLite holds no artifacts; the facade falls back to the filesystem."""
+        return None
+
+    def drop(self, *, force: bool = False) -> None:
+        """Drop every user table and the schema table (DropRefused without ``force=True``).
+
+        Other ``_pinnacle*`` tables (a metadata store in the same database) are left alone.
+        """
+        if force is not True:
+            raise DropRefused(
+                f"refusing to drop every table of {self._uri}; call drop(force=True) to confirm"
+            )
+        names = self.list_tables()
+        with self._write("drop") as conn:
+            for name in names:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_quote(name)}")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_quote(SCHEMAS_TABLE)}")
+        self._tables.clear()
+
+    def close(self) -> None:
+        """Release the connections; later calls raise BackendUnavailable."""
+        with self._lock:
+            self._closed = True
+            engine, self._engine = self._engine, None
+            self._tables.clear()
+        if engine is not None:
+            engine.dispose()
+
+    def __enter__(self) -> SQLAlchemyDataBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
