@@ -102,6 +102,8 @@ class TargetMaker:
                 return f"duckdb://{tmp}/d{n}.duckdb", {}
             if name == "sqlite":
                 return f"sqlite://{tmp}/d{n}.sqlite", {}
+            if name == "sqlalchemy-sqlite":
+                return f"sqlalchemy+sqlite://{tmp}/d{n}.sqlite", {}
             if name in ("polars", "datafusion"):
                 return f"{name}://", {}
             if name == "pandas":

@@ -252,6 +252,8 @@ def _targets() -> list[Target]:
         _t("databackend", "memory", "memory"),
         _t("databackend", "duckdb", "duckdb"),
         _t("databackend", "sqlite", "sqlite"),
+        # pinnacle-sql's SQLAlchemy Core databackend (no ibis), marked like the ibis one
+        _t("databackend", "sqlalchemy-sqlite", "sqlalchemy+sqlite", "sqlite"),
         _t("databackend", "postgres", "postgres", service="postgres"),
         _t("databackend", "mariadb", "mysql", service="mariadb"),
         _t("databackend", "polars", "polars"),
@@ -308,9 +310,11 @@ NOT_TESTABLE: Final[Mapping[tuple[Role, str], str]] = {
             "druid",
             "exasol",
             "impala",
+            "materialize",
             "mssql",
             "oracle",
             "risingwave",
+            "singlestoredb",
             "snowflake",
             "trino",
         )

@@ -237,8 +237,14 @@ def test_postgres_statement_timeout_is_not_a_lost_connection(pg: _Postgres) -> N
         store.count("nope")
 
 
+@pytest.mark.postgres
+@pytest.mark.mariadb
 def test_driver_errors_classified() -> None:
-    """Which real driver exceptions mean "the connection is gone" (instances, not mocks)."""
+    """Which real driver exceptions mean "the connection is gone" (instances, not mocks).
+
+    Marked postgres and mariadb: it needs both drivers (the ``[postgres]`` and ``[mysql]``
+    extras), though no server.
+    """
     import MySQLdb  # type: ignore[import-untyped]
     import psycopg
     import psycopg.errors
