@@ -28,17 +28,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pinnacle_protocols.errors import FilterError
+from pinnacle_protocols.errors import FilterError, SchemaError
 from pinnacle_protocols.records import DType, Schema
+
+if TYPE_CHECKING:
+    from pinnacle_protocols.protocols import OrderBy
 
 __all__ = [
     "COMPARISON_OPS",
     "FIELD_OPS",
     "LOGICAL_OPS",
+    "UNORDERABLE_DTYPES",
     "Filter",
     "evaluate",
+    "parse_order_by",
     "validate_filter",
 ]
 
@@ -272,3 +277,40 @@ def evaluate(where: Filter | None, row: Mapping[str, Any]) -> bool:
             elif not _apply_op(cell, "$eq", value):
                 return False
     return True
+
+
+#: Column types that have no portable order (``order_by`` on them is a SchemaError).
+UNORDERABLE_DTYPES = frozenset({DType.JSON, DType.VECTOR})
+
+
+def parse_order_by(order_by: OrderBy, schema: Schema, table: str) -> list[tuple[str, bool]]:
+    """Validate ``order_by`` against ``schema``: ``[(column, descending), ...]``.
+
+    Items are ``'col'`` (ascending) or ``('col', 'asc'|'desc')``; a repeated column keeps its
+    first position and direction (a later repeat changes no order). Raises SchemaError naming
+    the bad item, an unknown column or a column whose type has no portable order.
+    """
+    if isinstance(order_by, str):
+        raise SchemaError("order_by must be a list such as ['a', ('b', 'desc')], not a string")
+    parsed: list[tuple[str, bool]] = []
+    seen: set[str] = set()
+    for item in order_by:
+        if isinstance(item, str):
+            column, direction = item, "asc"
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            column, direction = item[0], item[1]
+        else:
+            raise SchemaError(f"order_by item {item!r} must be 'col' or ('col', 'asc'|'desc')")
+        if direction not in ("asc", "desc"):
+            raise SchemaError(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
+        if column not in schema:
+            raise SchemaError(f"order_by on {table!r}: unknown column {column!r}")
+        if schema[column].dtype in UNORDERABLE_DTYPES:
+            raise SchemaError(
+                f"order_by on {table!r}: column {column!r} is {schema[column].dtype.value}, "
+                "which has no portable order"
+            )
+        if column not in seen:
+            seen.add(column)
+            parsed.append((column, direction == "desc"))
+    return parsed

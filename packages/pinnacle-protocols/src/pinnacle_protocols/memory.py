@@ -50,7 +50,7 @@ from pinnacle_protocols.errors import (
     TableNotFound,
     VersionConflict,
 )
-from pinnacle_protocols.filters import Filter, evaluate, validate_filter
+from pinnacle_protocols.filters import Filter, evaluate, parse_order_by, validate_filter
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, ProgressCallback, RefLike, Rows
 from pinnacle_protocols.records import (
     ArtifactRef,
@@ -642,9 +642,6 @@ def _check_text(value: str, where: str) -> None:
         raise SchemaError(f"{where}: string {value!r:.60} is not valid Unicode") from None
 
 
-_UNORDERABLE = frozenset({DType.JSON, DType.VECTOR})
-
-
 @attrs.define(kw_only=True, eq=False)
 class _Table:
     schema: Schema
@@ -771,7 +768,7 @@ class MemoryDataBackend(_Closable):
         if limit is not None and limit < 0:
             raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
         if order_by:
-            for column, descending in reversed(_parse_order(order_by, schema, table)):
+            for column, descending in reversed(parse_order_by(order_by, schema, table)):
                 rows.sort(key=_sort_key(column), reverse=descending)
         if limit is not None:
             rows = rows[:limit]
@@ -848,30 +845,6 @@ class MemoryDataBackend(_Closable):
     def close(self) -> None:
         """Mark the backend closed; later calls raise BackendUnavailable."""
         self._closed = True
-
-
-def _parse_order(order_by: OrderBy, schema: Schema, table: str) -> list[tuple[str, bool]]:
-    if isinstance(order_by, str):
-        raise SchemaError("order_by must be a list such as ['a', ('b', 'desc')], not a string")
-    parsed: list[tuple[str, bool]] = []
-    for item in order_by:
-        if isinstance(item, str):
-            column, direction = item, "asc"
-        elif isinstance(item, (tuple, list)) and len(item) == 2:
-            column, direction = item[0], item[1]
-        else:
-            raise SchemaError(f"order_by item {item!r} must be 'col' or ('col', 'asc'|'desc')")
-        if direction not in ("asc", "desc"):
-            raise SchemaError(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
-        if column not in schema:
-            raise SchemaError(f"order_by on {table!r}: unknown column {column!r}")
-        if schema[column].dtype in _UNORDERABLE:
-            raise SchemaError(
-                f"order_by on {table!r}: column {column!r} is {schema[column].dtype.value}, "
-                "which has no portable order"
-            )
-        parsed.append((column, direction == "desc"))
-    return parsed
 
 
 def _sort_key(column: str) -> Any:

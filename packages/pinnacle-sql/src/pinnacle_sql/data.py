@@ -56,7 +56,7 @@ from pinnacle_protocols.errors import (
     TableExists,
     TableNotFound,
 )
-from pinnacle_protocols.filters import COMPARISON_OPS, Filter, validate_filter
+from pinnacle_protocols.filters import COMPARISON_OPS, Filter, parse_order_by, validate_filter
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
 from pinnacle_protocols.records import DType, Field, Schema, check_json
 from pinnacle_protocols.uri import RedactedURI, redact
@@ -73,7 +73,6 @@ SCHEMES: Final = frozenset({"sqlalchemy+sqlite", "sqlite"})
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
-_UNORDERABLE: Final = frozenset({DType.JSON, DType.VECTOR})
 
 
 # ============================================================================ column types
@@ -468,33 +467,6 @@ class _Compiler:
         return self._guard(column, cmp, exact)
 
 
-def _parse_order(order_by: OrderBy, schema: Schema, table: str) -> list[tuple[str, bool]]:
-    if isinstance(order_by, str):
-        raise SchemaError("order_by must be a list such as ['a', ('b', 'desc')], not a string")
-    parsed: list[tuple[str, bool]] = []
-    seen: set[str] = set()
-    for item in order_by:
-        if isinstance(item, str):
-            column, direction = item, "asc"
-        elif isinstance(item, (tuple, list)) and len(item) == 2:
-            column, direction = item[0], item[1]
-        else:
-            raise SchemaError(f"order_by item {item!r} must be 'col' or ('col', 'asc'|'desc')")
-        if direction not in ("asc", "desc"):
-            raise SchemaError(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
-        if column not in schema:
-            raise SchemaError(f"order_by on {table!r}: unknown column {column!r}")
-        if schema[column].dtype in _UNORDERABLE:
-            raise SchemaError(
-                f"order_by on {table!r}: column {column!r} is {schema[column].dtype.value}, "
-                "which has no portable order"
-            )
-        if column not in seen:  # a repeated column changes nothing
-            seen.add(column)
-            parsed.append((column, direction == "desc"))
-    return parsed
-
-
 # ============================================================================ the backend
 def _split_uri(uri: str | RedactedURI) -> tuple[RedactedURI, RedactedURI]:
     """``(shown URI, the same database as a sqlite:// URI)``."""
@@ -776,7 +748,7 @@ class SQLAlchemyDataBackend:
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
             ):
                 raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
-            order = _parse_order(order_by, schema, table) if order_by else []
+            order = parse_order_by(order_by, schema, table) if order_by else []
             names = list(dict.fromkeys(columns)) if columns is not None else list(schema.names)
             stmt = sa.select(*[sa_table.c[n] for n in names])
             cond = self._condition(sa_table, schema, where)
