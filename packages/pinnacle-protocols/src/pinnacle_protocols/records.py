@@ -8,7 +8,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from attrs import Attribute, field, frozen
@@ -27,6 +27,7 @@ __all__ = [
     "Schema",
     "SchemaRevision",
     "check_json",
+    "coerce_value",
     "validate_sha256",
 ]
 
@@ -362,6 +363,106 @@ class SchemaRevision:
     def up_to_date(self) -> bool:
         """Whether no migration is pending."""
         return self.current == self.head
+
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def _wrong(field: Field, value: Any, where: str, expected: str) -> SchemaError:
+    return SchemaError(
+        f"{where}: column {field.name!r} is {field.dtype.value} and needs {expected}, got "
+        f"{type(value).__name__} {value!r:.60}"
+    )
+
+
+def coerce_value(field: Field, value: Any, where: str) -> Any:
+    """Validate one cell of a portable column and return its normalised Python value.
+
+    The rules of the reference in-memory backend, shared by every databackend (JSON stays a
+    Python value, datetimes come back in UTC).
+
+    Raises:
+        SchemaError: the value does not fit the column (same rules as the reference backend).
+    """
+    if value is None:
+        if not field.nullable:
+            raise SchemaError(f"{where}: column {field.name!r} is not nullable")
+        return None
+    dtype = field.dtype
+    if dtype is DType.INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _wrong(field, value, where, "an int")
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise SchemaError(f"{where}: {value} does not fit in a 64-bit int column")
+        return int(value)
+    if dtype is DType.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _wrong(field, value, where, "a float (or int)")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise SchemaError(f"{where}: {value} is too large for a float column") from None
+        if not math.isfinite(number):
+            raise SchemaError(f"{where}: {value} is not finite; NaN and inf are not portable")
+        return number
+    if dtype is DType.STR:
+        if not isinstance(value, str):
+            raise _wrong(field, value, where, "a str")
+        if "\x00" in value:
+            raise SchemaError(
+                f"{where}: strings must not contain NUL bytes (no database stores them)"
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SchemaError(f"{where}: string {value!r:.60} is not valid Unicode") from None
+        return str(value)
+    if dtype is DType.BOOL:
+        if not isinstance(value, bool):
+            raise _wrong(field, value, where, "a bool")
+        return value
+    if dtype is DType.BYTES:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise _wrong(field, value, where, "bytes")
+        return bytes(value)
+    if dtype is DType.DATETIME:
+        if not isinstance(value, datetime):
+            raise _wrong(field, value, where, "a datetime")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise SchemaError(
+                f"{where}: datetime {value!r} is naive; use a timezone-aware datetime (UTC)"
+            )
+        return value.astimezone(UTC)
+    if dtype is DType.JSON:
+        try:
+            check_json(value, f"{where}: column {field.name!r}")
+        except InvalidRecord as exc:
+            raise SchemaError(str(exc)) from None
+        return value
+    return _coerce_vector(field, value, where)
+
+
+def _coerce_vector(field: Field, value: Any, where: str) -> list[float]:
+    expected = f"{where}: column {field.name!r} is vector and needs a list of floats"
+    if not isinstance(value, (list, tuple)):
+        raise SchemaError(f"{expected}, got {type(value).__name__}")
+    items: list[float] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise SchemaError(f"{expected}, got an item {item!r:.60}")
+        try:
+            number = float(item)
+        except OverflowError:
+            raise SchemaError(f"{where}: vector column {field.name!r} holds a huge int") from None
+        if not math.isfinite(number):
+            raise SchemaError(f"{where}: vector column {field.name!r} holds a non-finite value")
+        items.append(number)
+    if field.dim is not None and len(items) != field.dim:
+        raise SchemaError(
+            f"{where}: vector column {field.name!r} has dimension {field.dim}, got {len(items)}"
+        )
+    return items
 
 
 # Kept for code written against the earlier private name.
