@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -16,19 +17,44 @@ PROCESSES = 8
 PER_PROCESS = 50
 
 
-def _create_many(uri: str, barrier: Any, results: Any, worker: int) -> None:
+def _run(target: Callable[..., object], results: Any, *args: Any) -> None:
+    """Worker entry point: put ``("ok", value)`` or ``("error", traceback)`` on ``results``.
+
+    A worker that dies must fail the test at once with its own traceback, not leave the
+    parent waiting out the queue timeout.
+    """
+    try:
+        results.put(("ok", target(*args)))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+        raise
+
+
+def _collect(results: Any, count: int) -> list[Any]:
+    values = []
+    for _ in range(count):
+        status, value = results.get(timeout=300)
+        if status != "ok":
+            pytest.fail(f"a worker process failed:\n{value}")
+        values.append(value)
+    return values
+
+
+def _create_many(uri: str, barrier: Any, worker: int) -> tuple[int, list[int]]:
     # Opening the store is part of the race: the database starts empty, so the first use
     # (which creates the tables) happens in 8 processes at once.
     store = SQLAlchemyMetadataStore.from_uri(uri)
     barrier.wait(60)
-    versions = []
+    versions: list[int] = []
     for i in range(PER_PROCESS):
         record = ComponentRecord(
             type_id="model", identifier="shared", data={"worker": worker, "i": i}
         )
-        versions.append(store.create_component(record).version)
+        version = store.create_component(record).version
+        assert version is not None
+        versions.append(version)
     store.close()
-    results.put((worker, versions))
+    return worker, versions
 
 
 @pytest.mark.parametrize("backend", backend_params(("sqlite_file", "postgres", "mariadb")))
@@ -39,14 +65,12 @@ def test_concurrent_create_component(backend: str, new_database: Callable[[str],
     barrier = ctx.Barrier(PROCESSES)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_create_many, args=(uri, barrier, results, w)) for w in range(PROCESSES)
+        ctx.Process(target=_run, args=(_create_many, results, uri, barrier, w))
+        for w in range(PROCESSES)
     ]
     for p in procs:
         p.start()
-    returned: dict[int, list[int]] = {}
-    for _ in procs:
-        worker, versions = results.get(timeout=300)
-        returned[worker] = versions
+    returned: dict[int, list[int]] = dict(_collect(results, PROCESSES))
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0] * PROCESSES
@@ -68,7 +92,7 @@ def test_concurrent_create_component(backend: str, new_database: Callable[[str],
         store.close()
 
 
-def _explicit_race(uri: str, barrier: Any, results: Any, worker: int) -> None:
+def _explicit_race(uri: str, barrier: Any, worker: int) -> list[int]:
     store = SQLAlchemyMetadataStore.from_uri(uri)
     barrier.wait(60)
     won = []
@@ -81,7 +105,7 @@ def _explicit_race(uri: str, barrier: Any, results: Any, worker: int) -> None:
         except VersionConflict:
             pass
     store.close()
-    results.put(won)
+    return won
 
 
 @pytest.mark.parametrize("backend", backend_params(("sqlite_file", "postgres", "mariadb")))
@@ -92,10 +116,12 @@ def test_concurrent_explicit_versions(backend: str, new_database: Callable[[str]
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(4)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_explicit_race, args=(uri, barrier, results, w)) for w in range(4)]
+    procs = [
+        ctx.Process(target=_run, args=(_explicit_race, results, uri, barrier, w)) for w in range(4)
+    ]
     for p in procs:
         p.start()
-    won = [v for _ in procs for v in results.get(timeout=300)]
+    won = [v for versions in _collect(results, len(procs)) for v in versions]
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0] * 4

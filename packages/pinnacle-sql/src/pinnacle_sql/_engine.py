@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -167,7 +168,7 @@ def _sqlite_events(engine: Engine, *, memory: bool, options: EngineOptions) -> N
         try:
             cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
             if not memory:
-                cur.execute("PRAGMA journal_mode = WAL")
+                _ensure_wal(cur, options.busy_timeout)
                 cur.execute(f"PRAGMA synchronous = {sync}")
             cur.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -183,6 +184,38 @@ def _sqlite_events(engine: Engine, *, memory: bool, options: EngineOptions) -> N
         if mode not in _BEGIN_MODES:  # pragma: no cover - internal option
             raise ValueError(f"bad pinnacle_begin mode {mode!r}")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _is_locked(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _ensure_wal(cur: Any, timeout: float) -> None:
+    """Put a SQLite file database in WAL mode, waiting out other connections' locks.
+
+    SQLite does not call the busy handler everywhere on this path: while another connection
+    checkpoints and removes the WAL (the last one closing does), both the first read of a new
+    connection and ``PRAGMA journal_mode = WAL`` can fail at once with "database is locked".
+    So: read the mode first (WAL is persistent: once set, later connections find it and never
+    ask for the lock that changing it needs) and retry lock errors with backoff for up to
+    ``timeout`` seconds, like the busy timeout would.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            cur.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            row = cur.execute("PRAGMA journal_mode").fetchone()
+            if row is not None and str(row[0]).lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except Exception as exc:  # the DB-API module's OperationalError, driver-specific
+            if not _is_locked(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _mysql_events(engine: Engine) -> None:
