@@ -45,6 +45,7 @@ from pinnacle_protocols.serialization import converter
 from pinnacle_sql import _migrate
 from pinnacle_sql._engine import EngineOptions, build_engine, is_memory_sqlite, sqlalchemy_url
 from pinnacle_sql._sql import Statements, statements
+from pinnacle_sql._sqlite_fast import SQLiteCreate, prepare_create
 from pinnacle_sql._tables import tables_in_drop_order
 
 __all__ = ["SQLAlchemyMetadataStore"]
@@ -133,6 +134,8 @@ class SQLAlchemyMetadataStore:
     _closed: bool = field(init=False, default=False)
     # MySQL/MariaDB reset the connection on a statement above max_allowed_packet: check first.
     _max_statement: int | None = field(init=False, default=None)
+    # SQLite on the stdlib driver: create_component's statements, compiled for the cursor.
+    _sqlite_create: SQLiteCreate | None = field(init=False, default=None)
     _init_lock: threading.RLock = field(init=False, factory=threading.RLock)
     # In-memory SQLite has one shared connection: sessions must take turns.
     _guard: contextlib.AbstractContextManager[Any] = field(
@@ -260,6 +263,8 @@ class SQLAlchemyMetadataStore:
                 except DBAPIError as exc:
                     raise self._translate(exc, "reading max_allowed_packet") from exc
                 self._max_statement = int(limit or 0) or None
+            if self._dialect == "sqlite" and engine.dialect.driver == "pysqlite":
+                self._sqlite_create = prepare_create(self._sql, engine.dialect)
             self._ready = True
             return engine
 
@@ -359,6 +364,51 @@ class SQLAlchemyMetadataStore:
                 )
             time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())  # noqa: S311
 
+    def _write_sqlite(self, fn: Callable[[Any], T], action: str) -> T:
+        """:meth:`_write` for the pysqlite hot path: ``fn`` gets the DB-API cursor.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front (waiting up to the busy timeout),
+        so the transaction never fails half-way on another writer's lock; errors are wrapped
+        as SQLAlchemy would wrap them, then translated like the Core path's.
+        """
+        engine = self._ensure_ready()
+        dbapi = engine.dialect.loaded_dbapi
+        attempt = 0
+        while True:
+            try:
+                with self._guard:
+                    raw = engine.raw_connection()
+                    try:
+                        driver = raw.driver_connection
+                        cursor = driver.cursor()  # type: ignore[union-attr]
+                        try:
+                            cursor.execute("BEGIN IMMEDIATE")
+                            try:
+                                result = fn(cursor)
+                                cursor.execute("COMMIT")
+                            except BaseException:
+                                if driver.in_transaction:  # type: ignore[union-attr]
+                                    driver.rollback()  # type: ignore[union-attr]
+                                raise
+                            return result
+                        finally:
+                            cursor.close()
+                    finally:
+                        raw.close()
+            except _CounterBehind:
+                self._repair_counters()
+            except dbapi.Error as exc:
+                wrapped = DBAPIError.instance(None, None, exc, dbapi.Error)
+                if not isinstance(wrapped, DBAPIError):  # pragma: no cover - always is
+                    raise
+                raise self._translate(wrapped, action) from exc
+            attempt += 1
+            if attempt > _MAX_RETRIES:  # pragma: no cover - pathological
+                raise BackendUnavailable(
+                    f"metadata store {self._uri}: {action} kept conflicting with concurrent "
+                    f"writers ({attempt} attempts); retry later"
+                )
+
     @property
     def _sql(self) -> Statements:
         return statements(self._dialect)
@@ -435,13 +485,30 @@ class SQLAlchemyMetadataStore:
         sql = self._sql
         action = f"creating {_key_text(type_id, identifier)}"
 
-        def conflict(exc: IntegrityError, version: int | None) -> Exception:
+        def conflict(exc: BaseException, version: int | None) -> Exception:
             if explicit is None:
                 return _CounterBehind()
             return VersionConflict(
                 f"{_key_text(type_id, identifier, version)} already exists in metadata "
                 f"store {self._uri}; omit the version to allocate the next one"
             )
+
+        fast = self._sqlite_create
+        if fast is not None:
+            integrity = self._ensure_ready().dialect.loaded_dbapi.IntegrityError
+            version = self._write_sqlite(
+                lambda cur: fast.run(
+                    cur,
+                    row,
+                    tail=tail,
+                    explicit=explicit,
+                    shas=shas,
+                    on_conflict=conflict,
+                    integrity_error=integrity,
+                ),
+                action,
+            )
+            return evolve(record, version=version, created_at=created)
 
         if sql.create_auto is not None and sql.create_explicit is not None:
             # PostgreSQL: counter, record and artifact refs in one statement, one round trip.
