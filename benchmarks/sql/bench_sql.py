@@ -288,16 +288,18 @@ def write_report(
         "",
         "- store: `create_component(record)`: validate, cattrs-unstructure, JSON-encode, "
         "content hash, then: SQLite `BEGIN IMMEDIATE`, counter upsert `RETURNING`, component "
-        "INSERT, COMMIT; PostgreSQL one statement in autocommit (counter upsert, component and "
+        "INSERT, COMMIT (the store's Core statements, compiled once and run on the `sqlite3` "
+        "cursor); PostgreSQL one statement in autocommit (counter upsert, component and "
         "artifact-ref INSERTs in one data-modifying CTE); MariaDB `START TRANSACTION`, counter "
         "upsert with `LAST_INSERT_ID(expr)`, component INSERT, COMMIT. Then build the "
         "returned record.",
         "- raw: JSON-encode an equivalent dict and hash it; `with engine.begin(): "
         "conn.execute(insert, row)` with the version given (no counter) into a table with the "
         "same columns, unique key and index, on the store's own engine (same pragmas and "
-        "durability). On MariaDB the store's engine is in autocommit mode, so the raw side "
-        "is a single autocommitted INSERT (1 round trip against the store's 4): the MariaDB "
-        "ratio is informational, the targets are SQLite and PostgreSQL.",
+        "durability; on SQLite that engine issues no BEGIN for it, so the INSERT is its own "
+        "durable transaction). On MariaDB the store's engine is in autocommit mode, so the "
+        "raw side is a single autocommitted INSERT (1 round trip against the store's 4): "
+        "the MariaDB ratio is informational, the targets are SQLite and PostgreSQL.",
         "",
     ]
     out.write_text("\n".join(lines), encoding="utf-8")
