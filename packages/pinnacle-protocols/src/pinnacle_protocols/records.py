@@ -279,6 +279,16 @@ class DType(enum.StrEnum):
     VECTOR = "vector"  # list of float, optional fixed dimension
 
 
+def _dtype(column: str, value: DType | str) -> DType:
+    try:
+        return DType(value)
+    except ValueError:
+        choices = ", ".join(repr(d.value) for d in DType)
+        raise SchemaError(
+            f"column {column!r}: unknown dtype {value!r}; use one of {choices}"
+        ) from None
+
+
 @frozen(kw_only=True)
 class Field:
     """One column of a portable schema."""
@@ -331,7 +341,7 @@ class Schema:
     @classmethod
     def of(cls, **columns: DType | str) -> Schema:
         """Shorthand: ``Schema.of(id="int", name="str")`` (all columns nullable)."""
-        return cls(fields=tuple(Field(name=k, dtype=DType(v)) for k, v in columns.items()))
+        return cls(fields=tuple(Field(name=k, dtype=_dtype(k, v)) for k, v in columns.items()))
 
     @property
     def names(self) -> tuple[str, ...]:
