@@ -252,3 +252,34 @@ def test_shared_client_is_not_closed(dbs: FreshDatabases) -> None:
         assert database["_pinnacle_components"].count_documents({}) == 1
     finally:
         client.close()
+
+
+def test_scan_streams_whole_tables_in_id_order(backend: MongoDataBackend) -> None:
+    """scan() yields every row, as select() returns it, in ``_id`` order and bounded batches."""
+    backend.create_table("t", Schema.of(x="int", when="datetime", **{"a.b": "str"}))
+    rows = [{"x": i * 10, "when": T, "a.b": f"v{i}"} for i in range(25)]
+    for chunk in (rows[:9], rows[9:17], rows[17:]):  # ObjectIds grow in insertion order
+        backend.insert("t", chunk)
+    batches = list(backend.scan("t", batch_size=10))
+    assert [len(b) for b in batches] == [10, 10, 5]
+    scanned = [r for b in batches for r in b]
+    ids = [r.pop("_id") for r in scanned]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 25
+    assert scanned == rows
+    selected = sorted(backend.select("t"), key=lambda r: r["_id"])
+    assert [r.pop("_id") for r in selected] == ids
+    assert selected == rows
+    resumed = [r for b in backend.scan("t", columns=["a.b"], batch_size=7, skip=20) for r in b]
+    assert resumed == [{"_id": ids[i], "a.b": f"v{i}"} for i in range(20, 25)]
+    assert list(backend.scan("t", skip=25)) == []
+    backend.native_database()["legacy"].insert_many([{"_id": "b", "k": 1}, {"_id": "a"}])
+    assert list(backend.scan("legacy")) == [[{"_id": "a"}, {"_id": "b", "k": 1}]]
+    with pytest.raises(FilterError, match="batch_size must be an int >= 1"):
+        backend.scan("t", batch_size=0)
+    with pytest.raises(FilterError, match="skip must be an int >= 0"):
+        backend.scan("t", skip=-1)
+    with pytest.raises(TableNotFound):
+        next(backend.scan("missing"))
+    with pytest.raises(SchemaError):
+        next(backend.scan("t", columns=["nope"]))

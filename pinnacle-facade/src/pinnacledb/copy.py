@@ -54,7 +54,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, TYPE_CHECKING, Any, Final, cast
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol, cast
 
 from attrs import field, frozen
 
@@ -867,27 +867,21 @@ def read_batches(
 def _mongo_rows(
     sb: DataBackend, table: str, schema: Schema, *, skip: int, batch_size: int, keep_id: bool
 ) -> Iterator[list[dict[str, Any]]]:
-    from pinnacle_mongo._rows import TableCodec
-
-    codec = TableCodec(schema=schema)
-    names = tuple(schema.names)
-    collection = sb.native(table)
+    scan = cast("_Scannable", sb).scan
     with _mongo_errors(f"read table {table!r} of {sb.uri}"):
-        cursor = collection.find({}, sort=[("_id", 1)], skip=skip, batch_size=batch_size)
-        try:
-            batch: list[dict[str, Any]] = []
-            for doc in cursor:
-                row = codec.row(doc, names)
-                if not keep_id:
+        for batch in scan(table, columns=list(schema.names), batch_size=batch_size, skip=skip):
+            if not keep_id:
+                for row in batch:
                     row.pop("_id", None)
-                batch.append(row)
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
-        finally:
-            cursor.close()
+            yield batch
+
+
+class _Scannable(Protocol):
+    """pinnacle-mongo's databackend: whole tables in ``_id`` order, batch by batch."""
+
+    def scan(
+        self, table: str, *, columns: list[str], batch_size: int, skip: int
+    ) -> Iterator[list[dict[str, Any]]]: ...
 
 
 def _keyset_pages(

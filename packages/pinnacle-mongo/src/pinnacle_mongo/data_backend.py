@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
@@ -327,6 +327,59 @@ class MongoDataBackend:
             if names is None:
                 return [to_row(doc) for doc in cursor]
             return [to_row(doc, names) for doc in cursor]
+
+    def scan(
+        self,
+        table: str,
+        *,
+        columns: Sequence[str] | None = None,
+        batch_size: int = 1000,
+        skip: int = 0,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every row of ``table`` in ``_id`` order, ``batch_size`` rows at a time.
+
+        For reading whole tables of any size (exports, copies) in constant memory: rows are
+        those :meth:`select` returns (``_id`` first, then ``columns``, all by default), read
+        through one server cursor. ``skip`` leaves out the first rows in that order (to
+        resume). Rows inserted while the scan runs may or may not be seen.
+
+        Raises:
+            TableNotFound: no such table (when iteration starts).
+            SchemaError: an unknown column in ``columns``.
+            FilterError: ``batch_size`` is not an int > 0 or ``skip`` not an int >= 0.
+        """
+        for name, value, least in (("batch_size", batch_size, 1), ("skip", skip, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise FilterError(f"{name} must be an int >= {least}, got {value!r}")
+        return self._scan(table, columns, batch_size, skip)
+
+    def _scan(
+        self, table: str, columns: Sequence[str] | None, batch_size: int, skip: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        with self._conn.errors(f"scan {table!r}"):
+            codec = self._codec(table)
+            names = _check_columns(table, columns, codec.schema if codec is not None else None)
+            field = codec.field if codec is not None else _same
+            projection = None if names is None else {"_id": 1, **{field(n): 1 for n in names}}
+            cursor = self._db()[table].find(
+                {}, projection, sort=[("_id", 1)], skip=skip, batch_size=batch_size
+            )
+            try:
+                batch: list[dict[str, Any]] = []
+                for doc in cursor:
+                    if codec is None:
+                        batch.append(doc)
+                    elif names is None:
+                        batch.append(codec.row(doc))
+                    else:
+                        batch.append(codec.row(doc, names))
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+            finally:
+                cursor.close()
 
     def _select_in_python(
         self,
