@@ -20,7 +20,7 @@ from pinnacle_protocols.errors import (
     TableExists,
     TableNotFound,
 )
-from pinnacle_protocols.filters import Filter, evaluate, validate_filter
+from pinnacle_protocols.filters import Filter, evaluate, parse_order_by, validate_filter
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
 from pinnacle_protocols.records import DType, Schema
 from pinnacle_protocols.serialization import structure, unstructure, utcnow
@@ -35,7 +35,6 @@ __all__ = ["SCHEMAS_COLLECTION", "MongoDataBackend"]
 #: Where the portable schema of every table created through ``create_table`` is kept.
 SCHEMAS_COLLECTION = "_pinnacle_schemas"
 _RESERVED_PREFIX = "_pinnacle"
-_UNORDERABLE = frozenset({DType.JSON, DType.VECTOR})
 _ID_BATCH = 10_000
 
 
@@ -295,7 +294,7 @@ class MongoDataBackend:
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
             ):
                 raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
-            order = _parse_order(order_by, schema, table) if order_by else []
+            order = parse_order_by(order_by, schema, table) if order_by else []
             if limit == 0:
                 return []
             python_sort = schema is not None and any(
@@ -553,31 +552,6 @@ def _check_columns(
         if not isinstance(c, str) or (schema is not None and c not in schema):
             raise SchemaError(f"select from {table!r}: unknown column {c!r}")
     return names
-
-
-def _parse_order(order_by: OrderBy, schema: Schema | None, table: str) -> list[tuple[str, bool]]:
-    if isinstance(order_by, str):
-        raise SchemaError("order_by must be a list such as ['a', ('b', 'desc')], not a string")
-    parsed: list[tuple[str, bool]] = []
-    for item in order_by:
-        if isinstance(item, str):
-            column, direction = item, "asc"
-        elif isinstance(item, (tuple, list)) and len(item) == 2:
-            column, direction = item[0], item[1]
-        else:
-            raise SchemaError(f"order_by item {item!r} must be 'col' or ('col', 'asc'|'desc')")
-        if direction not in ("asc", "desc"):
-            raise SchemaError(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
-        if schema is not None:
-            if column not in schema:
-                raise SchemaError(f"order_by on {table!r}: unknown column {column!r}")
-            if schema[column].dtype in _UNORDERABLE:
-                raise SchemaError(
-                    f"order_by on {table!r}: column {column!r} is {schema[column].dtype.value}, "
-                    "which has no portable order"
-                )
-        parsed.append((column, direction == "desc"))
-    return parsed
 
 
 def _sort_key(column: str) -> Any:

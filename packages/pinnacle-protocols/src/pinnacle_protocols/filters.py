@@ -283,12 +283,14 @@ def evaluate(where: Filter | None, row: Mapping[str, Any]) -> bool:
 UNORDERABLE_DTYPES = frozenset({DType.JSON, DType.VECTOR})
 
 
-def parse_order_by(order_by: OrderBy, schema: Schema, table: str) -> list[tuple[str, bool]]:
+def parse_order_by(order_by: OrderBy, schema: Schema | None, table: str) -> list[tuple[str, bool]]:
     """Validate ``order_by`` against ``schema``: ``[(column, descending), ...]``.
 
     Items are ``'col'`` (ascending) or ``('col', 'asc'|'desc')``; a repeated column keeps its
     first position and direction (a later repeat changes no order). Raises SchemaError naming
-    the bad item, an unknown column or a column whose type has no portable order.
+    the bad item, an unknown column or a column whose type has no portable order. With
+    ``schema=None`` (a table without a portable schema, such as a MongoDB collection written
+    by another program) column names are not checked, only the shape of ``order_by``.
     """
     if isinstance(order_by, str):
         raise SchemaError("order_by must be a list such as ['a', ('b', 'desc')], not a string")
@@ -303,9 +305,13 @@ def parse_order_by(order_by: OrderBy, schema: Schema, table: str) -> list[tuple[
             raise SchemaError(f"order_by item {item!r} must be 'col' or ('col', 'asc'|'desc')")
         if direction not in ("asc", "desc"):
             raise SchemaError(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
-        if column not in schema:
+        if not isinstance(column, str) or not column:
+            raise SchemaError(f"order_by item {item!r}: the column must be a non-empty string")
+        if schema is None:
+            pass
+        elif column not in schema:
             raise SchemaError(f"order_by on {table!r}: unknown column {column!r}")
-        if schema[column].dtype in UNORDERABLE_DTYPES:
+        elif schema[column].dtype in UNORDERABLE_DTYPES:
             raise SchemaError(
                 f"order_by on {table!r}: column {column!r} is {schema[column].dtype.value}, "
                 "which has no portable order"
