@@ -53,7 +53,7 @@ from pinnacle_protocols.errors import (
     UnknownSchemeError,
     UnsupportedOperation,
 )
-from pinnacle_protocols.filters import Filter, validate_filter
+from pinnacle_protocols.filters import Filter, parse_order_by, validate_filter
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
 from pinnacle_protocols.records import DType, Field, Schema
 from pinnacle_protocols.uri import RedactedURI, redact, translate_uri
@@ -751,7 +751,7 @@ class IbisDataBackend:
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
             raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
-        keys = _parse_order(order_by, schema, table) if order_by else []
+        keys = parse_order_by(order_by, schema, table) if order_by else []
         names = list(dict.fromkeys(columns)) if columns is not None else list(schema.names)
         return SelectQuery(where=where, columns=names, order=keys, limit=limit)
 
@@ -1020,37 +1020,6 @@ def _portable_dtype(typ: Any) -> DType:
     if typ.is_string():
         return DType.STR
     return DType.JSON
-
-
-def _parse_order(order_by: OrderBy, schema: Schema, table: str) -> list[tuple[str, bool]]:
-    if isinstance(order_by, str):
-        raise SchemaError("order_by must be a list such as ['a', ('b', 'desc')], not a string")
-    parsed: list[tuple[str, bool]] = []
-    for item in order_by:
-        if isinstance(item, str):
-            column, direction = item, "asc"
-        elif isinstance(item, (tuple, list)) and len(item) == 2:
-            column, direction = item[0], item[1]
-        else:
-            raise SchemaError(f"order_by item {item!r} must be 'col' or ('col', 'asc'|'desc')")
-        if direction not in ("asc", "desc"):
-            raise SchemaError(f"order_by direction must be 'asc' or 'desc', got {direction!r}")
-        if column not in schema:
-            raise SchemaError(f"order_by on {table!r}: unknown column {column!r}")
-        if schema[column].dtype in (DType.JSON, DType.VECTOR):
-            raise SchemaError(
-                f"order_by on {table!r}: column {column!r} is {schema[column].dtype.value}, "
-                "which has no portable order"
-            )
-        parsed.append((column, direction == "desc"))
-    # a repeated column: the first occurrence decides, later ones change nothing
-    seen: set[str] = set()
-    unique = []
-    for column, desc in parsed:
-        if column not in seen:
-            seen.add(column)
-            unique.append((column, desc))
-    return unique
 
 
 def _result_rows(result: Any, con: Any) -> list[tuple[Any, ...]]:
