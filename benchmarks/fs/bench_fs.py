@@ -165,6 +165,18 @@ def summarize(results: dict[str, list[float]]) -> dict[str, Any]:
     return out
 
 
+def _cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU unknown"
+
+
 # --------------------------------------------------------------------------- 1. large blob
 def bench_large(work: Path, size: int, runs: int) -> dict[str, Any]:
     src = work / "source.bin"
@@ -424,7 +436,8 @@ def report(results: dict[str, Any], load: tuple[str, str], sha: tuple[float, flo
         "(other jobs shared the 2 cores when it is above 0.5): absolute throughput moves with "
         "the load, the ratios less.",
         f"sha256 on one core measured {sha[0]:,.0f} MiB/s before and {sha[1]:,.0f} MiB/s after "
-        "the run (about 1,250 MiB/s on an idle machine: SHA-NI).",
+        f"the run ({_cpu_model()}; machines of this kind differ: 1,250 to 1,900 MiB/s "
+        "measured on idle ones).",
         "Reproduce: `uv run --no-sync python benchmarks/fs/bench_fs.py --write "
         "benchmarks/RESULTS_fs.md`.",
         "",
@@ -463,7 +476,9 @@ def report(results: dict[str, Any], load: tuple[str, str], sha: tuple[float, flo
             "put.",
             "",
             "Put, store: 4 MiB chunks read with `readinto` into a pool of 4 buffers, sha256 on a "
-            "helper thread while the next chunks are written (`os.write` to a temp file), disk "
+            "helper thread while the next chunks are written to a temp file (`os.write` calls "
+            "of 256 KiB: on Linux 6.x with large page-cache folios, writes of 1 MiB or more "
+            "stalled for up to 1.7 s per GiB now and then), disk "
             "writeback started after each chunk (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, a "
             "hint), `fsync` while the helper finishes hashing, rename, fsync of the directory. "
             "Put, raw: `shutil.copyfileobj` (64 KiB "

@@ -434,3 +434,26 @@ def test_closed_store_refuses(store: FsspecArtifactStore) -> None:
 def test_missing_blob_errors_name_the_store(store: FsspecArtifactStore) -> None:
     with pytest.raises(ArtifactNotFound, match=str(store.uri).replace("/", ".")):
         store.get(sha(b"nope"))
+
+
+def test_large_chunks_are_written_in_small_calls_and_short_writes_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each write call carries at most 256 KiB (large writes stall on Linux with large folios),
+    and a short write (the kernel took fewer bytes) continues where it stopped. The real
+    ``os.write`` does the writing; the wrapper only records sizes and caps one call."""
+    sizes: list[int] = []
+    real_write = os.write
+
+    def recording_write(fd: int, data: memoryview) -> int:
+        sizes.append(len(data))
+        return real_write(fd, data[:100_000] if len(sizes) == 3 else data)
+
+    monkeypatch.setattr(os, "write", recording_write)
+    payload = os.urandom(4 * (1 << 20) + 123)
+    store = FsspecArtifactStore.from_uri(f"filesystem://{tmp_path}/s", chunk_size=4 << 20)
+    ref = store.put(payload)
+    assert max(sizes) == 256 << 10
+    assert sum(sizes) - sizes[2] + 100_000 == len(payload)  # every byte handed over once
+    assert ref.sha256 == hashlib.sha256(payload).hexdigest()
+    assert store.get(ref.sha256) == payload
