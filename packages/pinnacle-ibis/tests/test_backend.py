@@ -117,12 +117,13 @@ def test_import_is_cheap() -> None:
 
 def test_default_uris(tmp_path: Path) -> None:
     """Metadata goes to the same database where pinnacle-sql can hold it; artifacts never."""
-    for uri in ("sqlite://x.db", "duckdb://", "postgres://u:secret@h/db", "mysql://r@h/d",
+    for uri in ("sqlite://x.db", "postgres://u:secret@h/db", "mysql://r@h/d",
                 "mariadb://r@h/d"):  # fmt: skip
         store = IbisDataBackend.from_uri(uri)
         assert store.default_metadata_uri() == store.uri.reveal()
         assert store.default_artifact_uri() is None
-    for uri in ("polars://", "datafusion://", f"pandas://{tmp_path}", "pyspark://",
+    # duckdb: not by default (one process per DuckDB file); the facade falls back to SQLite.
+    for uri in ("duckdb://", "polars://", "datafusion://", f"pandas://{tmp_path}", "pyspark://",
                 "clickhouse://h/db"):  # fmt: skip
         store = IbisDataBackend.from_uri(uri)
         assert store.default_metadata_uri() is None

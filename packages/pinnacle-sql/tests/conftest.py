@@ -52,7 +52,7 @@ def session_makers() -> Iterator[dict[str, StoreMaker]]:
 
 @pytest.fixture(params=backend_params())
 def backend(request: pytest.FixtureRequest) -> str:
-    """Every backend: sqlite_file, sqlite_memory, postgres, mariadb."""
+    """Every backend: sqlite_file, sqlite_memory, postgres, mariadb, duckdb_file, duckdb_memory."""
     name: str = request.param
     return name
 
@@ -66,12 +66,14 @@ def maker(
 ) -> Iterator[StoreMaker]:
     """Factory of fresh, empty stores of ``backend``; their stores are closed after the test."""
     if backend not in session_makers:
-        if backend == "sqlite_memory":
-            session_makers[backend] = StoreMaker(new_database=lambda: "sqlite://")
-        elif backend == "sqlite_file":
-            root = tmp_path_factory.mktemp("sqlite_pool")
+        if backend in ("sqlite_memory", "duckdb_memory"):
+            scheme = backend.split("_", maxsplit=1)[0]
+            session_makers[backend] = StoreMaker(new_database=lambda: f"{scheme}://")
+        elif backend in ("sqlite_file", "duckdb_file"):
+            scheme = backend.split("_", maxsplit=1)[0]
+            root = tmp_path_factory.mktemp(f"{scheme}_pool")
             session_makers[backend] = StoreMaker(
-                new_database=lambda: f"sqlite:///{root / f'{secrets.token_hex(4)}.db'}"
+                new_database=lambda: f"{scheme}:///{root / f'{secrets.token_hex(4)}.db'}"
             )
         else:
             server = _server(request, backend)
@@ -92,10 +94,11 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[st
     """``new_database(backend)``: the URI of a brand-new, empty database of that backend."""
 
     def make(backend: str) -> str:
-        if backend == "sqlite_memory":
-            return "sqlite://"
-        if backend == "sqlite_file":
-            return f"sqlite:///{tmp_path / f'fresh_{secrets.token_hex(4)}.db'}"
+        if backend in ("sqlite_memory", "duckdb_memory"):
+            return f"{backend.split('_', maxsplit=1)[0]}://"
+        if backend in ("sqlite_file", "duckdb_file"):
+            name = f"fresh_{secrets.token_hex(4)}.db"
+            return f"{backend.split('_', maxsplit=1)[0]}:///{tmp_path / name}"
         return _server(request, backend).create_schema()
 
     return make

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +135,46 @@ def test_concurrent_explicit_versions(backend: str, new_database: Callable[[str]
         assert store.create_component(ComponentRecord(type_id="t", identifier="x")).version == 20
     finally:
         store.close()
+
+
+@pytest.mark.duckdb
+def test_duckdb_file_held_by_another_process_fails_clearly(tmp_path: Path) -> None:
+    """A DuckDB file has one process at a time: a second one fails at once, it does not hang.
+
+    (So the multi-process tests above do not run on DuckDB.)
+    """
+    uri = f"duckdb:///{tmp_path / 'meta.duckdb'}"
+    holder = SQLAlchemyMetadataStore.from_uri(uri)
+    try:
+        holder.create_component(ComponentRecord(type_id="model", identifier="m"))
+        code = (
+            "import sys\n"
+            "from pinnacle_protocols import BackendUnavailable\n"
+            "from pinnacle_sql import SQLAlchemyMetadataStore\n"
+            "store = SQLAlchemyMetadataStore.from_uri(sys.argv[1])\n"
+            "try:\n"
+            "    store.show_components()\n"
+            "except BackendUnavailable as exc:\n"
+            "    print(str(exc))\n"
+            "    sys.exit(3)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, uri],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 3, done.stderr
+        assert "one process at a time" in done.stdout
+        assert "lock" in done.stdout.lower()
+        # The holder is unaffected.
+        assert holder.get_component("model", "m").version == 0
+    finally:
+        holder.close()
+    # Once the holder closed the file, another process can open it.
+    subprocess.run(
+        [sys.executable, "-c", code.replace("sys.exit(3)", "sys.exit(4)"), uri],
+        check=True,
+        timeout=120,
+    )

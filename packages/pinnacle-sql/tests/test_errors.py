@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -180,7 +181,14 @@ def test_options_are_checked() -> None:
         SQLAlchemyMetadataStore.from_uri("mongodb://127.0.0.1/x")
     with pytest.raises(InvalidURIError):
         SQLAlchemyMetadataStore.from_uri("nonsense")
-    with pytest.raises(ConfigError, match="sqlite://"):
+
+
+def test_duckdb_without_duckdb_engine_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``duckdb://`` needs the optional duckdb-engine: from_uri says which extra to install."""
+    monkeypatch.setitem(sys.modules, "duckdb_engine", None)  # as if not installed
+    with pytest.raises(ConfigError, match=re.escape("pip install 'pinnacle-sql[duckdb]'")):
         SQLAlchemyMetadataStore.from_uri("duckdb://data.duckdb")
 
 

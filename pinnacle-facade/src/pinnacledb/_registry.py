@@ -67,6 +67,7 @@ _SQL_EXTRAS = {
     "mariadb": "[mysql]",
     "mssql": "",
     "oracle": "",
+    "duckdb": "[duckdb]",
 }
 
 #: Static hints: which distribution to install for a scheme, per role.

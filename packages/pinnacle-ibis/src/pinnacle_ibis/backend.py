@@ -97,8 +97,10 @@ _ENGINE_SCHEMES = {
     "datafusion": "datafusion",
     "pyspark": "pyspark",
 }
-#: Schemes whose database pinnacle-sql can also hold the metadata of.
-_METADATA_SCHEMES = frozenset({"sqlite", "duckdb", "postgres", "postgresql", "mysql", "mariadb"})
+#: Schemes whose database pinnacle-sql also holds the metadata of by default. Not duckdb: a
+#: DuckDB file has one process at a time and this backend already holds it, so DuckDB data
+#: keeps its metadata on SQLite next to it (``metadata="duckdb://..."`` still works).
+_METADATA_SCHEMES = frozenset({"sqlite", "postgres", "postgresql", "mysql", "mariadb"})
 
 
 def _load_class(scheme: str) -> type[IbisDataBackend]:
@@ -915,7 +917,7 @@ class IbisDataBackend:
         return _result_rows(con.raw_sql(sql), con)
 
     def default_metadata_uri(self) -> str | None:
-        """This URI when pinnacle-sql can hold metadata there (sqlite, duckdb, postgres, mysql).
+        """This URI when pinnacle-sql keeps metadata there by default (sqlite, postgres, mysql).
 
         The returned string contains the password: hand it to a store, never print it.
         """

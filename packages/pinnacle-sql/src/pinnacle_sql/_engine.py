@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,11 +11,12 @@ from typing import Any, Final, Literal
 from attrs import field, frozen
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from pinnacle_protocols import BackendUnavailable, ConfigError, RedactedURI, translate_uri
 
-__all__ = ["EngineOptions", "build_engine", "is_memory_sqlite"]
+__all__ = ["EngineOptions", "build_engine", "check_driver", "is_memory_db", "is_memory_sqlite"]
 
 SQLiteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -24,7 +26,10 @@ _EXTRAS: Final = {
     "mariadb": ("pymysql", "pinnacle-sql[mysql]"),
     "mssql": ("pyodbc", "pyodbc"),
     "oracle": ("oracledb", "oracledb"),
+    "duckdb": ("duckdb-engine", "pinnacle-sql[duckdb]"),
 }
+# Dialects whose SQLAlchemy dialect itself lives in a separate package (an entry point).
+_DIALECT_MODULES: Final = {"duckdb": "duckdb_engine"}
 _BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 _LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -86,6 +91,36 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+def is_memory_db(url: URL) -> bool:
+    """Whether ``url`` is an in-memory SQLite or DuckDB database (one shared connection)."""
+    if url.get_backend_name() == "duckdb":
+        return url.database in (None, "", ":memory:")
+    return is_memory_sqlite(url)
+
+
+def _missing_driver_error(uri: RedactedURI, backend: str) -> ConfigError:
+    driver, extra = _EXTRAS.get(backend, (backend, backend))
+    return ConfigError(f"metadata store {uri} needs the {driver} driver: pip install '{extra}'")
+
+
+def check_driver(uri: RedactedURI, url: URL) -> None:
+    """Raise ConfigError now if the SQLAlchemy dialect of ``url`` is a missing package.
+
+    Only for dialects that are not part of SQLAlchemy (DuckDB's is ``duckdb-engine``); the
+    module is looked up, not imported.
+    """
+    backend = url.get_backend_name()
+    module = _DIALECT_MODULES.get(backend)
+    if module is None:
+        return
+    try:
+        missing = importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):  # ValueError: sys.modules[module] is None (blocked)
+        missing = True
+    if missing:
+        raise _missing_driver_error(uri, backend)
+
+
 def build_engine(uri: RedactedURI, options: EngineOptions) -> Engine:
     """Create the engine for ``uri``; no connection is opened yet.
 
@@ -104,14 +139,7 @@ def build_engine(uri: RedactedURI, options: EngineOptions) -> Engine:
             # One connection shared by every session, or each would see its own empty DB.
             kwargs["poolclass"] = StaticPool
         elif url.database and not url.database.startswith("file:"):
-            directory = Path(url.database).parent
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise BackendUnavailable(
-                    f"metadata store {uri}: cannot create the directory {str(directory)!r} for "
-                    f"the SQLite file ({exc.strerror or exc}); check the path and permissions"
-                ) from exc
+            _make_parent(uri, Path(url.database), "SQLite")
     elif backend == "postgresql":
         connect_args["connect_timeout"] = max(2, int(-(-options.connect_timeout // 1)))
         connect_args["application_name"] = "pinnacledb"
@@ -133,25 +161,39 @@ def build_engine(uri: RedactedURI, options: EngineOptions) -> Engine:
             # context each time (~25-100 ms, the system CA bundle is loaded): pointless on the
             # loopback interface. Any ssl* URI parameter keeps PyMySQL's own behaviour.
             connect_args["ssl_disabled"] = True
+    elif backend == "duckdb":
+        if is_memory_db(url):
+            # duckdb-engine's default pool gives each thread its own (empty) database.
+            kwargs["poolclass"] = StaticPool
+        elif url.database:
+            _make_parent(uri, Path(url.database), "DuckDB")
     elif backend == "mssql":
         connect_args["timeout"] = max(1, int(-(-options.connect_timeout // 1)))
-    if options.pool_size is not None and backend != "sqlite":
+    if options.pool_size is not None and backend != "sqlite" and not is_memory_db(url):
         kwargs["pool_size"] = options.pool_size
     kwargs.update(options.engine_options)
     user_connect_args = kwargs.pop("connect_args", {})
     kwargs["connect_args"] = {**connect_args, **user_connect_args}
     try:
         engine = create_engine(url, **kwargs)
-    except ImportError as exc:
-        driver, extra = _EXTRAS.get(backend, (backend, backend))
-        raise ConfigError(
-            f"metadata store {uri} needs the {driver} driver: pip install '{extra}'"
-        ) from exc
+    except (ImportError, NoSuchModuleError) as exc:
+        raise _missing_driver_error(uri, backend) from exc
     if backend == "sqlite":
         _sqlite_events(engine, memory=is_memory_sqlite(url), options=options)
     elif backend in ("mysql", "mariadb"):
         _mysql_events(engine)
     return engine
+
+
+def _make_parent(uri: RedactedURI, path: Path, kind: str) -> None:
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendUnavailable(
+            f"metadata store {uri}: cannot create the directory {str(directory)!r} for "
+            f"the {kind} file ({exc.strerror or exc}); check the path and permissions"
+        ) from exc
 
 
 def _sqlite_events(engine: Engine, *, memory: bool, options: EngineOptions) -> None:

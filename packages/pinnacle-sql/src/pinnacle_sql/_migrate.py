@@ -9,6 +9,7 @@ from typing import Final
 
 from alembic import command
 from alembic.config import Config
+from alembic.ddl.postgresql import PostgresqlImpl
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
@@ -32,6 +33,12 @@ VERSION_TABLE: Final = "_pinnacle_alembic_version"
 _PG_LOCK_KEY: Final = (
     int.from_bytes(hashlib.sha256(b"pinnacle_sql.migrate").digest()[:8], "big") >> 1
 )
+
+
+class _DuckDBImpl(PostgresqlImpl):
+    """Alembic's implementation for duckdb-engine (a PostgreSQL dialect underneath)."""
+
+    __dialect__ = "duckdb"
 
 
 class MigrationLockTimeout(Exception):
@@ -91,6 +98,31 @@ def _lock_name(engine: Engine) -> str:
     return f"pinnacle_migrate_{digest}"
 
 
+def settled_revision(engine: Engine, *, lock_timeout: float) -> str | None:
+    """The stamped revision, read while holding the migration lock on MySQL/MariaDB.
+
+    MySQL commits every DDL statement by itself, so while another process creates or upgrades
+    the schema, a plain read can see a revision half-way to head. Read under the lock, a
+    running migration is seen finished. Other dialects migrate in one transaction: a plain
+    read never sees a migration half-way.
+    """
+    with engine.connect() as conn:
+        if engine.dialect.name not in ("mysql", "mariadb"):
+            return current_revision(conn)
+        name = _lock_name(engine)
+        got = conn.execute(
+            text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": max(1, int(lock_timeout))}
+        ).scalar()
+        conn.commit()
+        if got != 1:
+            raise MigrationLockTimeout
+        try:
+            return current_revision(conn)
+        finally:
+            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+            conn.commit()
+
+
 def upgrade(engine: Engine, *, lock_timeout: float, target: str = "head") -> tuple[str | None, str]:
     """Upgrade to ``target`` while holding the dialect's migration lock.
 
@@ -130,9 +162,39 @@ def upgrade(engine: Engine, *, lock_timeout: float, target: str = "head") -> tup
             conn.execution_options(pinnacle_begin="EXCLUSIVE")
             conn.begin()
             return _run(conn, target, commit=True)
+        if dialect == "duckdb":
+            # A DuckDB file has one writing process: no cross-process lock is needed (the
+            # store serializes its own threads). DuckDB cannot ALTER tables that have indexes
+            # or constraints, so an empty database is created at head in one go and stamped.
+            conn.begin()
+            before = current_revision(conn)
+            if before is None and target == "head":
+                _create_duckdb_head(conn)
+                command.stamp(alembic_config(conn), head_revision())
+                conn.commit()
+                return None, head_revision()
+            return _run(conn, target, commit=True)
         # SQL Server, Oracle: one transaction, no cross-process lock (documented, untested).
         conn.begin()
         return _run(conn, target, commit=True)
+
+
+def _create_duckdb_head(conn: Connection) -> None:
+    """The head tables on DuckDB, without foreign keys.
+
+    DuckDB checks a foreign key against the committed state: a transaction cannot delete a
+    component row after deleting the lineage and artifact rows that referenced it, which
+    ``delete_component_version`` does. The store deletes dependents in code first.
+    """
+    from sqlalchemy.schema import CreateIndex, CreateSequence, CreateTable, Sequence
+
+    from pinnacle_sql._tables import COMPONENTS_ID_SEQUENCE, metadata
+
+    conn.execute(CreateSequence(Sequence(COMPONENTS_ID_SEQUENCE), if_not_exists=True))
+    for table in metadata.sorted_tables:
+        conn.execute(CreateTable(table, include_foreign_key_constraints=[]))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            conn.execute(CreateIndex(index))
 
 
 def _run(conn: Connection, target: str, *, commit: bool) -> tuple[str | None, str]:

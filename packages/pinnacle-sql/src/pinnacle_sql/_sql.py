@@ -96,6 +96,18 @@ class Statements:
     create_auto: Executable | None = None
     #: The same with an explicit version: t, i, v, tail, created_at, hash, shas.
     create_explicit: Executable | None = None
+    #: DuckDB only (its UPDATE rowcount is always -1): insert or overwrite a meta row
+    #: (key_hash, key, value).
+    upsert_meta: Executable | None = None
+
+
+def _upsert_meta() -> Executable:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    stmt = pg_insert(meta)
+    return stmt.on_conflict_do_update(
+        index_elements=[meta.c.key_hash], set_={"value": stmt.excluded.value}
+    )
 
 
 _PG_CREATE = """
@@ -153,8 +165,8 @@ def statements(dialect: str) -> Statements:
     raised = case((k.next_version < floor, floor), else_=k.next_version)
     bump = k.next_version + 1
 
-    if dialect in ("postgresql", "sqlite"):
-        if dialect == "postgresql":
+    if dialect in ("postgresql", "sqlite", "duckdb"):
+        if dialect in ("postgresql", "duckdb"):
             from sqlalchemy.dialects.postgresql import insert as upsert_insert
         else:
             from sqlalchemy.dialects.sqlite import insert as upsert_insert  # type: ignore[assignment]
@@ -255,9 +267,7 @@ def statements(dialect: str) -> Statements:
         all_shas=select(artifacts.c.sha256).distinct(),
         insert_job=insert(jobs),
         get_job=select(j.record).where(j.job_id == _name("j")),
-        get_job_lock=with_lock(
-            select(j.created_at, j.record).where(j.job_id == _name("j")), read=False
-        ),
+        get_job_lock=with_lock(select(j.record).where(j.job_id == _name("j")), read=False),
         update_job=update(jobs).where(j.job_id == _name("j")),
         jobs_all=select(j.record),
         jobs_by_component=select(j.record).where(*job_component),
@@ -273,4 +283,5 @@ def statements(dialect: str) -> Statements:
         ),
         create_auto=_pg_create(explicit=False) if dialect == "postgresql" else None,
         create_explicit=_pg_create(explicit=True) if dialect == "postgresql" else None,
+        upsert_meta=_upsert_meta() if dialect == "duckdb" else None,
     )

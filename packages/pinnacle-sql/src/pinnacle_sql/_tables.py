@@ -7,7 +7,10 @@ that the two agree on every dialect.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Column,
     ForeignKey,
@@ -17,11 +20,15 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    event,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateColumn
 
 from pinnacle_sql._types import Id, JSONText, Name, Timestamp
 
 __all__ = [
+    "COMPONENTS_ID_SEQUENCE",
     "PREFIX",
     "artifacts",
     "components",
@@ -52,6 +59,36 @@ components = Table(
     UniqueConstraint("type_id", "identifier", "version", name=f"{PREFIX}components_key_uq"),
     Index(f"{PREFIX}components_hash_ix", "type_id", "identifier", "content_hash"),
 )
+
+#: DuckDB has no auto-increment columns: ``components.id`` takes its default from this sequence
+#: there (created and dropped with the table). Other dialects' DDL is unchanged.
+COMPONENTS_ID_SEQUENCE = f"{PREFIX}components_id_seq"
+event.listen(
+    components,
+    "before_create",
+    DDL(f"CREATE SEQUENCE IF NOT EXISTS {COMPONENTS_ID_SEQUENCE}").execute_if(  # type: ignore[no-untyped-call]
+        dialect="duckdb"
+    ),
+)
+event.listen(
+    components,
+    "after_drop",
+    DDL(f"DROP SEQUENCE IF EXISTS {COMPONENTS_ID_SEQUENCE}").execute_if(  # type: ignore[no-untyped-call]
+        dialect="duckdb"
+    ),
+)
+
+
+@compiles(CreateColumn, "duckdb")
+def _duckdb_column(element: CreateColumn, compiler: Any, **kw: Any) -> str:
+    """``components.id`` on DuckDB: BIGINT with the sequence as default (not BIGSERIAL)."""
+    column = element.element
+    if column.table is not None and column.table.name == components.name and column.name == "id":
+        name = compiler.preparer.format_column(column)
+        return f"{name} BIGINT DEFAULT nextval('{COMPONENTS_ID_SEQUENCE}') NOT NULL"
+    text: str = compiler.visit_create_column(element, **kw)
+    return text
+
 
 #: The next version to allocate per component; never decreases, so versions are never reused.
 counters = Table(

@@ -23,7 +23,6 @@ from pinnacle_protocols import (
     ComponentKey,
     ComponentNotFound,
     ComponentRecord,
-    ConfigError,
     DropRefused,
     InvalidRecord,
     JobNotFound,
@@ -43,7 +42,13 @@ from pinnacle_protocols import (
 from pinnacle_protocols.records import check_json
 from pinnacle_protocols.serialization import converter
 from pinnacle_sql import _migrate
-from pinnacle_sql._engine import EngineOptions, build_engine, is_memory_sqlite, sqlalchemy_url
+from pinnacle_sql._engine import (
+    EngineOptions,
+    build_engine,
+    check_driver,
+    is_memory_db,
+    sqlalchemy_url,
+)
 from pinnacle_sql._sql import Statements, statements
 from pinnacle_sql._sqlite_fast import SQLiteCreate, prepare_create
 from pinnacle_sql._tables import tables_in_drop_order
@@ -150,7 +155,9 @@ class SQLAlchemyMetadataStore:
         ``uri`` is a pinnacledb URI: ``sqlite://file.db`` (relative), ``sqlite:///abs/file.db``,
         ``sqlite://`` (in memory), ``postgres://user:pw@host:5432/db``,
         ``mysql://user:pw@host:3306/db`` (also ``mariadb://``), ``mssql://...`` and
-        ``oracle://...`` (those two untested); query parameters go to the driver.
+        ``oracle://...`` (those two untested), ``duckdb://file.db``, ``duckdb:///abs/file.db``,
+        ``duckdb://`` (in memory; needs ``pinnacle-sql[duckdb]``); query parameters go to the
+        driver.
 
         Args:
             uri: The store URI.
@@ -160,20 +167,16 @@ class SQLAlchemyMetadataStore:
 
         Raises:
             InvalidURIError: the URI is malformed or has no SQLAlchemy dialect.
-            ConfigError: an option is unknown or invalid, or the scheme is ``duckdb``.
+            ConfigError: an option is unknown or invalid, or the scheme is ``duckdb`` and
+                ``duckdb-engine`` is not installed (``pip install 'pinnacle-sql[duckdb]'``).
         """
         parsed = RedactedURI.parse(uri)
-        if parsed.scheme.split("+")[0] == "duckdb":
-            raise ConfigError(
-                f"{parsed}: DuckDB is not supported as a metadata store (it has no "
-                "auto-increment keys and no row locks); keep DuckDB for data and use "
-                "'sqlite://<file>.db' for metadata"
-            )
         url = sqlalchemy_url(parsed)  # validates the scheme now, without connecting
+        check_driver(parsed, url)
         opts = EngineOptions.from_kwargs(options)
         store = cls(uri=parsed, options=opts)
         store._dialect = url.get_backend_name()
-        if is_memory_sqlite(url):
+        if is_memory_db(url):
             store._guard = threading.RLock()
         return store
 
@@ -230,6 +233,12 @@ class SQLAlchemyMetadataStore:
 
     def _translate(self, exc: DBAPIError, action: str) -> PinnacleError:
         detail = self._driver_message(exc)
+        if self._dialect == "duckdb" and "could not set lock on file" in detail.lower():
+            return BackendUnavailable(
+                f"metadata store {self._uri} is unavailable ({action}): {detail}. A DuckDB "
+                "file can be opened by one process at a time: close the other process's store "
+                "(or DuckDB connection), or keep metadata on SQLite or a server database."
+            )
         if self._unavailable(exc):
             return BackendUnavailable(
                 f"metadata store {self._uri} is unavailable ({action}): {detail}. Check that "
@@ -245,6 +254,13 @@ class SQLAlchemyMetadataStore:
         if self._dialect in ("mysql", "mariadb"):
             args: tuple[Any, ...] = getattr(orig, "args", ())
             return len(args) > 0 and args[0] in _MYSQL_TRANSIENT
+        if self._dialect == "duckdb":
+            # Optimistic concurrency: the later of two conflicting transactions fails, on
+            # the statement ("Conflict on update") or at commit (a key both inserted).
+            text = str(orig).lower()
+            return type(orig).__name__ == "TransactionException" and (
+                "conflict" in text or "constraint violation" in text
+            )
         return False
 
     def _ensure_ready(self) -> Engine:
@@ -303,6 +319,22 @@ class SQLAlchemyMetadataStore:
         if current is None and create_if_empty:
             _before, after = self._upgrade(engine)
             current = after
+        elif current != head and self._dialect in ("mysql", "mariadb"):
+            # Maybe another process is creating or upgrading the schema right now (MySQL
+            # commits each DDL statement): wait for its migration lock and read again.
+            try:
+                with self._guard:
+                    current = _migrate.settled_revision(
+                        engine, lock_timeout=self._options.lock_timeout
+                    )
+            except _migrate.MigrationLockTimeout as exc:
+                raise BackendUnavailable(
+                    f"metadata store {self._uri}: another process has held the migration lock "
+                    f"for more than {self._options.lock_timeout} s; wait for it to finish and "
+                    "retry"
+                ) from exc
+            except DBAPIError as exc:
+                raise self._translate(exc, "reading the schema revision") from exc
         return SchemaRevision(current=current, head=head)
 
     def _upgrade(self, engine: Engine) -> tuple[str | None, str]:
@@ -425,7 +457,14 @@ class SQLAlchemyMetadataStore:
         params = {"t": type_id, "i": identifier, "floor": floor}
         if sql.alloc_kind == "returning":
             stmt = sql.alloc if floor == 0 else sql.raise_floor
-            return int(conn.execute(stmt, params).scalar_one()) - 1
+            try:
+                return int(conn.execute(stmt, params).scalar_one()) - 1
+            except IntegrityError as exc:
+                if self._dialect != "duckdb":
+                    raise
+                # DuckDB: a concurrent transaction inserted the same counter row (its
+                # ON CONFLICT only sees committed rows of its snapshot). Run again.
+                raise _Retry from exc
         if sql.alloc_kind == "lastrowid":
             stmt = sql.alloc if floor == 0 else sql.raise_floor
             return int(conn.execute(stmt, params).lastrowid) - 1
@@ -852,6 +891,12 @@ class SQLAlchemyMetadataStore:
         self._check_size(text, f"metadata {key!r}")
 
         sql = self._sql
+
+        upsert = sql.upsert_meta
+        if upsert is not None:  # DuckDB
+            row = {"key_hash": key_hash, "key": _dumps(key), "value": text}
+            self._write(lambda conn: conn.execute(upsert, row), f"setting metadata {key!r}")
+            return
 
         def txn(conn: Connection) -> None:
             if conn.execute(sql.update_meta, {"h": key_hash, "new_value": text}).rowcount:

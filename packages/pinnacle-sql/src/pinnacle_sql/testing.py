@@ -45,10 +45,19 @@ DEFAULT_MARIADB_URI = "mysql://root@127.0.0.1:3306/test"
 
 
 #: The backends this package is tested on.
-BACKENDS = ("sqlite_file", "sqlite_memory", "postgres", "mariadb")
+BACKENDS = (
+    "sqlite_file",
+    "sqlite_memory",
+    "postgres",
+    "mariadb",
+    "duckdb_file",
+    "duckdb_memory",
+)
 _MARKERS = {
     "sqlite_file": "sqlite",
     "sqlite_memory": "sqlite",
+    "duckdb_file": "duckdb",
+    "duckdb_memory": "duckdb",
     "postgres": "postgres",
     "mariadb": "mariadb",
 }
@@ -181,8 +190,8 @@ class StoreMaker:
     of its ``_pinnacle_*`` tables (the tables and the schema revision stay), and creates a new
     database with ``new_database`` only when every pooled one is in use. Creating the tables
     costs ~0.15 s on PostgreSQL and ~0.5 s on MariaDB; deleting a few rows about a millisecond.
-    Stores open at the same time never share a database. ``sqlite://`` is never pooled: every
-    store is its own in-memory database.
+    Stores open at the same time never share a database. ``sqlite://`` and ``duckdb://`` are
+    never pooled: every store is its own in-memory database.
     """
 
     new_database: Callable[[], str]
@@ -196,7 +205,7 @@ class StoreMaker:
         entry = next((e for e in self._pool if e.free()), None)
         if entry is None:
             uri = self.new_database()
-            if translate_uri(uri, "sqlalchemy") == "sqlite://":
+            if translate_uri(uri, "sqlalchemy") in ("sqlite://", "duckdb:///:memory:"):
                 store = SQLAlchemyMetadataStore.from_uri(uri, **merged)
                 self._handed_out.append(store)
                 return store
