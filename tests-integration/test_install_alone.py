@@ -104,8 +104,9 @@ PACKAGES: tuple[Pkg, ...] = (
         dist="pinnacle-sql",
         module="pinnacle_sql",
         path="packages/pinnacle-sql",
-        # its unit tests build PostgreSQL/MySQL engines (no server needed) without a marker
-        extras=("postgres", "mysql"),
+        # its unit tests build PostgreSQL/MySQL engines (no server needed) without a marker;
+        # DuckDB runs in-process, so its metadata tests run there too
+        extras=("postgres", "mysql", "duckdb"),
         select=("-m", NO_SERVERS, "-k", "not state_machine"),
         exercise="""
             from pinnacle_sql import SQLAlchemyMetadataStore

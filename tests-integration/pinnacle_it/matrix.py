@@ -120,6 +120,8 @@ class TargetMaker:
                 return self.service.uri_of(self.service.create_database(), scheme="mysql"), {}
         if t.role == "metadata" and name == "sqlite":
             return f"sqlite://{tmp}/m{n}.db", {}
+        if t.role == "metadata" and name == "duckdb":
+            return f"duckdb://{tmp}/m{n}.duckdb", {}
         if t.role == "artifact_store":
             if name == "file":
                 return f"file://{tmp}/a{n}", {}

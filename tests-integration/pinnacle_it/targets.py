@@ -264,6 +264,7 @@ def _targets() -> list[Target]:
         # ---------------------------------------------------------------- metadata stores
         _t("metadata", "memory", "memory"),
         _t("metadata", "sqlite", "sqlite"),
+        _t("metadata", "duckdb", "duckdb"),  # pinnacle-sql[duckdb] (duckdb-engine)
         _t("metadata", "postgres", "postgres", service="postgres", release="close"),
         _t("metadata", "mariadb", "mysql", service="mariadb", release="close"),
         *_mongo_targets("metadata", include_real=real_mongo),
