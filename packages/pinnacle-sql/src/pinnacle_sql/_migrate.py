@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+from collections.abc import Iterator
 from importlib import resources
 from typing import Final
 
@@ -98,6 +100,23 @@ def _lock_name(engine: Engine) -> str:
     return f"pinnacle_migrate_{digest}"
 
 
+@contextlib.contextmanager
+def _mysql_lock(conn: Connection, engine: Engine, lock_timeout: float) -> Iterator[None]:
+    """Hold the MySQL/MariaDB migration lock (``GET_LOCK``, server-wide, per database)."""
+    name = _lock_name(engine)
+    got = conn.execute(
+        text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": max(1, int(lock_timeout))}
+    ).scalar()
+    conn.commit()
+    if got != 1:
+        raise MigrationLockTimeout
+    try:
+        yield
+    finally:
+        conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+        conn.commit()
+
+
 def settled_revision(engine: Engine, *, lock_timeout: float) -> str | None:
     """The stamped revision, read while holding the migration lock on MySQL/MariaDB.
 
@@ -109,18 +128,8 @@ def settled_revision(engine: Engine, *, lock_timeout: float) -> str | None:
     with engine.connect() as conn:
         if engine.dialect.name not in ("mysql", "mariadb"):
             return current_revision(conn)
-        name = _lock_name(engine)
-        got = conn.execute(
-            text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": max(1, int(lock_timeout))}
-        ).scalar()
-        conn.commit()
-        if got != 1:
-            raise MigrationLockTimeout
-        try:
+        with _mysql_lock(conn, engine, lock_timeout):
             return current_revision(conn)
-        finally:
-            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
-            conn.commit()
 
 
 def upgrade(engine: Engine, *, lock_timeout: float, target: str = "head") -> tuple[str | None, str]:
@@ -145,18 +154,8 @@ def upgrade(engine: Engine, *, lock_timeout: float, target: str = "head") -> tup
             conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
             return _run(conn, target, commit=True)
         if dialect in ("mysql", "mariadb"):
-            name = _lock_name(engine)
-            got = conn.execute(
-                text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": max(1, int(lock_timeout))}
-            ).scalar()
-            conn.commit()
-            if got != 1:
-                raise MigrationLockTimeout
-            try:
+            with _mysql_lock(conn, engine, lock_timeout):
                 return _run(conn, target, commit=True)
-            finally:
-                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
-                conn.commit()
         if dialect == "sqlite":
             # The begin listener turns this into BEGIN EXCLUSIVE (see _engine.py).
             conn.execution_options(pinnacle_begin="EXCLUSIVE")

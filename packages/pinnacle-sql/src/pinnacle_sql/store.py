@@ -389,12 +389,15 @@ class SQLAlchemyMetadataStore:
                 if not self._transient(exc):
                     raise self._translate(exc, action) from exc
             attempt += 1
-            if attempt > _MAX_RETRIES:  # pragma: no cover - pathological
-                raise BackendUnavailable(
-                    f"metadata store {self._uri}: {action} kept conflicting with concurrent "
-                    f"writers ({attempt} attempts); retry later"
-                )
+            self._check_attempts(attempt, action)
             time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())  # noqa: S311
+
+    def _check_attempts(self, attempt: int, action: str) -> None:
+        if attempt > _MAX_RETRIES:  # pragma: no cover - pathological
+            raise BackendUnavailable(
+                f"metadata store {self._uri}: {action} kept conflicting with concurrent "
+                f"writers ({attempt} attempts); retry later"
+            )
 
     def _write_sqlite(self, fn: Callable[[Any], T], action: str) -> T:
         """:meth:`_write` for the pysqlite hot path: ``fn`` gets the DB-API cursor.
@@ -435,11 +438,7 @@ class SQLAlchemyMetadataStore:
                     raise
                 raise self._translate(wrapped, action) from exc
             attempt += 1
-            if attempt > _MAX_RETRIES:  # pragma: no cover - pathological
-                raise BackendUnavailable(
-                    f"metadata store {self._uri}: {action} kept conflicting with concurrent "
-                    f"writers ({attempt} attempts); retry later"
-                )
+            self._check_attempts(attempt, action)
 
     @property
     def _sql(self) -> Statements:
