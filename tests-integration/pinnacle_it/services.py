@@ -22,6 +22,7 @@ always started, so they can only fail).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import secrets
 import shutil
@@ -89,6 +90,9 @@ class ServiceSpec:
 
 DEFAULT_POSTGRES: Final = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_MARIADB: Final = "mysql://root@127.0.0.1:3306/test"
+
+#: Imported in the calling thread before any prewarm thread starts (see ``Services.prewarm``).
+IMPORTED_BEFORE_PREWARM: Final = ("numpy", "pandas", "pyarrow")
 
 SERVICES: Final[dict[str, ServiceSpec]] = {
     s.name: s
@@ -357,7 +361,17 @@ class Services:
         """Start the services this suite starts itself (``names``), each in a thread.
 
         Errors are kept and raised by the test that requires the service.
+
+        The modules a service start imports that other code reads straight from
+        ``sys.modules`` (Hypothesis's ``sampled_from`` checks
+        ``sys.modules["numpy"].ndarray``) are imported here first, in the calling
+        thread: otherwise a test can see one of them half-initialised while a prewarm
+        thread is still executing its import (a CI fuzz run failed with "partially
+        initialized module 'numpy' has no attribute 'ndarray'").
         """
+        for module in IMPORTED_BEFORE_PREWARM:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
         threads = []
         for name in names:
             if not SERVICES[name].startable:
