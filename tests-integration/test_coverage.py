@@ -167,3 +167,44 @@ def test_missing_service_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PINNACLE_TEST_POSTGRES_URI", dead)
     with pytest.raises(pytest.fail.Exception, match="unavailable"):
         Services(tmp_path).require("postgres")
+
+
+def test_prewarm_imports_shared_modules_before_its_threads(tmp_path: Path) -> None:
+    """Regression: a prewarm thread importing numpy raced Hypothesis in the main thread.
+
+    CI's fuzz run failed in ``sampled_from`` with "partially initialized module 'numpy' has no
+    attribute 'ndarray'": a service start imported numpy in a prewarm thread while the first
+    state machine read ``sys.modules["numpy"]``. ``prewarm`` now imports such modules in the
+    calling thread first; checked in a fresh interpreter, where nothing has imported them yet.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from pinnacle_it.services import IMPORTED_BEFORE_PREWARM, Services
+        assert "numpy" not in sys.modules, "imported too early: the check would pass anyway"
+        services = Services(Path({str(tmp_path)!r}))
+        threads = services.prewarm([])
+        assert threads == []
+        for name in IMPORTED_BEFORE_PREWARM:
+            module = sys.modules[name]
+            assert module.__spec__ is not None and not getattr(
+                module.__spec__, "_initializing", False
+            ), name
+        assert sys.modules["numpy"].ndarray is not None
+        services.close()
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
