@@ -9,12 +9,14 @@ matters here) and the Hypothesis database is not used, so every run must find th
 from __future__ import annotations
 
 import io
+import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 import attrs
 import pytest
-from hypothesis import Phase, settings
+from hypothesis import Phase, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from pinnacle_protocols.errors import PinnacleError
@@ -32,6 +34,7 @@ from pinnacle_protocols.testing import (
     ContractBase,
     DataBackendContract,
     MetadataStoreContract,
+    fuzz_state_machine,
 )
 from pinnacle_protocols.testing.contracts import FILTER_CASES
 
@@ -146,31 +149,37 @@ def test_artifact_example_tests_find_truncation() -> None:
 class ReusingVersionStore(MemoryMetadataStore):
     """Bug: the next version is max(stored versions) + 1, so a deleted latest is reused."""
 
-    def create_component(self, record: ComponentRecord) -> ComponentRecord:
+    def create_component(
+        self, record: ComponentRecord, *, reuse_unchanged: bool = False
+    ) -> ComponentRecord:
         if record.version is None:
             versions = self.show_versions(record.type_id, record.identifier)
             record = attrs.evolve(record, version=max(versions) + 1 if versions else 0)
-        return super().create_component(record)
+        return super().create_component(record, reuse_unchanged=reuse_unchanged)
 
 
 class OneBasedVersionStore(MemoryMetadataStore):
     """Bug: version allocation starts at 1."""
 
-    def create_component(self, record: ComponentRecord) -> ComponentRecord:
+    def create_component(
+        self, record: ComponentRecord, *, reuse_unchanged: bool = False
+    ) -> ComponentRecord:
         if record.version is None:
             versions = self.show_versions(record.type_id, record.identifier)
             record = attrs.evolve(record, version=max(versions, default=0) + 1)
-        return super().create_component(record)
+        return super().create_component(record, reuse_unchanged=reuse_unchanged)
 
 
 class CaseInsensitiveStore(MemoryMetadataStore):
     """Bug: identifiers are compared case-insensitively (a MySQL ``_ci`` collation)."""
 
-    def create_component(self, record: ComponentRecord) -> ComponentRecord:
+    def create_component(
+        self, record: ComponentRecord, *, reuse_unchanged: bool = False
+    ) -> ComponentRecord:
         for key in self.show_components(record.type_id):
             if key.identifier.casefold() == record.identifier.casefold():
                 record = attrs.evolve(record, identifier=key.identifier)
-        return super().create_component(record)
+        return super().create_component(record, reuse_unchanged=reuse_unchanged)
 
 
 class StickyLineageStore(MemoryMetadataStore):
@@ -191,6 +200,22 @@ class CarelessDeleteStore(MemoryMetadataStore):
         self, type_id: str, identifier: str, version: int, *, force: bool = False
     ) -> None:
         super().delete_component_version(type_id, identifier, version, force=True)
+
+
+class CheckThenCreateStore(MemoryMetadataStore):
+    """Bug: reuse_unchanged compares with the latest outside the lock that allocates."""
+
+    def create_component(
+        self, record: ComponentRecord, *, reuse_unchanged: bool = False
+    ) -> ComponentRecord:
+        if reuse_unchanged:
+            versions = self.show_versions(record.type_id, record.identifier)
+            if versions:
+                latest = self.get_component(record.type_id, record.identifier)
+                if latest.content_hash == record.content_hash:
+                    return latest
+            time.sleep(0.01)  # the window in which another writer checks too
+        return super().create_component(record)
 
 
 METADATA_BUGS = [
@@ -218,6 +243,14 @@ def test_metadata_example_tests_find_version_reuse() -> None:
     with pytest.raises(CONTRACT_FAILURE):
         _MetadataContract().test_version_not_reused_after_deleting_latest(
             ReusingVersionStore.from_uri("memory://")
+        )
+
+
+def test_metadata_example_tests_find_check_then_create() -> None:
+    """Racing identical writers find a reuse check made outside the allocating lock."""
+    with pytest.raises(CONTRACT_FAILURE):
+        _MetadataContract().test_concurrent_identical_content_makes_one_version(
+            CheckThenCreateStore.from_uri("memory://")
         )
 
 
@@ -319,6 +352,30 @@ class LossyFloatBackend(MemoryDataBackend):
         return result
 
 
+def _c_escapes(where: Any) -> Any:
+    """A filter whose string operands lost their control characters to an escaping layer.
+
+    Issue 19 was one case: MySQL read sqlglot's ``\\a \\v \\f`` as the letters a, v, f.
+    """
+    if isinstance(where, str):
+        return "".join(c if ord(c) >= 0x20 else "?" for c in where)
+    if isinstance(where, list):
+        return [_c_escapes(w) for w in where]
+    if isinstance(where, Mapping):
+        return {k: _c_escapes(v) for k, v in where.items()}
+    return where
+
+
+class CEscapeBackend(MemoryDataBackend):
+    """Bug (like issue 19): control characters in filter strings compare as ``?``."""
+
+    def _matching(self, table: str, where: Filter | None) -> tuple[_Table, list[dict[str, Any]]]:
+        tbl = self._table(table)
+        validate_filter(where, tbl.schema)
+        buggy = _c_escapes(where)
+        return tbl, [r for r in tbl.rows if evaluate(buggy, r)]
+
+
 DATA_BUGS = [SqlNeBackend, DeleteAllBackend, NullsLastBackend, LossyFloatBackend]
 
 
@@ -340,6 +397,16 @@ def test_data_example_tests_find_ne_null() -> None:
         _DataContract().test_filter(SqlNeBackend.from_uri("memory://"), case, where, expected)
 
 
+def test_data_example_tests_find_control_character_escapes() -> None:
+    """``test_control_characters_in_values`` fails when filters lose control characters.
+
+    (The state machine draws such filters too, but matching rows are rare enough that 200
+    examples do not find this bug reliably: the example test is the guarantee.)
+    """
+    with pytest.raises(CONTRACT_FAILURE):
+        _DataContract().test_control_characters_in_values(CEscapeBackend.from_uri("memory://"))
+
+
 def test_data_example_tests_find_shared_rows() -> None:
     """``test_returned_rows_are_copies`` fails when select hands out the stored dicts."""
     with pytest.raises(CONTRACT_FAILURE):
@@ -350,3 +417,39 @@ def test_bytes_io_helper_is_not_a_bug_source() -> None:
     """Sanity: the truncating store really truncates, so detection is not vacuous."""
     store = TruncatingArtifactStore.from_uri("memory://")
     assert store.put(io.BytesIO(b"abc")).size == 2
+
+
+# ============================================================================ fuzz rounds
+def test_fuzz_rounds_report_a_replay_that_fails_again() -> None:
+    """A failing fuzz round names its seed and size; replaying exactly that round fails again."""
+    contract = _DataContract()
+    machine = contract.state_machine(lambda: DeleteAllBackend.from_uri("memory://broken"))
+    base = settings(detection_settings(contract), max_examples=DETECTION_EXAMPLES)
+    with pytest.raises(CONTRACT_FAILURE) as info:
+        fuzz_state_machine(machine, base, 30.0, 1234, "tests/x.py::T::test_state_machine")
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    found = re.search(
+        r"FUZZ-REPLAY: HYPOTHESIS_PROFILE=\S+ PINNACLE_FUZZ_EXAMPLES=(\d+) uv run pytest "
+        r"tests/x.py::T::test_state_machine --hypothesis-seed=(\d+)",
+        notes,
+    )
+    assert found, notes
+    examples, round_seed = int(found[1]), int(found[2])
+    assert round_seed >= 1234
+    with pytest.raises(CONTRACT_FAILURE):
+        run_state_machine_as_test(
+            seed(round_seed)(machine), settings=settings(base, max_examples=examples)
+        )
+
+
+def test_fuzz_rounds_fill_the_budget_on_a_correct_store() -> None:
+    """On a correct store the rounds run (with consecutive seeds) until the budget is spent."""
+    contract = _DataContract()
+    machine = contract.state_machine(lambda: MemoryDataBackend.from_uri("memory://"))
+    base = settings(detection_settings(contract), max_examples=50, stateful_step_count=5)
+    report = fuzz_state_machine(machine, base, 2.0, 7, "t")
+    assert report.seconds >= 2.0
+    assert report.rounds >= 2
+    assert report.last_seed == 7 + report.rounds - 1
+    assert report.examples >= report.rounds
+    assert str(report).startswith("t: ")

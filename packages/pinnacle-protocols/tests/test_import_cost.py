@@ -106,6 +106,11 @@ def test_memory_stores_load_no_driver() -> None:
     assert _foreign(_modules_after("import pinnacle_protocols.memory")) == []
 
 
+def test_vector_arrays_load_no_numpy() -> None:
+    """The numpy helpers of the vector engines import numpy only when called."""
+    assert _foreign(_modules_after("import pinnacle_protocols.vector_arrays")) == []
+
+
 def test_the_check_can_fail() -> None:
     """The allowlist check sees a module outside it (here: pytest via the testing package)."""
     foreign = {

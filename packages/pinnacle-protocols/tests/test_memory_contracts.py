@@ -22,6 +22,7 @@ from pinnacle_protocols.testing import (
     DataBackendContract,
     MetadataStoreContract,
 )
+from pinnacle_protocols.uri import RedactedURI
 
 pytestmark = pytest.mark.memory
 
@@ -119,8 +120,8 @@ def test_native_and_execute() -> None:
     assert backend.execute({"table": "t", "order_by": ["x"], "limit": 1}) == [{"x": 1}]
     with pytest.raises(FilterError):
         backend.execute({"table": "t", "bogus": 1})
-    assert backend.default_metadata_uri() == "memory://"
-    assert backend.default_artifact_uri() == "memory://"
+    assert backend.default_metadata_uri() == RedactedURI.parse("memory://")
+    assert backend.default_artifact_uri() == RedactedURI.parse("memory://")
 
 
 def test_order_by_unorderable_column_is_a_schema_error() -> None:
@@ -203,3 +204,38 @@ def test_profiles_are_registered() -> None:
 
     assert settings.get_profile("ci").max_examples >= 200
     assert settings.get_profile("dev").deadline is None
+
+
+def test_count_many_falls_back_to_one_call_per_count() -> None:
+    """``count_many`` on a backend without SupportsMatchCounts: count / count_unmatched each."""
+    from pinnacle_protocols.errors import UnsupportedOperation
+    from pinnacle_protocols.protocols import SupportsMatchCounts, count_many
+    from pinnacle_protocols.records import CountQuery
+
+    store = MemoryDataBackend.from_uri("memory://")
+    assert not isinstance(store, SupportsMatchCounts)
+    store.create_table("l", Schema.of(id="int", x="str"))
+    store.create_table("r", Schema.of(k="int", y="str"))
+    store.insert("l", [{"id": 1, "x": "a"}, {"id": 2, "x": None}, {"id": 3, "x": "c"}])
+    store.insert("r", [{"k": 1, "y": "a"}, {"k": 2, "y": None}, {"k": 3, "y": "C"}])
+    queries = [
+        CountQuery(table="l", other="r", on=(("id", "k"), ("x", "y"))),  # 3: case counts
+        CountQuery(table="r", other="l", on=(("k", "id"),), other_where={"id": {"$lt": 3}}),
+        CountQuery(table="l", where={"x": None}),
+        CountQuery(table="r"),
+    ]
+    assert count_many(store, queries) == [1, 1, 1, 3]
+    assert count_many(store, []) == []
+
+    class NoMatchCount:
+        """A backend with count only (no count_unmatched)."""
+
+        uri = "plain://"
+
+        def count(self, table: str, where: object = None) -> int:
+            return 7
+
+    plain: object = NoMatchCount()
+    assert count_many(plain, [CountQuery(table="l")]) == [7]  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedOperation, match="SupportsMatchCount"):
+        count_many(plain, queries)  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from pinnacle_protocols import (
     utcnow,
     validate_sha256,
 )
+from pinnacle_protocols.records import cell_checker, coerce_value
 
 # ---------------------------------------------------------------------- strategies
 
@@ -115,6 +116,14 @@ job_records = st.builds(
     started_at=st.none() | aware_datetimes,
     finished_at=st.none() | aware_datetimes,
     error=st.none() | _json_text,
+    runner=st.none() | _json_text,
+    rows_total=st.none() | st.integers(0, 2**40),
+    rows_done=st.integers(0, 2**40),
+    tasks_total=st.integers(0, 10_000),
+    tasks_done=st.integers(0, 10_000),
+    tasks_failed=st.integers(0, 10_000),
+    failed_sources=st.lists(_json_text, max_size=3).map(tuple),
+    updated_at=st.none() | aware_datetimes,
 )
 
 
@@ -685,3 +694,88 @@ def test_check_json_accepts_json_data() -> None:
     from pinnacle_protocols.records import check_json
 
     check_json({"a": [1, 2.5, "x", None, True, {"b": []}]})
+
+
+def test_job_records_written_before_progress_fields_still_load() -> None:
+    """A record stored by an older pinnacledb (no runner/rows/tasks fields) loads with defaults."""
+    old = {
+        "job_id": "predict-1",
+        "kind": "predict",
+        "status": "success",
+        "component": None,
+        "args": {"table": "t"},
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "started_at": None,
+        "finished_at": None,
+        "error": None,
+    }
+    job = structure(old, JobRecord)
+    assert job.status is JobStatus.SUCCESS
+    assert (job.runner, job.rows_total, job.rows_done) == (None, None, 0)
+    assert (job.tasks_total, job.tasks_done, job.tasks_failed) == (0, 0, 0)
+    assert job.failed_sources == ()
+    assert JobStatus("queued").finished is False
+    assert JobStatus("cancelled").finished is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("rows_done", -1), ("tasks_total", True), ("rows_total", 1.5), ("failed_sources", "id 1")],
+)
+def test_job_progress_fields_are_validated(field: str, value: object) -> None:
+    with pytest.raises(InvalidRecord, match=field):
+        JobRecord(job_id="j", kind="k", **{field: value})  # type: ignore[arg-type]
+
+
+class _IntSub(int):
+    pass
+
+
+class _StrSub(str):
+    __slots__ = ()
+
+
+_ODD_CELLS: list[Any] = [
+    None,
+    True,
+    0,
+    -(2**63),
+    2**63,
+    _IntSub(3),
+    1.5,
+    math.nan,
+    -math.inf,
+    "ascii",
+    "é",
+    "a\x00b",
+    "\ud800",
+    _StrSub("x"),
+    b"\x00",
+    bytearray(b"ab"),
+    datetime(2024, 1, 1, tzinfo=UTC),
+    datetime(2024, 1, 1),
+    [1.0, 2.0],
+    [1, True],
+    {"a": [None, 2**64]},
+    {"k": "v"},
+]
+
+
+@pytest.mark.parametrize("nullable", [True, False])
+@pytest.mark.parametrize("dtype", list(DType))
+@pytest.mark.parametrize("value", _ODD_CELLS, ids=repr)
+def test_cell_checker_answers_as_coerce_value(dtype: DType, nullable: bool, value: Any) -> None:
+    """The fast path of cell_checker accepts, returns and refuses exactly what coerce_value does."""
+    field = Field(
+        name="c", dtype=dtype, nullable=nullable, dim=2 if dtype is DType.VECTOR else None
+    )
+
+    def outcome(check: Callable[[], Any]) -> tuple[str, Any]:
+        try:
+            result = check()
+        except SchemaError as exc:
+            return "error", str(exc)
+        return type(result).__name__, result
+
+    expected = outcome(lambda: coerce_value(field, value, "row 1"))
+    assert outcome(lambda: cell_checker(field)(value, "row 1")) == expected

@@ -212,6 +212,20 @@ SECRET_KEYS = [
     "X-Amz-Security-Token",
     "X-Amz-Signature",
     "sig",
+    # issue 15: options that carry secrets in every scheme's drivers
+    "sslKeyPassword",
+    "sslpassword",
+    "tlsCertificateKeyFilePassword",
+    "passwd",
+    "key",
+    "private_key",
+    "X-Amz-Credential",
+    "credentials",
+    "aws_access_key_id",
+    "sas",
+    "SharedAccessSignature",
+    "AccountKey",
+    "refresh-token",
 ]
 
 
@@ -227,6 +241,33 @@ def test_secret_query_values_are_redacted(key: str) -> None:
     # the driver still gets it
     assert u.query_dict[key] == token
     assert token in u.reveal()
+
+
+COMPOSITE_SECRET = "IQoJb3JpZ2luX2VjEXAMPLETOKEN"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"AWS_SESSION_TOKEN:{COMPOSITE_SECRET},SERVICE_NAME:svc",
+        f"SERVICE_NAME:svc,AWS_SESSION_TOKEN:{COMPOSITE_SECRET}",
+        f"ENVIRONMENT:azure,TOKEN_RESOURCE:x,OIDC_TOKEN:{COMPOSITE_SECRET}",
+        f"AWS_SESSION_TOKEN:{COMPOSITE_SECRET[:5]},{COMPOSITE_SECRET[5:]}",  # unencoded ','
+    ],
+)
+def test_secret_parts_of_composite_options_are_redacted(value: str) -> None:
+    """``authMechanismProperties`` (MongoDB AWS/OIDC auth) is a list of NAME:value pairs."""
+    raw = f"mongodb://u@h/db?authMechanism=MONGODB-AWS&authMechanismProperties={value}&w=1"
+    u = RedactedURI.parse(raw)
+    for text in (str(u), repr(u), redact(f"cannot reach {raw}: timeout"), redact(u.reveal())):
+        assert COMPOSITE_SECRET[:5] not in text
+        assert COMPOSITE_SECRET[5:] not in text
+        assert "authMechanism=MONGODB-AWS" in text
+        assert "w=1" in text
+    assert "SERVICE_NAME:svc" in str(u) or "SERVICE_NAME" not in value
+    assert u.query_dict["authMechanismProperties"] == value  # the driver still gets it
+    encoded = raw.replace(f"TOKEN:{COMPOSITE_SECRET}", f"TOKEN%3A{COMPOSITE_SECRET}")
+    assert COMPOSITE_SECRET not in redact(encoded)
 
 
 def test_non_secret_query_values_are_kept() -> None:
@@ -438,6 +479,8 @@ MALFORMED = [
     f"postgresql://h:99999/db?password={PW}",
     f"postgresql://h:99999/db?token={PW}&secret={PW}",
     f"s3://alice:{PW}@bucket:70000/prefix",
+    f"mongodb://h:99999/db?authMechanismProperties=AWS_SESSION_TOKEN:{PW},SERVICE_NAME:x",
+    f"mongodb://h:99999/db?sslKeyPassword={PW}&tls=true",
 ]
 
 
@@ -503,6 +546,10 @@ def test_non_string_is_rejected() -> None:
         ("mongodb://u:a@b@h1,h2/db: timeout", "a@b"),
         ("s3://b/p?aws_secret_access_key=AKIAsecret&x=1 denied", "AKIAsecret"),
         ("postgresql://h/db?sslmode=require&password=hunter2", "hunter2"),
+        ("mysql://u@h/db?ssl-key-password=hunter2 refused", "hunter2"),
+        ("mongodb://h/?tlsCertificateKeyFilePassword=hunter2&tls=true", "hunter2"),
+        ("gs://b/p?credential=hunter2", "hunter2"),
+        ("mongodb://h/?authMechanismProperties=AWS_SESSION_TOKEN:hunter2 x", "hunter2"),
     ],
 )
 def test_redact_free_text(text: str, secret: str) -> None:

@@ -17,21 +17,30 @@ __all__ = [
     "ConfigError",
     "DropRefused",
     "FilterError",
+    "IndexNotBuilt",
     "InvalidArtifactRef",
     "InvalidRecord",
     "InvalidURIError",
+    "InvalidVector",
+    "JobFailed",
     "JobNotFound",
+    "JobTimeout",
     "MigrationRequired",
     "NotFoundError",
+    "NotVectorOutputs",
     "PinnacleError",
+    "ReadOnlyStore",
     "SchemaError",
     "SchemeConflictError",
     "SerializationError",
+    "StoreFileGone",
     "TableExists",
     "TableNotFound",
     "UnknownSchemeError",
     "UnsupportedOperation",
+    "UntrustedMethodError",
     "UntrustedSerializerError",
+    "VectorIndexError",
     "VersionConflict",
 ]
 
@@ -60,6 +69,14 @@ class BackendUnavailable(PinnacleError, ConnectionError):
     """A store could not be reached; the message names its redacted URI."""
 
 
+class StoreFileGone(BackendUnavailable):
+    """The file of an open file-backed store was deleted or replaced: writes would be lost."""
+
+
+class ReadOnlyStore(PinnacleError, PermissionError):
+    """The store can be read but not written (read-only media or file permissions)."""
+
+
 class NotFoundError(PinnacleError, LookupError):
     """Base class for a missing object."""
 
@@ -70,6 +87,14 @@ class ComponentNotFound(NotFoundError):
 
 class JobNotFound(NotFoundError):
     """No job with that id."""
+
+
+class JobTimeout(PinnacleError, TimeoutError):
+    """A job did not finish within the time a caller waited for it (it keeps running)."""
+
+
+class JobFailed(PinnacleError):
+    """A job ended FAILED; the message names the failing tasks and their source ids."""
 
 
 class TableNotFound(NotFoundError):
@@ -134,3 +159,30 @@ class SerializationError(PinnacleError):
 
 class UntrustedSerializerError(SerializationError):
     """A code-executing serializer (pickle, dill, ...) was refused because it is not trusted."""
+
+
+class UntrustedMethodError(PinnacleError):
+    """A stored record names a method its component class does not declare; it is not called.
+
+    The message names the component, the method and how to allow it.
+    """
+
+
+class InvalidVector(PinnacleError, ValueError):
+    """A vector or id cannot be indexed: wrong dimension, NaN/inf, zero under cosine, ..."""
+
+
+class VectorIndexError(PinnacleError):
+    """A vector index cannot be built, kept current or searched."""
+
+
+class NotVectorOutputs(VectorIndexError, SchemaError):
+    """A vector index was given a listener whose outputs are not vectors of one length.
+
+    The message names the listener and the output dtype (or value) found.
+    """
+
+
+class IndexNotBuilt(VectorIndexError):
+    """A vector index has no current stored build (missing, deleted or for an older model
+    version); ``db.catch_up()`` or ``pinnacle index rebuild ID`` repairs it."""

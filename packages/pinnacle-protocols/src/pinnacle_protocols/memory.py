@@ -15,7 +15,7 @@ Semantics worth knowing (the contract suite checks them on every store):
   reused, even after the latest version is deleted. Records are stored and returned through the
   shared cattrs converter, exactly as SQL and MongoDB stores keep them.
 * :class:`MemoryDataBackend`: rows are validated against the table's portable schema, filters
-  are validated with the schema and evaluated by :func:`pinnacle_protocols.filters.evaluate`,
+  are validated with the schema and evaluated by :func:`pinnacle_protocols.filters.matcher`,
   and returned rows are copies. ``order_by`` puts NULL first when ascending and last when
   descending (NULL sorts below every value), on every backend.
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -50,7 +49,13 @@ from pinnacle_protocols.errors import (
     TableNotFound,
     VersionConflict,
 )
-from pinnacle_protocols.filters import Filter, evaluate, parse_order_by, validate_filter
+from pinnacle_protocols.filters import (
+    Filter,
+    check_limit,
+    matcher,
+    parse_order_by,
+    validate_filter,
+)
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, ProgressCallback, RefLike, Rows
 from pinnacle_protocols.records import (
     ArtifactRef,
@@ -63,18 +68,21 @@ from pinnacle_protocols.records import (
     JSONValue,
     Schema,
     SchemaRevision,
+    check_index_columns,
     check_json,
+    check_match_pairs,
+    check_new_table,
+    check_reuse_unchanged,
+    coerce_value,
     validate_sha256,
 )
 from pinnacle_protocols.serialization import structure, unstructure, utcnow
+from pinnacle_protocols.tables import RESERVED_PREFIX
 from pinnacle_protocols.uri import RedactedURI
 
 __all__ = ["MemoryArtifactStore", "MemoryDataBackend", "MemoryMetadataStore"]
 
 _DEFAULT_CHUNK = 1 << 20
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
-_RESERVED_PREFIX = "_pinnacle"
 _SCHEMA_HEAD = "memory-1"
 
 
@@ -337,15 +345,25 @@ class MemoryMetadataStore(_Closable):
         return self._uri
 
     # ------------------------------------------------------------------ components
-    def create_component(self, record: ComponentRecord) -> ComponentRecord:
-        """Store a new version; allocate 1 + the highest ever allocated if ``version`` is None."""
+    def create_component(
+        self, record: ComponentRecord, *, reuse_unchanged: bool = False
+    ) -> ComponentRecord:
+        """Store a new version; allocate 1 + the highest ever allocated if ``version`` is None.
+
+        ``reuse_unchanged``: return the latest version instead if its content is the same.
+        """
         self._check_open()
         if not isinstance(record, ComponentRecord):
             raise InvalidRecord(f"expected a ComponentRecord, got {type(record).__name__}")
         _check_aware(record.created_at, "created_at")
+        check_reuse_unchanged(record, reuse_unchanged)
         name = (record.type_id, record.identifier)
         with self._lock:
             versions = self._components.get(name, {})
+            if reuse_unchanged and versions:
+                latest = versions[max(versions)]
+                if latest.content_hash == record.content_hash:
+                    return _copy_component(latest)
             if record.version is None:
                 version = self._highest.get(name, -1) + 1
             else:
@@ -459,7 +477,7 @@ class MemoryMetadataStore(_Closable):
         self._check_open()
         if not isinstance(job, JobRecord):
             raise InvalidRecord(f"expected a JobRecord, got {type(job).__name__}")
-        for name in ("created_at", "started_at", "finished_at"):
+        for name in ("created_at", "started_at", "finished_at", "updated_at"):
             _check_aware(getattr(job, name), name)
         with self._lock:
             if job.job_id in self._jobs:
@@ -483,7 +501,7 @@ class MemoryMetadataStore(_Closable):
         self._check_open()
         if not isinstance(job, JobRecord):
             raise InvalidRecord(f"expected a JobRecord, got {type(job).__name__}")
-        for name in ("created_at", "started_at", "finished_at"):
+        for name in ("created_at", "started_at", "finished_at", "updated_at"):
             _check_aware(getattr(job, name), name)
         with self._lock:
             old = self._jobs.get(job.job_id)
@@ -492,6 +510,13 @@ class MemoryMetadataStore(_Closable):
             stored = _copy_job(attrs.evolve(job, created_at=job.created_at or old.created_at))
             self._jobs[job.job_id] = stored
         return _copy_job(stored)
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete one job record (JobNotFound if absent)."""
+        self._check_open()
+        with self._lock:
+            if self._jobs.pop(job_id, None) is None:
+                raise JobNotFound(f"no job {job_id!r} in {self._uri}")
 
     def show_jobs(
         self, *, component: ComponentKey | None = None, status: JobStatus | None = None
@@ -555,91 +580,9 @@ class MemoryMetadataStore(_Closable):
 
 # ============================================================================ data
 def _coerce(field: Field, value: Any, where: str) -> Any:
-    """Validate one cell against its column and return the stored (normalized) value."""
-    if value is None:
-        if not field.nullable:
-            raise SchemaError(f"{where}: column {field.name!r} is not nullable")
-        return None
-    dtype = field.dtype
-
-    def wrong(expected: str) -> SchemaError:
-        return SchemaError(
-            f"{where}: column {field.name!r} is {dtype.value} and needs {expected}, got "
-            f"{type(value).__name__} {value!r:.60}"
-        )
-
-    if dtype is DType.INT:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong("an int")
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise SchemaError(f"{where}: {value} does not fit in a 64-bit int column")
-        return value
-    if dtype is DType.FLOAT:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise wrong("a float (or int)")
-        try:
-            number = float(value)
-        except OverflowError:
-            raise SchemaError(f"{where}: {value} is too large for a float column") from None
-        if not math.isfinite(number):
-            raise SchemaError(f"{where}: {value} is not finite; NaN and inf are not portable")
-        return number
-    if dtype is DType.STR:
-        if not isinstance(value, str):
-            raise wrong("a str")
-        _check_text(value, where)
-        return value
-    if dtype is DType.BOOL:
-        if not isinstance(value, bool):
-            raise wrong("a bool")
-        return value
-    if dtype is DType.BYTES:
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise wrong("bytes")
-        return bytes(value)
-    if dtype is DType.DATETIME:
-        if not isinstance(value, datetime):
-            raise wrong("a datetime")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise SchemaError(
-                f"{where}: datetime {value!r} is naive; use a timezone-aware datetime (UTC)"
-            )
-        return value.astimezone(UTC)
-    if dtype is DType.JSON:
-        try:
-            check_json(value, f"{where}: column {field.name!r}")
-        except InvalidRecord as exc:
-            raise SchemaError(str(exc)) from None
-        return copy.deepcopy(value)
-    return _coerce_vector(field, value, where)
-
-
-def _coerce_vector(field: Field, value: Any, where: str) -> list[float]:
-    expected = f"{where}: column {field.name!r} is vector and needs a list of floats"
-    if not isinstance(value, (list, tuple)):
-        raise SchemaError(f"{expected}, got {type(value).__name__}")
-    items: list[float] = []
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise SchemaError(f"{expected}, got an item {item!r:.60}")
-        number = float(item)
-        if not math.isfinite(number):
-            raise SchemaError(f"{where}: vector column {field.name!r} holds a non-finite value")
-        items.append(number)
-    if field.dim is not None and len(items) != field.dim:
-        raise SchemaError(
-            f"{where}: vector column {field.name!r} has dimension {field.dim}, got {len(items)}"
-        )
-    return items
-
-
-def _check_text(value: str, where: str) -> None:
-    if "\x00" in value:
-        raise SchemaError(f"{where}: strings must not contain NUL bytes (no database stores them)")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SchemaError(f"{where}: string {value!r:.60} is not valid Unicode") from None
+    """:func:`~pinnacle_protocols.records.coerce_value`, JSON copied (the store keeps objects)."""
+    value = coerce_value(field, value, where)
+    return copy.deepcopy(value) if field.dtype is DType.JSON else value
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -697,12 +640,13 @@ class MemoryDataBackend(_Closable):
         self._check_open()
         if not isinstance(name, str) or not name or "\x00" in name:
             raise SchemaError(f"table names are non-empty strings without NUL, got {name!r}")
-        if name.startswith(_RESERVED_PREFIX):
-            raise SchemaError(f"table name {name!r}: the prefix {_RESERVED_PREFIX!r} is reserved")
+        if name.startswith(RESERVED_PREFIX):
+            raise SchemaError(f"table name {name!r}: the prefix {RESERVED_PREFIX!r} is reserved")
         if not isinstance(schema, Schema):
             raise SchemaError(f"expected a Schema, got {type(schema).__name__}")
         if name in self._tables:
             raise TableExists(f"table {name!r} already exists in {self._uri}")
+        check_new_table(name, schema, self._tables, self._uri)
         self._tables[name] = _Table(schema=schema)
 
     def drop_table(self, name: str) -> None:
@@ -743,7 +687,8 @@ class MemoryDataBackend(_Closable):
     def _matching(self, table: str, where: Filter | None) -> tuple[_Table, list[dict[str, Any]]]:
         tbl = self._table(table)
         validate_filter(where, tbl.schema)
-        return tbl, [r for r in tbl.rows if evaluate(where, r)]
+        match = matcher(where)
+        return tbl, [r for r in tbl.rows if match(r)]
 
     def select(
         self,
@@ -763,10 +708,7 @@ class MemoryDataBackend(_Closable):
             for c in columns:
                 if c not in schema:
                     raise SchemaError(f"select from {table!r}: unknown column {c!r}")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
-        if limit is not None and limit < 0:
-            raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
+        check_limit(limit)
         if order_by:
             for column, descending in reversed(parse_order_by(order_by, schema, table)):
                 rows.sort(key=_sort_key(column), reverse=descending)
@@ -804,6 +746,60 @@ class MemoryDataBackend(_Closable):
         """How many rows match."""
         return len(self._matching(table, where)[1])
 
+    def anti_join_keys(
+        self,
+        table: str,
+        column: str,
+        other: str,
+        other_column: str,
+        *,
+        where: Filter | None = None,
+        other_where: Filter | None = None,
+        after: Any = None,
+        limit: int = 1000,
+    ) -> list[Any]:
+        """See :class:`pinnacle_protocols.protocols.SupportsAntiJoin`."""
+        for name, tbl, col in ((table, self._table(table), column), (other, None, other_column)):
+            schema = tbl.schema if tbl is not None else self._table(other).schema
+            if col not in schema:
+                raise SchemaError(f"anti join: table {name!r} has no column {col!r}")
+        present = {r[other_column] for r in self._matching(other, other_where)[1]}
+        keys = {
+            r[column]
+            for r in self._matching(table, where)[1]
+            if r[column] is not None and r[column] not in present
+        }
+        if after is not None:
+            keys = {k for k in keys if k > after}
+        return sorted(keys)[:limit]
+
+    def count_unmatched(
+        self,
+        table: str,
+        other: str,
+        on: Sequence[tuple[str, str]],
+        *,
+        where: Filter | None = None,
+        other_where: Filter | None = None,
+    ) -> int:
+        """See :class:`pinnacle_protocols.protocols.SupportsMatchCount`."""
+        pairs = check_match_pairs(on, self._table(table).schema, self._table(other).schema)
+        left = [c for c, _ in pairs]
+        right = [c for _, c in pairs]
+        present = {_match_key(r, right) for r in self._matching(other, other_where)[1]}
+        return sum(
+            1
+            for r in self._matching(table, where)[1]
+            if r[left[0]] is not None and _match_key(r, left) not in present
+        )
+
+    def create_index(self, table: str, columns: Sequence[str], *, unique: bool = False) -> bool:
+        """See :class:`pinnacle_protocols.protocols.SupportsIndexes`: the columns are checked;
+        the memory backend keeps no indexes (False)."""
+        del unique
+        check_index_columns(table, columns, self._table(table).schema)
+        return False
+
     def native(self, table: str) -> list[dict[str, Any]]:
         """A deep copy of the table's rows (the memory backend has no richer handle)."""
         return copy.deepcopy(self._table(table).rows)
@@ -825,13 +821,13 @@ class MemoryDataBackend(_Closable):
             order_by=query.get("order_by"),
         )
 
-    def default_metadata_uri(self) -> str | None:
+    def default_metadata_uri(self) -> RedactedURI | None:
         """``memory://``: a fresh in-memory metadata store."""
-        return "memory://"
+        return RedactedURI.parse("memory://")
 
-    def default_artifact_uri(self) -> str | None:
+    def default_artifact_uri(self) -> RedactedURI | None:
         """``memory://``: a fresh in-memory artifact store."""
-        return "memory://"
+        return RedactedURI.parse("memory://")
 
     def drop(self, *, force: bool = False) -> None:
         """Drop every table (DropRefused unless ``force=True``)."""
@@ -854,3 +850,8 @@ def _sort_key(column: str) -> Any:
         return (0,) if value is None else (1, value)
 
     return key
+
+
+def _match_key(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
+    # (type, value): True and 1, or 1 and 1.0, are different stored values for equality
+    return tuple((type(row[c]).__name__, row[c]) for c in columns)

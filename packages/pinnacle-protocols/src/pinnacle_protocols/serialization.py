@@ -32,7 +32,7 @@ from pinnacle_protocols.records import (
     SchemaRevision,
 )
 
-__all__ = ["converter", "structure", "unstructure", "utcnow"]
+__all__ = ["converter", "load_json", "structure", "structure_json", "unstructure", "utcnow"]
 
 T = TypeVar("T")
 
@@ -134,6 +134,32 @@ def structure(data: Any, cls: type[T]) -> T:
         raise InvalidRecord(f"cannot read a {cls.__name__} from stored data: {details}") from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InvalidRecord(f"cannot read a {cls.__name__} from stored data: {exc}") from exc
+
+
+def load_json(text: str | bytes, where: str) -> Any:
+    """Parse JSON text read from a store; InvalidRecord naming ``where`` if it is not JSON.
+
+    Text nested too deep for Python's parser is InvalidRecord too, never ``RecursionError``.
+    """
+    import json
+
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidRecord(
+            f"{where} is not valid JSON ({type(exc).__name__}: {str(exc)[:200]}); it was "
+            "written or changed by something other than pinnacledb: restore it from a backup "
+            "or delete it"
+        ) from exc
+
+
+def structure_json(text: str | bytes, cls: type[T], where: str) -> T:
+    """Build a ``cls`` record from stored JSON text; InvalidRecord naming ``where`` otherwise."""
+    data = load_json(text, where)
+    try:
+        return structure(data, cls)
+    except InvalidRecord as exc:
+        raise InvalidRecord(f"{where}: {exc}") from exc
 
 
 def _format_error(exc: BaseException, tp: Any) -> str:

@@ -19,7 +19,10 @@ __all__ = [
     "PATH_SCHEMES",
     "REDACTED",
     "RedactedURI",
+    "is_secret_key",
     "redact",
+    "redact_uri",
+    "redacted_repr",
     "translate_uri",
 ]
 
@@ -48,42 +51,95 @@ _SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$"
 _USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]{0,40}://[^/@:\s]*:)(?P<pw>\S*)(?=@)")
 _QUERY_PAIR_RE = re.compile(r"(?P<pre>[?&;](?P<key>[^=&;#?\s]+)=)(?P<val>[^&;#\s]*)")
 _QUERY_KEY_RE = re.compile(r"[?&](?P<key>[^=&#?]+)=")
-_SECRET_QUERY_KEYS = frozenset(
-    {
-        "password",
-        "pwd",
-        "pass",
-        "secret",
-        "secret_key",
-        "aws_secret_access_key",
-        "token",
-        "session_token",
-        "aws_session_token",
-        "api_key",
-        "apikey",
-        "access_token",
-        "key",
-        "sas_token",
-        "client_secret",
-        "sig",
-    }
+#: Query option names that are secrets in full (compared lower-cased, without ``_ - .``).
+_SECRET_QUERY_KEYS = frozenset({"key", "pass", "sig", "sas", "auth", "sk"})
+#: A query option (or a part of a composite value) whose name, lower-cased and without
+#: ``_ - .``, contains one of these carries a secret: tokens, passwords, secrets, signatures,
+#: credentials and key material (``sslKeyPassword``, ``tlsCertificateKeyFilePassword``,
+#: ``aws_secret_access_key``, ``X-Amz-Signature``, ``api_key``, ``private_key``, ...).
+_SECRET_KEY_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    "credential",
+    "signature",
+    "connectionstring",
+    "apikey",
+    "accesskey",
+    "accountkey",
+    "privatekey",
+    "sessionkey",
+    "sharedkey",
+    "masterkey",
+    "authkey",
+    "clientkey",
+    "encryptionkey",
 )
+#: Query options whose value is a list of ``NAME:value`` pairs (MongoDB's
+#: ``authMechanismProperties=AWS_SESSION_TOKEN:...,SERVICE_NAME:...``): compared like keys.
+_COMPOSITE_HINTS = ("properties", "props")
+_COMPOSITE_SPLIT_RE = re.compile(r"(,|%2[cC])")
+_COMPOSITE_SEP_RE = re.compile(r":|%3[aA]")
 
 
 def redact(text: str) -> str:
     """Mask every ``scheme://user:password@`` password in free text (best effort, for messages).
 
-    Used on strings that may not parse as a URI at all, e.g. inside an error message. Values
-    of secret query parameters (``?password=...``, ``&aws_secret_access_key=...``) are masked
-    too.
+    Used on strings that may not parse as a URI at all, e.g. inside an error message. Query
+    options are masked by the same rule as :class:`RedactedURI`: the value of every option
+    whose name carries a secret (``?password=``, ``&aws_secret_access_key=``, ``&token=``,
+    ``&sslKeyPassword=``, ...), and the secret parts of composite values
+    (``authMechanismProperties=AWS_SESSION_TOKEN:***,SERVICE_NAME:x``).
     """
     text = _USERINFO_RE.sub(lambda m: m.group("pre") + REDACTED, text)
     return _QUERY_PAIR_RE.sub(_mask_secret_pair, text)
 
 
+def redact_uri(text: str) -> str:
+    """A text meant to be one URI, as it may be shown: :class:`RedactedURI`'s form when it
+    parses, else masked strictly (the whole password region and every secret query option to
+    the end), for reprs of objects that keep a raw URI string."""
+    try:
+        return str(RedactedURI.parse(text))
+    except InvalidURIError:
+        return _redact_whole(text)
+
+
+def redacted_repr(value: object) -> str:
+    """``repr(value)`` with a URI string redacted (:func:`redact_uri`): for attrs fields'
+    ``repr=`` of objects that keep a raw URI, e.g. ``field(repr=redacted_repr)``."""
+    return repr(redact_uri(value)) if isinstance(value, str) else repr(value)
+
+
 def _mask_secret_pair(m: re.Match[str]) -> str:
-    key = unquote_plus(m.group("key"))
-    return m.group("pre") + (REDACTED if _is_secret_key(key) else m.group("val"))
+    return m.group("pre") + _mask_query_value(unquote_plus(m.group("key")), m.group("val"))
+
+
+def _mask_query_value(key: str, value: str) -> str:
+    """``value`` (as written, possibly percent-encoded) of query option ``key``, secrets masked.
+
+    The whole value when the option name carries a secret; otherwise, in a composite value
+    (``NAME:value,NAME:value``), the value of every part whose name carries a secret.
+    """
+    if _is_secret_key(key):
+        return REDACTED
+    if not _COMPOSITE_SEP_RE.search(value):
+        return value
+    parts = _COMPOSITE_SPLIT_RE.split(value)
+    in_secret = False
+    for i in range(0, len(parts), 2):  # odd indexes are the separators
+        sep = _COMPOSITE_SEP_RE.search(parts[i])
+        if sep is None:
+            if in_secret:  # a secret with an unencoded ',' goes on: mask the rest of it too
+                parts[i] = REDACTED
+            continue
+        in_secret = _is_secret_key(unquote_plus(parts[i][: sep.start()]))
+        if in_secret:
+            parts[i] = parts[i][: sep.end()] + REDACTED
+    return "".join(parts)
 
 
 def _redact_whole(text: str) -> str:
@@ -101,7 +157,7 @@ def _redact_whole(text: str) -> str:
     if colon != -1:
         spans.append((colon + 1, at))
     for key in _QUERY_KEY_RE.finditer(text, start):
-        if _is_secret_key(unquote_plus(key.group("key"))):
+        if _may_hold_secret(unquote_plus(key.group("key"))):
             spans.append((key.end(), len(text)))
             break
     merged: list[tuple[int, int]] = []
@@ -118,16 +174,38 @@ def _redact_whole(text: str) -> str:
     return "".join(out)
 
 
-def _is_secret_key(key: str) -> bool:
-    k = key.lower()
-    return k in _SECRET_QUERY_KEYS or k.endswith(
-        ("password", "secret", "token", "secret_key", "signature")
-    )
+def _normal_key(key: str) -> str:
+    return re.sub(r"[\s_\-.]", "", key.lower())
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a query option (or composite part, or driver option) named ``key`` holds a
+    secret: the one rule of :class:`RedactedURI`, for every scheme."""
+    k = _normal_key(key)
+    return k in _SECRET_QUERY_KEYS or any(part in k for part in _SECRET_KEY_PARTS)
+
+
+_is_secret_key = is_secret_key
+
+
+def _may_hold_secret(key: str) -> bool:
+    """A secret option, or a composite one whose parts may be secrets (``authMechanism...``)."""
+    k = _normal_key(key)
+    return _is_secret_key(key) or any(h in k for h in _COMPOSITE_HINTS)
 
 
 @frozen(kw_only=True, repr=False)
 class RedactedURI:
-    """A parsed store URI whose text form never shows the password.
+    """A parsed store URI whose text form never shows the password or any other secret.
+
+    One rule, for every scheme, decides what ``str``/``repr`` mask (and :func:`redact` on free
+    text): the password of the user info; the value of every query option whose name,
+    compared case-insensitively and without ``_``, ``-`` and ``.``, is ``key``, ``pass``,
+    ``sig``, ``sas``, ``auth`` or ``sk`` or contains ``password``, ``passwd``, ``pwd``,
+    ``passphrase``, ``secret``, ``token``, ``credential``, ``signature`` or a key-material name
+    (``apikey``, ``accesskey``, ``privatekey``, ...); and inside a composite value such as
+    ``authMechanismProperties=AWS_SESSION_TOKEN:x,SERVICE_NAME:y`` the value of every part
+    whose name is a secret by the same rule. Over-masking is preferred to a leak.
 
     Attributes:
         scheme: Lower-cased scheme, e.g. ``"postgresql"`` or ``"mongodb+srv"``.
@@ -266,7 +344,11 @@ class RedactedURI:
         # '+' is escaped in query values: drivers decode a bare '+' as a space.
         q = "&".join(
             f"{quote(k, safe='')}="
-            + (REDACTED if (not reveal and _is_secret_key(k)) else quote(v, safe=":/,.-_~@"))
+            + (
+                quote(v, safe=":/,.-_~@")
+                if reveal
+                else _mask_query_value(k, quote(v, safe=":/,.-_~@"))
+            )
             for k, v in self.query
         )
         tail = ("?" + q if self.query else "") + ("#" + self.fragment if self.fragment else "")
@@ -290,6 +372,23 @@ class RedactedURI:
 
     def __str__(self) -> str:
         return self._render(reveal=False)
+
+    def secrets(self) -> frozenset[str]:
+        """The decoded values that ``str()`` masks: the password, the value of every secret
+        query option and the secret parts of composite options (for scrubbing them out of text
+        that was not built from this object, e.g. a driver's error message)."""
+        found = {self.password} if self.password else set()
+        for key, value in self.query:
+            if not value:
+                continue
+            if _is_secret_key(key):
+                found.add(value)
+                continue
+            for part in value.split(","):
+                name, sep, secret = part.partition(":")
+                if sep and secret and _is_secret_key(name):
+                    found.add(secret)
+        return frozenset(found)
 
     def __repr__(self) -> str:
         return f"RedactedURI({self._render(reveal=False)!r})"

@@ -16,23 +16,30 @@ Example::
 from __future__ import annotations
 
 from pinnacle_protocols.testing import strategies
+from pinnacle_protocols.testing._base import FuzzReport, fuzz_state_machine
 from pinnacle_protocols.testing.contracts import (
     ArtifactCorruptionContract,
     ArtifactStoreContract,
+    ComputeBackendContract,
     ContractBase,
     DataBackendContract,
     MetadataStoreContract,
     Recorder,
     StoreTracker,
+    VectorEngineContract,
 )
 
 __all__ = [
     "ArtifactCorruptionContract",
     "ArtifactStoreContract",
+    "ComputeBackendContract",
     "ContractBase",
     "DataBackendContract",
+    "FuzzReport",
     "MetadataStoreContract",
     "Recorder",
     "StoreTracker",
+    "VectorEngineContract",
+    "fuzz_state_machine",
     "strategies",
 ]

@@ -15,7 +15,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from pinnacle_protocols.errors import (
@@ -24,7 +23,7 @@ from pinnacle_protocols.errors import (
     DropRefused,
     InvalidArtifactRef,
 )
-from pinnacle_protocols.protocols import ArtifactStore
+from pinnacle_protocols.protocols import ArtifactStore, get_many
 from pinnacle_protocols.records import ArtifactRef
 from pinnacle_protocols.testing._base import ContractBase
 from pinnacle_protocols.testing.strategies import blobs, sha256_hex
@@ -217,6 +216,24 @@ class ArtifactStoreContract(ContractBase[AS], Generic[AS]):
         with pytest.raises(ArtifactNotFound):
             store.open(sha).read()
 
+    def test_get_many(self, store: AS) -> None:
+        """get_many (the store's own or the fallback) equals one get per ref, in order."""
+        blobs = [f"blob {i}".encode() * (i + 1) for i in range(5)] + [b""]
+        refs = [store.put(b) for b in blobs]
+        asked: list[ArtifactRef | str] = [refs[3], refs[0].sha256, refs[3], *refs]
+        assert get_many(store, asked) == [blobs[3], blobs[0], blobs[3], *blobs]
+        assert get_many(store, []) == []
+
+    def test_get_many_missing_and_invalid(self, store: AS) -> None:
+        """A missing blob among stored ones raises ArtifactNotFound naming it; a bad key
+        raises InvalidArtifactRef."""
+        ref = store.put(b"present")
+        absent = _sha(b"never stored")
+        with pytest.raises(ArtifactNotFound, match=absent):
+            get_many(store, [ref, absent, ref])
+        with pytest.raises(InvalidArtifactRef):
+            get_many(store, [ref, "not-a-sha"])
+
     def test_delete(self, store: AS) -> None:
         """delete removes one blob and is idempotent."""
         keep = store.put(b"keep")
@@ -286,9 +303,7 @@ class ArtifactStoreContract(ContractBase[AS], Generic[AS]):
     # ------------------------------------------------------------------ state machine
     def test_state_machine(self, store_factory: Callable[[], AS]) -> None:
         """Random sequences of every operation agree with a dict model after each step."""
-        run_state_machine_as_test(
-            self.state_machine(store_factory), settings=self.state_machine_settings()
-        )
+        self.run_state_machine(self.state_machine(store_factory))
 
     def state_machine(self, store_factory: Callable[[], AS]) -> type[RuleBasedStateMachine]:
         """The machine class, closed over ``store_factory`` (one fresh store per example)."""
@@ -427,6 +442,17 @@ class ArtifactCorruptionContract(Generic[AS]):
         self.corrupt(store, ref.sha256)
         with pytest.raises(ArtifactCorrupted):
             store.get(ref)
+
+    def test_get_many_detects_corruption(self, store: AS) -> None:
+        """A corrupted blob among many makes get_many raise ArtifactCorrupted naming it (100
+        blobs: enough for a store that reads a batch with several threads to do so)."""
+        refs = [store.put(f"intact {i}".encode() * 50) for i in range(100)]
+        bad = store.put(b"original bytes" * 100)
+        self.corrupt(store, bad.sha256)
+        with pytest.raises(ArtifactCorrupted, match=bad.sha256):
+            get_many(store, [*refs[:50], bad.sha256, *refs[50:]])
+        with pytest.raises(ArtifactCorrupted, match=bad.sha256):
+            get_many(store, [*refs, bad])
 
     def test_open_detects_corruption_at_eof(self, store: AS) -> None:
         """Reading an opened corrupted blob to EOF raises ArtifactCorrupted."""

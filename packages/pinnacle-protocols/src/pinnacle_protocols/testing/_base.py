@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import random
+import shlex
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+import attrs
 import pytest
-from hypothesis import settings
+from hypothesis import seed, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
-__all__ = ["ContractBase", "StoreTracker"]
+from pinnacle_protocols.testing.plugin import DEEP_PROFILE
+
+__all__ = [
+    "FUZZ_EXAMPLES_ENV",
+    "FUZZ_SECONDS_ENV",
+    "ContractBase",
+    "FuzzReport",
+    "StoreTracker",
+    "fuzz_state_machine",
+]
+
+#: Seconds one state machine may fuzz for (set by ``scripts/fuzz``); unset: one ordinary run.
+FUZZ_SECONDS_ENV = "PINNACLE_FUZZ_SECONDS"
+#: ``max_examples`` of one run (replays a fuzz round; printed in its replay command).
+FUZZ_EXAMPLES_ENV = "PINNACLE_FUZZ_EXAMPLES"
+#: Examples in a fuzz loop's first round, before the time per example is known.
+_FIRST_ROUND = 1
 
 
 class _Closable(Protocol):
@@ -121,10 +143,123 @@ class ContractBase(Generic[S]):
             self.release_store(store)
 
     def state_machine_settings(self) -> settings:
-        """Settings for the state machines: the active profile, adjusted by the class knobs."""
+        """Settings for the state machines: the active profile, adjusted by the class knobs.
+
+        Under the ``deep`` profile the size knobs are ignored (the profile is for depth);
+        ``PINNACLE_FUZZ_EXAMPLES`` sets ``max_examples`` (a replay of one fuzz round).
+        """
         overrides: dict[str, Any] = {"deadline": None}
-        if self.max_examples is not None:
+        deep = settings.get_current_profile_name() == DEEP_PROFILE
+        if self.max_examples is not None and not deep:
             overrides["max_examples"] = self.max_examples
-        if self.stateful_step_count is not None:
+        if self.stateful_step_count is not None and not deep:
             overrides["stateful_step_count"] = self.stateful_step_count
+        examples = os.environ.get(FUZZ_EXAMPLES_ENV)
+        if examples:
+            overrides["max_examples"] = int(examples)
         return settings(settings(), **overrides)
+
+    @pytest.fixture(autouse=True)
+    def _contract_request(self, request: pytest.FixtureRequest) -> None:
+        """Remember the test's request (the fuzz loop reads the seed and the test id)."""
+        self._request = request
+
+    def run_state_machine(self, machine: type[RuleBasedStateMachine]) -> None:
+        """Run a contract state machine: once, or in fuzz rounds for ``PINNACLE_FUZZ_SECONDS``.
+
+        Without the variable this is ``run_state_machine_as_test`` with
+        :meth:`state_machine_settings`. With it (``scripts/fuzz`` sets it), the machine runs in
+        rounds until the budget is spent: round ``i`` uses seed ``S + i``, where ``S`` is
+        pytest's ``--hypothesis-seed`` (random if not given), and as many examples as fit the
+        time left (at most the profile's ``max_examples``). A failing round's error gets a note
+        with the command that replays exactly that round. A test with a known-gap mark (a strict
+        xfail) runs once, as without the variable.
+        """
+        base = self.state_machine_settings()
+        budget = os.environ.get(FUZZ_SECONDS_ENV)
+        request: pytest.FixtureRequest | None = getattr(self, "_request", None)
+        gap = request is not None and request.node.get_closest_marker("xfail") is not None
+        if not budget or gap:
+            run_state_machine_as_test(machine, settings=base)
+            return
+        given_seed = request.config.getoption("hypothesis_seed", None) if request else None
+        start_seed = int(given_seed) if given_seed is not None else random.getrandbits(32)
+        nodeid = request.node.nodeid if request is not None else type(self).__name__
+        report = fuzz_state_machine(machine, base, float(budget), start_seed, nodeid)
+        # Shown with ``pytest -s`` (scripts/fuzz): what this machine actually ran.
+        print(f"\nFUZZ-RAN: {report}")
+
+
+@attrs.frozen(kw_only=True)
+class FuzzReport:
+    """What :func:`fuzz_state_machine` ran."""
+
+    nodeid: str
+    rounds: int
+    examples: int
+    steps: int
+    first_seed: int
+    last_seed: int
+    seconds: float
+
+    def __str__(self) -> str:
+        """One line: test id, rounds, examples, steps, seeds, time."""
+        return (
+            f"{self.nodeid}: {self.rounds} rounds, {self.examples} examples of up to "
+            f"{self.steps} steps, seeds {self.first_seed}..{self.last_seed}, "
+            f"{self.seconds:.0f}s"
+        )
+
+
+def fuzz_state_machine(
+    machine: type[RuleBasedStateMachine],
+    base: settings,
+    seconds: float,
+    start_seed: int,
+    nodeid: str,
+) -> FuzzReport:
+    """Run ``machine`` in rounds for ``seconds``: round ``i`` with seed ``start_seed + i``.
+
+    The first round has a few examples; later rounds as many as fit the time left at the
+    measured pace (at most ``base.max_examples``). At least one round runs. A failing round's
+    exception gets a note (``FUZZ-REPLAY: ...``) with the pytest command replaying that round.
+    """
+    started = time.monotonic()
+    deadline = started + seconds
+    examples = min(_FIRST_ROUND, base.max_examples)
+    round_no = total = 0
+    while True:
+        round_seed = start_seed + round_no
+        began = time.monotonic()
+        try:
+            run_state_machine_as_test(
+                seed(round_seed)(machine), settings=settings(base, max_examples=examples)
+            )
+        except BaseException as exc:
+            exc.add_note(_replay_note(nodeid, round_seed, examples, round_no))
+            raise
+        total += examples
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        per_example = max((now - began) / examples, 1e-3)
+        examples = max(1, min(base.max_examples, int((deadline - now) / per_example)))
+        round_no += 1
+    return FuzzReport(
+        nodeid=nodeid,
+        rounds=round_no + 1,
+        examples=total,
+        steps=base.stateful_step_count,
+        first_seed=start_seed,
+        last_seed=start_seed + round_no,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _replay_note(nodeid: str, round_seed: int, examples: int, round_no: int) -> str:
+    profile = settings.get_current_profile_name()
+    command = (
+        f"HYPOTHESIS_PROFILE={profile} {FUZZ_EXAMPLES_ENV}={examples} "
+        f"uv run pytest {shlex.quote(nodeid)} --hypothesis-seed={round_seed}"
+    )
+    return f"fuzz round {round_no} failed; replay it with:\n  FUZZ-REPLAY: {command}"

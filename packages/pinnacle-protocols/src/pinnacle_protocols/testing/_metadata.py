@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,13 +18,13 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from pinnacle_protocols.errors import (
     ComponentInUse,
     ComponentNotFound,
     DropRefused,
+    InvalidRecord,
     JobNotFound,
     VersionConflict,
 )
@@ -328,6 +329,49 @@ class MetadataStoreContract(ContractBase[MS], Generic[MS]):
         with pytest.raises(JobNotFound):
             store.update_job(JobRecord(job_id="nope", kind="x", created_at=_T0))
 
+    def test_job_progress_fields_and_new_statuses(self, store: MS) -> None:
+        """queued/cancelled and the progress fields (runner, rows, tasks, failures) round-trip."""
+        component = store.create_component(_rec("model", "m")).key
+        job = JobRecord(
+            job_id="p",
+            kind="predict",
+            status=JobStatus.QUEUED,
+            component=component,
+            created_at=_T0,
+            runner="dask://scheduler:8786",
+            rows_total=1000,
+            tasks_total=4,
+        )
+        assert store.create_job(job) == job
+        assert store.show_jobs(status=JobStatus.QUEUED) == [job]
+        progressed = attrs.evolve(
+            job,
+            status=JobStatus.CANCELLED,
+            rows_done=500,
+            tasks_done=2,
+            tasks_failed=1,
+            failed_sources=("id 500..749",),
+            error="task 2 (id 500..749): ValueError: x",
+            updated_at=_T0 + timedelta(seconds=3),
+        )
+        assert store.update_job(progressed) == progressed
+        assert store.get_job("p") == progressed
+        assert store.show_jobs(component=component, status=JobStatus.CANCELLED) == [progressed]
+        assert store.show_jobs(status=JobStatus.QUEUED) == []
+
+    def test_delete_job(self, store: MS) -> None:
+        """delete_job removes one record; an unknown id raises JobNotFound."""
+        for job_id in ("keep", "drop"):
+            store.create_job(JobRecord(job_id=job_id, kind="predict", created_at=_T0))
+        store.delete_job("drop")
+        assert [j.job_id for j in store.show_jobs()] == ["keep"]
+        with pytest.raises(JobNotFound):
+            store.get_job("drop")
+        with pytest.raises(JobNotFound):
+            store.delete_job("drop")
+        with pytest.raises(JobNotFound):
+            store.delete_job("x" * 300)
+
     # ------------------------------------------------------------------ metadata
     def test_metadata(self, store: MS) -> None:
         """JSON values are stored, overwritten and returned exactly; default when absent."""
@@ -383,12 +427,57 @@ class MetadataStoreContract(ContractBase[MS], Generic[MS]):
         assert sorted(versions) == list(range(writers * each)), sorted(versions)
         assert store.show_versions("model", "race") == list(range(writers * each))
 
+    def test_reuse_unchanged(self, store: MS) -> None:
+        """reuse_unchanged returns the latest version when its content is the same."""
+        first = store.create_component(_rec("model", "m", data={"v": 0}), reuse_unchanged=True)
+        assert first.version == 0
+        again = store.create_component(
+            _rec("model", "m", data={"v": 0}, created_at=_T0), reuse_unchanged=True
+        )
+        assert again == first, "unchanged content must return the stored version"
+        changed = store.create_component(_rec("model", "m", data={"v": 1}), reuse_unchanged=True)
+        assert changed.version == 1
+        # Only the latest counts: going back to earlier content is a new version.
+        back = store.create_component(_rec("model", "m", data={"v": 0}), reuse_unchanged=True)
+        assert back.version == 2
+        # Without the option the same content is a new version.
+        assert store.create_component(_rec("model", "m", data={"v": 0})).version == 3
+        # After deleting the latest, the version below it is the latest again.
+        store.delete_component_version("model", "m", 3)
+        store.delete_component_version("model", "m", 2)
+        reused = store.create_component(_rec("model", "m", data={"v": 1}), reuse_unchanged=True)
+        assert reused.version == 1
+        assert store.show_versions("model", "m") == [0, 1]
+        with pytest.raises(InvalidRecord):
+            store.create_component(_rec("model", "m", version=9), reuse_unchanged=True)
+        assert store.show_versions("model", "m") == [0, 1]
+
+    def test_concurrent_identical_content_makes_one_version(self, store: MS) -> None:
+        """Writers racing with identical content and reuse_unchanged create exactly one version."""
+        writers = max(2, self.concurrent_writers)
+        refs = {"w": ArtifactRef(sha256=_SHA, size=3)}
+        # Every writer of a round starts at the same instant (a thread pool alone let the first
+        # writer finish before the last one started on a loaded machine: no race at all).
+        start = threading.Barrier(writers)
+
+        def work(_n: int) -> int:
+            start.wait(timeout=60)
+            record = store.create_component(
+                _rec("model", "same", data={"x": 1}, artifacts=refs), reuse_unchanged=True
+            )
+            assert record.version is not None
+            return record.version
+
+        with ThreadPoolExecutor(max_workers=writers) as pool:
+            versions = list(pool.map(work, range(writers)))  # the first version races
+            versions += pool.map(work, range(writers))  # then every writer reuses it
+        assert set(versions) == {0}, versions
+        assert store.show_versions("model", "same") == [0]
+
     # ------------------------------------------------------------------ state machine
     def test_state_machine(self, store_factory: Callable[[], MS]) -> None:
         """Random sequences of every operation agree with a dict model after each step."""
-        run_state_machine_as_test(
-            self.state_machine(store_factory), settings=self.state_machine_settings()
-        )
+        self.run_state_machine(self.state_machine(store_factory))
 
     def state_machine(self, store_factory: Callable[[], MS]) -> type[RuleBasedStateMachine]:
         """The machine class, closed over ``store_factory`` (one fresh store per example)."""

@@ -13,6 +13,7 @@ from pinnacle_protocols.testing._artifact import (
     Recorder,
 )
 from pinnacle_protocols.testing._base import ContractBase, StoreTracker
+from pinnacle_protocols.testing._compute import ComputeBackendContract
 from pinnacle_protocols.testing._data import (
     BAD_FILTERS,
     BAD_ROWS,
@@ -25,6 +26,12 @@ from pinnacle_protocols.testing._data import (
     reference_order,
 )
 from pinnacle_protocols.testing._metadata import MetadataStoreContract
+from pinnacle_protocols.testing._vectors import (
+    VectorEngineContract,
+    brute_force,
+    check_result,
+    seeded_vectors,
+)
 
 __all__ = [
     "BAD_FILTERS",
@@ -35,13 +42,18 @@ __all__ = [
     "ORDER_FILTER_CASES",
     "ArtifactCorruptionContract",
     "ArtifactStoreContract",
+    "ComputeBackendContract",
     "ContractBase",
     "DataBackendContract",
     "MetadataStoreContract",
     "Recorder",
     "StoreTracker",
+    "VectorEngineContract",
+    "brute_force",
     "canonical",
+    "check_result",
     "check_row_types",
     "normalize_row",
     "reference_order",
+    "seeded_vectors",
 ]

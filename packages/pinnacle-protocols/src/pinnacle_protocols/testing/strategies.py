@@ -17,16 +17,20 @@ not a limit of the engine:
   the linguistic collations that databases use by default (``en_US``: "B" < "a" by code point but
   "a" < "B" linguistically); values stored in rows still cover all of Unicode, so a store must
   still compare by code point (``COLLATE "C"``, ``utf8mb4_bin``) to pass;
-* bytes may contain zero bytes.
+* bytes may contain zero bytes;
+* JSON values nest at most 30 containers deep (MariaDB's ``JSON_VALID`` rejects 32); NaN and
+  infinities are not portable anywhere (insert refuses them with ``SchemaError``, and the state
+  machine checks that it does).
 
 Record identifiers (:func:`identifiers`) are deliberately hostile: quotes, ``;``, ``' OR 1=1 --``,
 slashes, SQL keywords, spaces (also trailing), case variants, astral characters. They are values
 in the stores, so every engine must keep them exactly (binary, no-pad collations).
 Table and column names (:func:`table_names`, :func:`column_names`) are identifiers *of the
 engine* and stay inside what every engine accepts: at most 30 characters and 60 UTF-8 bytes,
-Basic Multilingual Plane only (MySQL), no ``.``, ``$``, ``/``, ``\\`` or control characters, no
-leading or trailing space, never ``_id`` or the reserved ``_pinnacle`` prefix. They still
-contain quotes, spaces, ``;``, SQL keywords and non-ASCII letters.
+Basic Multilingual Plane only (MySQL), no NUL, ``.``, ``$`` or ``/`` (MongoDB, files), no
+leading or trailing whitespace (MySQL rejects a trailing tab, VT, FF...), never ``_id`` or the
+reserved ``_pinnacle`` prefix. They still contain quotes, spaces, ``;``, ``%``, backslashes,
+control characters, SQL keywords and non-ASCII letters.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from hypothesis.strategies import SearchStrategy
 from pinnacle_protocols.filters import Filter
 from pinnacle_protocols.protocols import OrderBy
 from pinnacle_protocols.records import (
+    MAX_DEPTH,
     ArtifactRef,
     ComponentKey,
     ComponentRecord,
@@ -59,6 +64,9 @@ from pinnacle_protocols.records import (
 
 __all__ = [
     "FILTERABLE_DTYPES",
+    "HARD_JSON",
+    "HARD_NAMES",
+    "HARD_STRINGS",
     "ORDERABLE_DTYPES",
     "TRICKY_IDENTIFIERS",
     "artifact_refs",
@@ -149,15 +157,85 @@ TRICKY_IDENTIFIERS: tuple[str, ...] = (
     "😀" * 255,
 )
 
-_TEXT_CHARS = st.characters(codec="utf-8", exclude_characters="\x00")
+#: String values that broke or could break an escaping layer: every C0 control character but
+#: NUL (BEL, VT and FF are C escapes MySQL does not know, issue 19), DEL, C1 and Unicode line
+#: separators, backslash sequences, LIKE wildcards, trailing spaces, case variants, characters
+#: outside the BMP, a BOM and the empty string. All distinct.
+HARD_STRINGS: tuple[str, ...] = (
+    "a\x07b",
+    "a\x0bb\\",
+    "\x0c",
+    "\x1a",
+    "\x1b[0m",
+    "\x7f",
+    "\x08\x85\u2028\u2029",
+    "".join(map(chr, range(1, 32))),
+    "\\",
+    "a\\",
+    "\\a\\v\\f\\0\\Z\\%\\_\\n",
+    "%_",
+    "trailing ",
+    "trailing",
+    "Case",
+    "case",
+    "\U0001f600\x07",
+    "\U0010ffff",
+    "\ufeff",
+    "",
+)
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+#: JSON values at the edges: empty containers, deep nesting (30 containers, the portable
+#: limit: MariaDB's JSON_VALID rejects 32 nested containers, MySQL allows 100),
+#: int64 bounds, -0.0, huge and tiny floats, hard strings as keys and values.
+HARD_JSON: tuple[Any, ...] = (
+    [],
+    {},
+    "",
+    [[]],
+    [{}],
+    {"": {}},
+    {"": None},
+    _nested(30, None),
+    _nested(29, []),
+    _nested(30, "a\x07b"),
+    [2**63 - 1, -(2**63), 0, -0.0, 1e300, -1e-300],
+    {"a\x07b": "\x0b\x0c\\", "\U0001f600": "\x7f", "$x": {"a.b": [None]}},
+)
+#: Table/column names with control characters and backslashes (every engine must accept them).
+HARD_NAMES: tuple[str, ...] = (
+    "a\x07b",
+    "tab\tname",
+    "v\x0bf\x0cx",
+    "back\\slash",
+    "\\a\\v",
+    "nl\nx",
+)
+
+#: Characters an escaping layer or a collation gets wrong, drawn far more often than
+#: ``st.characters`` would: C0 controls (no NUL), DEL, C1 NEL, line/paragraph separators, BOM,
+#: backslash, quotes, LIKE wildcards, and characters outside the BMP.
+_HARD_CHARS = "".join(map(chr, range(1, 32))) + "\x7f\x85\u2028\u2029\ufeff\\'\"`%_ "
+_ASTRAL_CHARS = "\U0001f600\U0001d518\U0010ffff\U00020000"
+_TEXT_CHARS = st.one_of(
+    st.characters(codec="utf-8", exclude_characters="\x00"),
+    st.sampled_from(_HARD_CHARS + _ASTRAL_CHARS),
+)
 _ASCII_LOWER_DIGITS = string.ascii_lowercase + string.digits
 
 
 # ---------------------------------------------------------------------------- scalars
 @cache
 def texts(*, min_size: int = 0, max_size: int = 40) -> SearchStrategy[str]:
-    """Unicode text without NUL or surrogates, plus tricky identifiers that fit."""
-    tricky = [t for t in TRICKY_IDENTIFIERS if min_size <= len(t) <= max_size]
+    """Unicode text without NUL or surrogates, plus tricky identifiers and hard strings."""
+    tricky = [t for t in TRICKY_IDENTIFIERS + HARD_STRINGS if min_size <= len(t) <= max_size]
     base = st.text(_TEXT_CHARS, min_size=min_size, max_size=max_size)
     return st.one_of(base, st.sampled_from(tricky)) if tricky else base
 
@@ -262,7 +340,9 @@ def identifiers(*, max_size: int = 255) -> SearchStrategy[str]:
 
 _NAME_CHARS = st.one_of(
     st.sampled_from(string.ascii_letters + string.digits + "_"),
-    st.sampled_from(" '\"`;-=()*,#@!?&|<>~+"),
+    st.sampled_from(" '\"`;-=()*,#@!?&|<>~+\\%"),
+    # Control characters (issue 19); never at either end (see _portable_name).
+    st.sampled_from("".join(map(chr, range(1, 32))) + "\x7f"),
     st.characters(
         min_codepoint=0xA0,
         max_codepoint=0xFFFF,
@@ -321,9 +401,22 @@ def column_names() -> SearchStrategy[str]:
 
 
 # ---------------------------------------------------------------------------- JSON
+def _depth(value: Any) -> int:
+    """Containers nested in ``value`` (a scalar is 0, ``[]`` is 1)."""
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
 @cache
-def json_values(*, max_leaves: int = 8) -> SearchStrategy[JSONValue]:
-    """JSON values of bounded size: finite floats, int64 ints, text without NUL."""
+def json_values(*, max_leaves: int = 8, max_depth: int = MAX_DEPTH) -> SearchStrategy[JSONValue]:
+    """JSON values of bounded size: finite floats, int64 ints, text without NUL.
+
+    ``max_depth`` bounds the nesting of the edge values drawn from :data:`HARD_JSON` (a value
+    stored inside a dict, such as ``ComponentRecord.data``, has one level less to spend).
+    """
     keys = st.one_of(
         st.text(_TEXT_CHARS, max_size=12), st.sampled_from(["a", "b", "$x", "a.b", "", "null"])
     )
@@ -341,14 +434,20 @@ def json_values(*, max_leaves: int = 8) -> SearchStrategy[JSONValue]:
             st.dictionaries(keys, children, max_size=4),
         )
 
-    return st.recursive(scalars, extend, max_leaves=max_leaves)
+    return st.one_of(
+        st.recursive(scalars, extend, max_leaves=max_leaves),
+        st.sampled_from([v for v in HARD_JSON if _depth(v) <= max_depth]),
+    )
 
 
 @cache
 def json_objects(*, max_leaves: int = 8) -> SearchStrategy[dict[str, JSONValue]]:
     """JSON objects (dicts with string keys), e.g. for ``ComponentRecord.data``."""
     keys = st.one_of(st.text(_TEXT_CHARS, min_size=1, max_size=12), st.sampled_from(["$x", "a.b"]))
-    return st.dictionaries(keys, json_values(max_leaves=max_leaves), max_size=5)
+    # The dict itself is one level: its values may nest one level less than MAX_DEPTH.
+    return st.dictionaries(
+        keys, json_values(max_leaves=max_leaves, max_depth=MAX_DEPTH - 1), max_size=5
+    )
 
 
 # ---------------------------------------------------------------------------- records
@@ -390,8 +489,20 @@ def job_records(
     components: SearchStrategy[ComponentKey | None] | None = None,
 ) -> SearchStrategy[JobRecord]:
     """Job records with any status and optional times."""
+    progress = st.fixed_dictionaries(
+        {
+            "runner": st.one_of(st.none(), st.sampled_from(["local://", "dask://host:8786"])),
+            "rows_total": st.one_of(st.none(), st.integers(0, 2**40)),
+            "rows_done": st.integers(0, 2**40),
+            "tasks_total": st.integers(0, 10_000),
+            "tasks_done": st.integers(0, 10_000),
+            "tasks_failed": st.integers(0, 10_000),
+            "failed_sources": st.lists(texts(max_size=30), max_size=3).map(tuple),
+            "updated_at": st.one_of(st.none(), utc_datetimes()),
+        }
+    )
     return st.builds(
-        lambda j, k, s, c, a, t0, t1, t2, e: JobRecord(
+        lambda j, k, s, c, a, t0, t1, t2, e, p: JobRecord(
             job_id=j,
             kind=k,
             status=s,
@@ -401,6 +512,7 @@ def job_records(
             started_at=t1,
             finished_at=t2,
             error=e,
+            **p,
         ),
         job_ids if job_ids is not None else identifiers(),
         identifiers(max_size=40),
@@ -411,6 +523,7 @@ def job_records(
         st.one_of(st.none(), utc_datetimes()),
         st.one_of(st.none(), utc_datetimes()),
         st.one_of(st.none(), texts(max_size=60)),
+        progress,
     )
 
 
@@ -475,7 +588,7 @@ def values_for(field: Field) -> SearchStrategy[Any]:
     if dtype is DType.FLOAT:
         return st.one_of(portable_floats(), st.integers(-(2**31), 2**31))
     if dtype is DType.STR:
-        return st.one_of(texts(max_size=30), ascii_words())
+        return st.one_of(texts(max_size=30), ascii_words(), st.sampled_from(HARD_STRINGS))
     if dtype is DType.BOOL:
         return st.booleans()
     if dtype is DType.BYTES:
