@@ -211,18 +211,26 @@ def test_failed_put_leaves_nothing(store: FsspecArtifactStore) -> None:
     assert list((Path(store.root) / ".pinnacle-tmp").iterdir()) == []
 
 
-def test_idempotent_put_keeps_one_file_and_repairs_a_truncated_one(
+def test_idempotent_put_keeps_one_file_and_repairs_a_damaged_one(
     store: FsspecArtifactStore,
 ) -> None:
     data = b"idempotent" * 1000
     ref = store.put(data)
     path = Path(store.root) / ref.sha256[:2] / ref.sha256
-    inode = path.stat().st_ino
     assert store.put(io.BytesIO(data)) == ref
-    assert path.stat().st_ino == inode  # same size: left alone
-    path.write_bytes(data[:100])  # damaged behind the store's back
+    assert [p.name for p in path.parent.iterdir()] == [ref.sha256]
+    path.write_bytes(data[:100])  # truncated behind the store's back
     assert store.put(data) == ref
-    assert path.read_bytes() == data  # wrong size: replaced atomically
+    assert path.read_bytes() == data  # replaced atomically
+    flipped = bytearray(data)
+    flipped[5000] ^= 0xFF
+    path.write_bytes(bytes(flipped))  # same size, wrong bytes
+    with pytest.raises(ArtifactCorrupted):
+        store.get(ref)
+    assert store.put(io.BytesIO(data)) == ref
+    assert path.read_bytes() == data
+    assert store.get(ref) == data
+    assert list((Path(store.root) / ".pinnacle-tmp").iterdir()) == []
 
 
 def test_fsync_can_be_switched_off(tmp_path: Path) -> None:
@@ -394,6 +402,8 @@ def test_stale_temp_files_are_removed(store: FsspecArtifactStore) -> None:
     old.write_bytes(b"old")
     new.write_bytes(b"new")
     os.utime(old, (1_000_000_000, 1_000_000_000))
+    assert store.remove_stale_temp_files(dry_run=True) == 1
+    assert old.exists()
     assert store.remove_stale_temp_files() == 1
     assert not old.exists()
     assert new.exists()
@@ -436,6 +446,27 @@ def test_missing_blob_errors_name_the_store(store: FsspecArtifactStore) -> None:
         store.get(sha(b"nope"))
 
 
+@pytest.mark.parametrize("uri", ["filesystem://rel/arts/", "file://rel/arts", "filesystem://~/x"])
+def test_errors_of_a_relative_root_name_the_resolved_directory(
+    uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative (or ``~``) root depends on the working directory: say which one it was."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    store = FsspecArtifactStore.from_uri(uri)
+    with pytest.raises(ArtifactNotFound) as missing:
+        store.get(sha(b"nope"))
+    assert f"{store.uri} (= {store.root})" in str(missing.value)
+    assert str(tmp_path) in str(missing.value)
+
+
+def test_errors_of_an_absolute_root_name_it_once(tmp_path: Path) -> None:
+    store = FsspecArtifactStore.from_uri(f"filesystem://{tmp_path}/arts/")
+    with pytest.raises(ArtifactNotFound) as missing:
+        store.get(sha(b"nope"))
+    assert str(missing.value).endswith(f"in filesystem://{tmp_path}/arts/")
+
+
 def test_large_chunks_are_written_in_small_calls_and_short_writes_resume(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -457,3 +488,26 @@ def test_large_chunks_are_written_in_small_calls_and_short_writes_resume(
     assert sum(sizes) - sizes[2] + 100_000 == len(payload)  # every byte handed over once
     assert ref.sha256 == hashlib.sha256(payload).hexdigest()
     assert store.get(ref.sha256) == payload
+
+
+def test_get_many_reads_in_threads_and_raises_the_first_failure_in_order(
+    store: FsspecArtifactStore,
+) -> None:
+    """Past the thread threshold the results keep their order and the first failing ref (by
+    position, not by which thread saw it first) raises; a ref's size is checked as get does."""
+    from pinnacle_protocols import SupportsGetMany
+
+    assert isinstance(store, SupportsGetMany)
+    blobs = [f"blob {i:04d}".encode() * (1 + i % 7) for i in range(300)]
+    refs = [store.put(b) for b in blobs]
+    assert store.get_many([*reversed(refs), refs[5]]) == [*reversed(blobs), blobs[5]]
+    missing = sha(b"never stored")
+    bad = refs[250].sha256
+    (Path(store.root) / bad[:2] / bad).write_bytes(b"flipped")
+    with pytest.raises(ArtifactNotFound, match=missing):
+        store.get_many([*refs[:10], missing, *refs[10:]])
+    with pytest.raises(ArtifactCorrupted, match=bad):
+        store.get_many(refs)
+    wrong_size = ArtifactRef(sha256=refs[3].sha256, size=refs[3].size + 1)
+    with pytest.raises(ArtifactCorrupted, match="ref says"):
+        store.get_many([*refs[:3], wrong_size])

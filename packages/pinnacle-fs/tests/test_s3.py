@@ -246,6 +246,7 @@ def test_drop_and_cleanup_leave_foreign_objects(s3: S3Target, s3_store_factory: 
         }
     )
     assert store.remove_stale_temp_files() == 0  # younger than an hour
+    assert store.remove_stale_temp_files(older_than=0, dry_run=True) == 1
     assert store.remove_stale_temp_files(older_than=0) == 1
     store.put(b"again")
     fs.pipe_file(f"{store.root}/.pinnacle-tmp/{'b' * 32}.part", b"another dead put")
@@ -325,3 +326,33 @@ def test_absent_blob_on_s3(s3_store_factory: Factory) -> None:
     with pytest.raises(ArtifactNotFound, match="no blob"):
         store.open(sha(b"absent"))
     assert not store.exists(sha(b"absent"))
+
+
+class _Unseekable(io.RawIOBase):
+    """A stream that cannot be read twice: the put goes through a temp object."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        return self._inner.readinto(buf)
+
+
+def test_put_over_a_damaged_object_replaces_it(s3: S3Target, s3_store_factory: Factory) -> None:
+    """An object of the right name and size with wrong bytes is replaced by the next put."""
+    store = s3_store_factory()
+    data = pattern_bytes(MiB + 3, seed=31)
+    ref = store.put(data)
+    fs = s3.s3fs()
+    path = f"{store.root}/{ref.sha256[:2]}/{ref.sha256}"
+    for again in (lambda: data, lambda: _Unseekable(data)):  # direct, then via a temp object
+        broken = bytearray(data)
+        broken[1000] ^= 0xFF
+        fs.pipe_file(path, bytes(broken))
+        with pytest.raises(ArtifactCorrupted):
+            store.get(ref)
+        assert store.put(cast(Any, again())) == ref
+        assert store.get(ref) == data

@@ -93,6 +93,27 @@ def test_bad_uris(uri: str, error: type[Exception]) -> None:
         FsspecArtifactStore.from_uri(uri)
 
 
+def test_keyword_store_options_replace_the_query_ones(tmp_path: Path) -> None:
+    """A store option given as a keyword wins; the query's value is dropped unchecked and is
+    never passed on as an fsspec storage option."""
+    bad = "chunk_size=x&fsync=maybe&block_size=x&concurrency=x"
+    store = FsspecArtifactStore(
+        f"s3://bucket/p?endpoint_url=http://127.0.0.1:1&{bad}",
+        chunk_size=4096,
+        fsync=True,
+        block_size=6 * 2**20,
+        concurrency=2,
+    )
+    assert store.chunk_size == 4096
+    assert store._backend._block_size == 6 * 2**20  # type: ignore[attr-defined]
+    assert store._backend._concurrency == 2  # type: ignore[attr-defined]
+    assert set(options_of(store)) == {"endpoint_url", "use_listings_cache"}
+    local = FsspecArtifactStore(f"filesystem://{tmp_path}?{bad}", chunk_size=4096, fsync=False)
+    assert (local.chunk_size, local.root, local.protocol) == (4096, str(tmp_path), "file")
+    ref = local.put(b"kept")
+    assert local.get(ref) == b"kept"
+
+
 def test_local_rejects_storage_options(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no storage options"):
         FsspecArtifactStore.from_uri(f"file://{tmp_path}", key="k")

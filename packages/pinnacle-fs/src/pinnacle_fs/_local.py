@@ -13,7 +13,8 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, cast
 
@@ -87,6 +88,11 @@ def _write_all(fd: int, chunk: memoryview) -> None:
         chunk = chunk[n:]
 
 
+#: Distinct blobs from which ``get_many`` reads with threads, and how many threads at most.
+_PARALLEL_FROM = 64
+_READ_WORKERS = 4
+
+
 def _regular_size(path: Path) -> int | None:
     try:
         st = os.stat(path)
@@ -123,7 +129,14 @@ class LocalBackend:
         if self._root_ready:
             return
         if not self.root.is_dir():
-            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendUnavailable(
+                    f"{self._where}: cannot create the directory {str(self.root)!r} "
+                    f"({exc.strerror or exc}: {exc.filename or self.root}); choose a directory "
+                    "you can write to, or create it first"
+                ) from exc
             if self._fsync:
                 _fsync_dir(self.root.parent)
         self._root_ready = True
@@ -146,6 +159,7 @@ class LocalBackend:
         total = known_size(data)
         if callback is not None and total is not None:
             callback.set_size(total)
+        self._ensure_root()  # its own error names the directory
         try:
             tmp, fd = self._create_temp()
         except OSError as exc:
@@ -169,12 +183,9 @@ class LocalBackend:
             fd = -1
             ref = ArtifactRef(sha256=sha, size=hasher.count)
             final = self._blob_path(sha)
-            if _regular_size(final) == ref.size:
-                # Stored already (idempotent put): make sure its name is durable too.
-                if self._fsync:
-                    with contextlib.suppress(FileNotFoundError):
-                        _fsync_dir(final.parent)
-                return ref
+            # Always published, even over a stored blob of this name: the temp file holds
+            # bytes just hashed to ``sha``, while the stored file may have been damaged (same
+            # size, flipped bytes). The rename is atomic, so readers see either whole file.
             self._publish(tmp, final)
             keep_tmp = True  # renamed: nothing left to remove
             return ref
@@ -259,6 +270,29 @@ class LocalBackend:
             raise self._error("read a blob", exc) from exc
         return verify_bytes(data, sha256=sha256, expected_size=expected_size, where=self._where)
 
+    def get_many(self, keys: Sequence[tuple[str, int | None]]) -> list[bytes]:
+        """Each blob of ``keys`` (sha256, expected size), verified as :meth:`get` does.
+
+        Distinct keys are read once each; from ``_PARALLEL_FROM`` of them on, by up to
+        ``_READ_WORKERS`` threads, each reading a contiguous slice (file reads and sha256 of
+        buffers over 2 KiB release the GIL). The first failing key in order raises.
+        """
+        distinct = list(dict.fromkeys(keys))
+        if len(distinct) < _PARALLEL_FROM:
+            blobs = [self.get(sha, size) for sha, size in distinct]
+        else:
+            workers = min(_READ_WORKERS, len(distinct) // (_PARALLEL_FROM // 2))
+            step = -(-len(distinct) // workers)
+            slices = [distinct[i : i + step] for i in range(0, len(distinct), step)]
+            with ThreadPoolExecutor(workers, thread_name_prefix="pinnacle-fs-read") as pool:
+                parts = list(pool.map(self._get_slice, slices))  # raises the first failure
+            blobs = [b for part in parts for b in part]
+        by_key = dict(zip(distinct, blobs, strict=True))
+        return [by_key[k] for k in keys]
+
+    def _get_slice(self, keys: Sequence[tuple[str, int | None]]) -> list[bytes]:
+        return [self.get(sha, size) for sha, size in keys]
+
     def size(self, sha256: str) -> int:
         """Size of the blob file."""
         size = _regular_size(self._blob_path(sha256))
@@ -327,14 +361,14 @@ class LocalBackend:
         except OSError as exc:
             raise self._error("drop the store", exc) from exc
 
-    def remove_stale_temp_files(self, older_than: float) -> int:
+    def remove_stale_temp_files(self, older_than: float, dry_run: bool = False) -> int:
         """Remove temp files of puts that died (not modified for ``older_than`` seconds)."""
         try:
-            return self._remove_temps(older_than=older_than)
+            return self._remove_temps(older_than=older_than, dry_run=dry_run)
         except OSError as exc:
             raise self._error("remove stale temp files", exc) from exc
 
-    def _remove_temps(self, *, older_than: float | None) -> int:
+    def _remove_temps(self, *, older_than: float | None, dry_run: bool = False) -> int:
         tmp_dir = self.root / TEMP_DIR
         try:
             entries = list(os.scandir(tmp_dir))
@@ -348,7 +382,8 @@ class LocalBackend:
             try:
                 if cutoff is not None and entry.stat(follow_symlinks=False).st_mtime > cutoff:
                     continue
-                os.unlink(entry.path)
+                if not dry_run:
+                    os.unlink(entry.path)
                 removed += 1
             except FileNotFoundError:
                 continue

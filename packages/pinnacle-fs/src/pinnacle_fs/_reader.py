@@ -26,14 +26,6 @@ class RawSource(Protocol):
         ...
 
 
-class ReadIntoSource(RawSource, Protocol):
-    """A raw source that can also fill a caller's buffer (a local ``FileIO``)."""
-
-    def readinto(self, buffer: Any, /) -> int | None:
-        """Read into ``buffer``; return the number of bytes (0 at the end)."""
-        ...
-
-
 #: Turns a driver exception into the pinnacle error to raise instead (or None: re-raise as is).
 Translate = Callable[[Exception], BaseException | None]
 

@@ -61,8 +61,6 @@ _DRIVER_MODULES = frozenset(
     }
 )
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
-#: From this size on, a put first checks whether the blob is stored (one HEAD request).
-_ASK_FIRST_SIZE = 256 * 1024
 
 
 def _is_driver_error(exc: BaseException) -> bool:
@@ -225,10 +223,6 @@ class FsspecBackend:
             return None
         return cast(dict[str, Any], info)
 
-    def _has_size(self, path: str, size: int) -> bool:
-        info = self._info(path)
-        return info is not None and int(info.get("size", -1)) == size
-
     def _open_write(self, path: str) -> Any:
         fs, _ = self._fs_root()
         try:
@@ -312,12 +306,9 @@ class FsspecBackend:
         if callback is not None:
             callback.set_size(ref.size)
         final = self._blob_path(ref.sha256)
-        # A stored blob is not uploaded again; below the threshold one PUT costs less than
-        # asking first (rewriting an object with the same bytes changes nothing visible).
-        if ref.size >= _ASK_FIRST_SIZE and self._has_size(final, ref.size):
-            if callback is not None:
-                callback.relative_update(ref.size)
-            return ref
+        # Uploaded even when an object of this name and size exists: its bytes may have been
+        # damaged, and only a download could tell; rewriting the same bytes changes nothing
+        # visible, and a damaged object is replaced.
         hasher = ChunkHasher()
 
         def still_the_same() -> None:
@@ -350,10 +341,9 @@ class FsspecBackend:
             chunks = self._reported(iter_chunks(data, self._chunk_size, total, hasher), callback)
             self._write(tmp, chunks, total, lambda: None)
             ref = ArtifactRef(sha256=hasher.hexdigest(), size=hasher.count)
-            final = self._blob_path(ref.sha256)
-            if not self._has_size(final, ref.size):
-                self._move(tmp, final)
-                moved = True
+            # Moved over a stored object of this name too (it may be damaged; see _put_direct).
+            self._move(tmp, self._blob_path(ref.sha256))
+            moved = True
             return ref
         finally:
             hasher.close()
@@ -413,6 +403,37 @@ class FsspecBackend:
         with self._errors("read a blob", sha256):
             data = bytes(fs.cat_file(self._blob_path(sha256)))
         return verify_bytes(data, sha256=sha256, expected_size=expected_size, where=self._where)
+
+    def get_many(self, keys: Sequence[tuple[str, int | None]]) -> list[bytes]:
+        """Each blob of ``keys`` (sha256, expected size), verified, from one ``fs.cat`` call.
+
+        An async filesystem (S3, GCS...) fetches the objects concurrently in that one call;
+        a sync one reads them one after the other. The first failing key in order raises.
+        """
+        if not keys:
+            return []
+        fs, _ = self._fs_root()
+        paths = {sha: self._blob_path(sha) for sha, _ in keys}
+        with self._errors("read blobs"):
+            found = fs.cat(list(dict.fromkeys(paths.values())), on_error="return")
+        out: list[bytes] = []
+        verified: dict[tuple[str, int | None], bytes] = {}
+        for sha, size in keys:
+            data = verified.get((sha, size))
+            if data is None:
+                path = paths[sha]
+                got = found.get(path, found.get(fs._strip_protocol(path)))
+                if got is None:  # pragma: no cover - fs.cat answers every path it is given
+                    raise ArtifactNotFound(f"no blob {sha} in {self._where}")
+                if isinstance(got, Exception):
+                    mapped = self._map(got, "read a blob", sha)
+                    if mapped is None:
+                        raise got
+                    raise mapped from got
+                data = verify_bytes(bytes(got), sha256=sha, expected_size=size, where=self._where)
+                verified[sha, size] = data
+            out.append(data)
+        return out
 
     def size(self, sha256: str) -> int:
         """Size from the object's metadata."""
@@ -505,7 +526,7 @@ class FsspecBackend:
             if targets:
                 fs.rm(targets)
 
-    def remove_stale_temp_files(self, older_than: float) -> int:
+    def remove_stale_temp_files(self, older_than: float, dry_run: bool = False) -> int:
         """Delete temp objects of puts that died, older than ``older_than`` seconds."""
         fs, _ = self._fs_root()
         cutoff = _dt.datetime.now(_dt.UTC).timestamp() - older_than
@@ -518,7 +539,7 @@ class FsspecBackend:
                 mtime = _mtime(info)
                 if mtime is not None and mtime <= cutoff:
                     stale.append(name)
-            if stale:
+            if stale and not dry_run:
                 fs.rm(stale)
             return len(stale)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, Self
 
@@ -21,6 +22,7 @@ from pinnacle_protocols import (
     RedactedURI,
     RefLike,
 )
+from pinnacle_protocols.uri import is_secret_key
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -49,18 +51,20 @@ class _Backend(Protocol):
         self, sha256: str, expected_size: int | None, callback: ProgressCallback | None
     ) -> IO[bytes]: ...
     def get(self, sha256: str, expected_size: int | None) -> bytes: ...
+    def get_many(self, keys: Sequence[tuple[str, int | None]]) -> list[bytes]: ...
     def size(self, sha256: str) -> int: ...
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> None: ...
     def iter_refs(self) -> Iterator[ArtifactRef]: ...
     def drop(self) -> None: ...
-    def remove_stale_temp_files(self, older_than: float) -> int: ...
+    def remove_stale_temp_files(self, older_than: float, dry_run: bool = False) -> int: ...
     def close(self) -> None: ...
 
 
 def _is_secret_key(key: str) -> bool:
+    """RedactedURI's rule, plus any option name containing one of ``_SECRET_WORDS``."""
     k = key.lower()
-    return any(word in k for word in _SECRET_WORDS) and k != "endpoint_url"
+    return is_secret_key(key) or (any(word in k for word in _SECRET_WORDS) and k != "endpoint_url")
 
 
 def _secret_values(options: Mapping[str, Any]) -> list[str]:
@@ -95,6 +99,164 @@ def _flag(name: str, value: Any, where: RedactedURI) -> bool:
     if isinstance(value, str) and value.lower() in _BOOL_WORDS:
         return _BOOL_WORDS[value.lower()]
     raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Storage:
+    """What a store is built from: where it lives, how it is shown, and its backend."""
+
+    uri: RedactedURI
+    root: str
+    protocol: str
+    chunk_size: int
+    backend: _Backend
+
+
+def _open_storage(
+    uri: str | RedactedURI,
+    *,
+    chunk_size: int | None,
+    fsync: bool | None,
+    block_size: int | None,
+    concurrency: int | None,
+    storage_options: Mapping[str, Any],
+) -> _Storage:
+    """Parse the URI and options of :class:`FsspecArtifactStore` and choose its backend.
+
+    Keyword arguments win over the query string; the four store options are removed from the
+    query either way, and what is left are fsspec storage options.
+    """
+    parsed = RedactedURI.parse(uri)
+    query = dict(parsed.query)
+    chunk_value = chunk_size if chunk_size is not None else query.pop("chunk_size", None)
+    fsync_value = fsync if fsync is not None else query.pop("fsync", None)
+    block_value = block_size if block_size is not None else query.pop("block_size", None)
+    conc_value = concurrency if concurrency is not None else query.pop("concurrency", None)
+    for name in ("chunk_size", "fsync", "block_size", "concurrency"):
+        query.pop(name, None)
+    local = parsed.scheme in _LOCAL_SCHEMES
+    chunk = (
+        (DEFAULT_CHUNK_SIZE if local else DEFAULT_REMOTE_CHUNK_SIZE)
+        if chunk_value is None
+        else _positive_int("chunk_size", chunk_value, parsed)
+    )
+    if local:
+        return _local_storage(
+            parsed, query, storage_options=storage_options, chunk=chunk, fsync_value=fsync_value
+        )
+    return _remote_storage(
+        parsed,
+        query,
+        storage_options=storage_options,
+        chunk=chunk,
+        block_value=block_value,
+        conc_value=conc_value,
+    )
+
+
+def _local_storage(
+    parsed: RedactedURI,
+    query: Mapping[str, str],
+    *,
+    storage_options: Mapping[str, Any],
+    chunk: int,
+    fsync_value: Any,
+) -> _Storage:
+    """A local directory, written with plain ``os`` calls."""
+    if query or storage_options:
+        names = sorted([*query, *storage_options])
+        raise ConfigError(
+            f"{parsed}: a local directory takes no storage options, got {names}; "
+            "only chunk_size and fsync apply"
+        )
+    path = parsed.path
+    if parsed.scheme == "file" and path.startswith("localhost/"):
+        path = path[len("localhost") :]
+    root = Path(os.path.abspath(os.path.expanduser(path or ".")))
+    # a relative root depends on the working directory: messages name the directory
+    where = str(parsed) if path.rstrip("/") == str(root) else f"{parsed} (= {root})"
+    backend = LocalBackend(
+        root,
+        where=where,
+        chunk_size=chunk,
+        fsync=True if fsync_value is None else _flag("fsync", fsync_value, parsed),
+    )
+    return _Storage(parsed, str(root), "file", chunk, backend)
+
+
+def _remote_storage(
+    parsed: RedactedURI,
+    query: Mapping[str, str],
+    *,
+    storage_options: Mapping[str, Any],
+    chunk: int,
+    block_value: Any,
+    conc_value: Any,
+) -> _Storage:
+    """Any other fsspec protocol (S3 with its own URL rules and part size)."""
+    scheme = parsed.scheme
+    options: dict[str, Any] = {k: _coerce(k, v) for k, v in query.items()}
+    if scheme in _S3_SCHEMES:
+        url = _s3_url(parsed, options)
+    elif parsed.is_path_scheme:
+        url = f"{scheme}://{parsed.path}"
+    else:
+        url = parsed.without_query().reveal()
+    options.update(storage_options)
+    block = (
+        DEFAULT_S3_BLOCK_SIZE
+        if block_value is None
+        else _positive_int("block_size", block_value, parsed)
+    )
+    if scheme in _S3_SCHEMES and block < 5 * 1024 * 1024:
+        raise ConfigError(f"{parsed}: block_size must be at least 5 MiB for S3, got {block}")
+    secrets = _secret_values(options)
+    if parsed.password:
+        secrets.append(parsed.password)
+    backend = FsspecBackend(
+        protocol=scheme,
+        url=url,
+        storage_options=options,
+        where=str(parsed),
+        chunk_size=chunk,
+        block_size=block,
+        concurrency=4 if conc_value is None else _positive_int("concurrency", conc_value, parsed),
+        secrets=secrets,
+    )
+    return _Storage(parsed, _display_root(parsed), scheme, chunk, backend)
+
+
+def _s3_url(parsed: RedactedURI, options: dict[str, Any]) -> str:
+    bucket = parsed.host
+    if not bucket:
+        raise InvalidURIError(
+            f"{parsed} has no bucket: use s3://BUCKET/PREFIX?endpoint_url=... "
+            "(credentials as key=/secret= keyword arguments or AWS_* variables)"
+        )
+    if parsed.port is not None:
+        raise InvalidURIError(
+            f"{parsed}: an s3:// URI names a bucket, not host:port; give the server as "
+            "?endpoint_url=http://host:port"
+        )
+    if parsed.username is not None:
+        options.setdefault("key", parsed.username)
+    if parsed.password is not None:
+        options.setdefault("secret", parsed.password)
+    region = options.pop("region_name", None) or options.pop("region", None)
+    if region is not None:
+        client_kwargs = dict(options.get("client_kwargs") or {})
+        client_kwargs.setdefault("region_name", region)
+        options["client_kwargs"] = client_kwargs
+    # No listing cache: exists()/size() must see other processes' writes and deletes.
+    # (s3fs still shares one client between stores with the same options.)
+    options.setdefault("use_listings_cache", False)
+    return f"{parsed.scheme}://{bucket}{parsed.path}"
+
+
+def _display_root(parsed: RedactedURI) -> str:
+    if parsed.is_path_scheme:
+        return parsed.path
+    return f"{parsed.host or ''}{parsed.path}".rstrip("/")
 
 
 class FsspecArtifactStore:
@@ -149,113 +311,24 @@ class FsspecArtifactStore:
             InvalidURIError: the URI is malformed or lacks a bucket.
             ConfigError: an option has a wrong value.
         """
-        parsed = RedactedURI.parse(uri)
-        query = dict(parsed.query)
-        chunk_value = chunk_size if chunk_size is not None else query.pop("chunk_size", None)
-        fsync_value = fsync if fsync is not None else query.pop("fsync", None)
-        block_value = block_size if block_size is not None else query.pop("block_size", None)
-        conc_value = concurrency if concurrency is not None else query.pop("concurrency", None)
-        query.pop("concurrency", None)
-        query.pop("chunk_size", None)
-        query.pop("fsync", None)
-        query.pop("block_size", None)
-        self._uri = parsed
         self._closed = False
-        scheme = parsed.scheme
-        default_chunk = (
-            DEFAULT_CHUNK_SIZE if scheme in _LOCAL_SCHEMES else DEFAULT_REMOTE_CHUNK_SIZE
-        )
-        self._chunk_size = (
-            default_chunk
-            if chunk_value is None
-            else _positive_int("chunk_size", chunk_value, parsed)
-        )
-        self._backend: _Backend
-        if scheme in _LOCAL_SCHEMES:
-            if query or storage_options:
-                names = sorted([*query, *storage_options])
-                raise ConfigError(
-                    f"{parsed}: a local directory takes no storage options, got {names}; "
-                    "only chunk_size and fsync apply"
-                )
-            path = parsed.path
-            if scheme == "file" and path.startswith("localhost/"):
-                path = path[len("localhost") :]
-            root = Path(os.path.abspath(os.path.expanduser(path or ".")))
-            self._root = str(root)
-            self._protocol = "file"
-            self._backend = LocalBackend(
-                root,
-                where=str(parsed),
-                chunk_size=self._chunk_size,
-                fsync=True if fsync_value is None else _flag("fsync", fsync_value, parsed),
+        self._adopt(
+            _open_storage(
+                uri,
+                chunk_size=chunk_size,
+                fsync=fsync,
+                block_size=block_size,
+                concurrency=concurrency,
+                storage_options=storage_options,
             )
-            return
-        options: dict[str, Any] = {k: _coerce(k, v) for k, v in query.items()}
-        if scheme in _S3_SCHEMES:
-            url = self._s3_url(parsed, options)
-        elif parsed.is_path_scheme:
-            url = f"{scheme}://{parsed.path}"
-        else:
-            url = parsed.without_query().reveal()
-        options.update(storage_options)
-        block = (
-            DEFAULT_S3_BLOCK_SIZE
-            if block_value is None
-            else _positive_int("block_size", block_value, parsed)
-        )
-        if scheme in _S3_SCHEMES and block < 5 * 1024 * 1024:
-            raise ConfigError(f"{parsed}: block_size must be at least 5 MiB for S3, got {block}")
-        secrets = _secret_values(options)
-        if parsed.password:
-            secrets.append(parsed.password)
-        self._root = self._display_root(parsed)
-        self._protocol = scheme
-        self._backend = FsspecBackend(
-            protocol=scheme,
-            url=url,
-            storage_options=options,
-            where=str(parsed),
-            chunk_size=self._chunk_size,
-            block_size=block,
-            concurrency=4
-            if conc_value is None
-            else _positive_int("concurrency", conc_value, parsed),
-            secrets=secrets,
         )
 
-    @staticmethod
-    def _s3_url(parsed: RedactedURI, options: dict[str, Any]) -> str:
-        bucket = parsed.host
-        if not bucket:
-            raise InvalidURIError(
-                f"{parsed} has no bucket: use s3://BUCKET/PREFIX?endpoint_url=... "
-                "(credentials as key=/secret= keyword arguments or AWS_* variables)"
-            )
-        if parsed.port is not None:
-            raise InvalidURIError(
-                f"{parsed}: an s3:// URI names a bucket, not host:port; give the server as "
-                "?endpoint_url=http://host:port"
-            )
-        if parsed.username is not None:
-            options.setdefault("key", parsed.username)
-        if parsed.password is not None:
-            options.setdefault("secret", parsed.password)
-        region = options.pop("region_name", None) or options.pop("region", None)
-        if region is not None:
-            client_kwargs = dict(options.get("client_kwargs") or {})
-            client_kwargs.setdefault("region_name", region)
-            options["client_kwargs"] = client_kwargs
-        # No listing cache: exists()/size() must see other processes' writes and deletes.
-        # (s3fs still shares one client between stores with the same options.)
-        options.setdefault("use_listings_cache", False)
-        return f"{parsed.scheme}://{bucket}{parsed.path}"
-
-    @staticmethod
-    def _display_root(parsed: RedactedURI) -> str:
-        if parsed.is_path_scheme:
-            return parsed.path
-        return f"{parsed.host or ''}{parsed.path}".rstrip("/")
+    def _adopt(self, storage: _Storage) -> None:
+        self._uri = storage.uri
+        self._root = storage.root
+        self._protocol = storage.protocol
+        self._chunk_size = storage.chunk_size
+        self._backend: _Backend = storage.backend
 
     @classmethod
     def from_uri(cls, uri: str, **options: Any) -> Self:
@@ -282,27 +355,25 @@ class FsspecArtifactStore:
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         parsed = RedactedURI.parse(fs.unstrip_protocol(root))
         store = cls.__new__(cls)
-        store._uri = parsed
         store._closed = False
-        store._chunk_size = (
+        chunk = (
             DEFAULT_REMOTE_CHUNK_SIZE
             if chunk_size is None
             else _positive_int("chunk_size", chunk_size, parsed)
         )
-        store._root = root
-        store._protocol = protocol
-        store._backend = FsspecBackend(
+        backend = FsspecBackend(
             protocol=protocol,
             url=None,
             storage_options={},
             where=str(parsed),
-            chunk_size=store._chunk_size,
+            chunk_size=chunk,
             block_size=DEFAULT_S3_BLOCK_SIZE
             if block_size is None
             else _positive_int("block_size", block_size, parsed),
             fs=fs,
             root=fs._strip_protocol(root),
         )
+        store._adopt(_Storage(parsed, root, protocol, chunk, backend))
         return store
 
     # ------------------------------------------------------------------ properties
@@ -387,6 +458,22 @@ class FsspecArtifactStore:
         self._check_open()
         return self._backend.get(sha, size)
 
+    def get_many(self, refs: Sequence[RefLike]) -> list[bytes]:
+        """The verified bytes of each ref, in order (``SupportsGetMany``).
+
+        Every key is validated before anything is read; each distinct blob is read once and
+        verified exactly as :meth:`get` verifies it. Local roots read with a few threads,
+        other protocols with one ``fs.cat`` call (concurrent requests on S3).
+
+        Raises:
+            InvalidArtifactRef: a ref is not a sha256 hex digest.
+            ArtifactNotFound: a blob is absent (the first in order that fails).
+            ArtifactCorrupted: a blob does not verify (the first in order that fails).
+        """
+        keys = [key_of(r) for r in refs]
+        self._check_open()
+        return self._backend.get_many(keys) if keys else []
+
     def exists(self, ref: RefLike) -> bool:
         """Whether a complete blob with this key is stored."""
         sha, _ = key_of(ref)
@@ -427,15 +514,16 @@ class FsspecArtifactStore:
         self._check_open()
         self._backend.drop()
 
-    def remove_stale_temp_files(self, older_than: float = 3600.0) -> int:
+    def remove_stale_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
         """Delete temp files left by puts that died (crash, kill) and return how many.
 
         Args:
             older_than: Only temp files not modified for this many seconds (default one hour,
                 so puts in progress are left alone).
+            dry_run: Only count them; delete nothing.
         """
         self._check_open()
-        return self._backend.remove_stale_temp_files(older_than)
+        return self._backend.remove_stale_temp_files(older_than, dry_run)
 
     def close(self) -> None:
         """Release the filesystem; the store may not be used afterwards."""

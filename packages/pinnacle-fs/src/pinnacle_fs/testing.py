@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -84,7 +84,7 @@ class SeaweedFS:
 
     endpoint_url: str
     access_key: str
-    secret_key: str
+    secret_key: str = field(repr=False)
     pid: int
     data_dir: Path
     log_path: Path
