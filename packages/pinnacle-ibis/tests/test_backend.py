@@ -27,6 +27,7 @@ from pinnacle_ibis.pandas_dir import PandasDataBackend, decode_table_name, encod
 from pinnacle_ibis.spark import PySparkDataBackend
 from pinnacle_protocols.errors import (
     BackendUnavailable,
+    ConfigError,
     FilterError,
     PinnacleError,
     SchemaError,
@@ -88,17 +89,25 @@ def test_capability_flags_per_engine() -> None:
 
 
 def test_entry_points_cover_the_tested_schemes() -> None:
-    """Every scheme resolves to IbisDataBackend.from_uri through pinnacle.databackends."""
+    """Every scheme has a pinnacle.databackends entry point naming the class of its engine (the
+    facade's factory needs no second dispatch on the scheme) or IbisDataBackend, which agrees
+    with what IbisDataBackend.from_uri picks."""
     from importlib.metadata import entry_points
+
+    from pinnacle_ibis.backend import _ENGINES
 
     eps = {ep.name: ep for ep in entry_points(group="pinnacle.databackends")}
     for scheme in ("duckdb", "sqlite", "postgres", "postgresql", "mysql", "mariadb", "polars",
                    "datafusion", "pyspark", "pandas", "clickhouse", "bigquery", "snowflake",
                    "trino", "mssql", "oracle", "druid", "impala"):  # fmt: skip
-        assert eps[scheme].value == "pinnacle_ibis:IbisDataBackend.from_uri", scheme
+        engine = _ENGINES.get(scheme)
+        named = f"{engine.module}:{engine.cls}" if engine else "pinnacle_ibis:IbisDataBackend"
+        assert eps[scheme].value == f"{named}.from_uri", scheme
+    assert set(_ENGINES) <= set(eps)
     factory = eps["duckdb"].load()
     store = factory("duckdb://")
-    assert isinstance(store, DuckDBDataBackend)
+    assert type(store) is DuckDBDataBackend
+    assert type(IbisDataBackend.from_uri("duckdb://")) is DuckDBDataBackend
     store.close()
 
 
@@ -120,7 +129,7 @@ def test_default_uris(tmp_path: Path) -> None:
     for uri in ("sqlite://x.db", "postgres://u:secret@h/db", "mysql://r@h/d",
                 "mariadb://r@h/d"):  # fmt: skip
         store = IbisDataBackend.from_uri(uri)
-        assert store.default_metadata_uri() == store.uri.reveal()
+        assert store.default_metadata_uri() is store.uri
         assert store.default_artifact_uri() is None
     # duckdb: not by default (one process per DuckDB file); the facade falls back to SQLite.
     for uri in ("duckdb://", "polars://", "datafusion://", f"pandas://{tmp_path}", "pyspark://",
@@ -131,13 +140,16 @@ def test_default_uris(tmp_path: Path) -> None:
 
 
 def test_password_never_in_messages() -> None:
-    """A connection failure names the redacted URI; the password appears nowhere."""
+    """A connection failure names the redacted URI; the password appears nowhere.
+
+    Where the engine's Python driver is not installed (the install-alone venv has no psycopg
+    or mysqlclient) the error is the ConfigError with the pip line: the same rule holds."""
     secret = "s3cr3t-Pa55"
     for uri in (f"postgres://postgres:{secret}@127.0.0.1:1/test",
                 f"mysql://root:{secret}@127.0.0.1:1/test"):  # fmt: skip
         store = IbisDataBackend.from_uri(uri)
         assert secret not in repr(store)
-        with pytest.raises(BackendUnavailable) as info:
+        with pytest.raises((BackendUnavailable, ConfigError)) as info:
             store.list_tables()
         text = "".join(traceback.format_exception(info.value))
         assert secret not in text
@@ -300,6 +312,45 @@ def test_reserved_and_invalid_names(fresh: Callable[[str], IbisDataBackend]) -> 
         store.select("_pinnacle_ibis_schemas")
     with pytest.raises(TableNotFound):
         store.drop_table("_pinnacle_ibis_schemas")
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("space", [" ", "\t", "\n", "\x0b", "\x0c", "\r"])
+def test_mysql_trailing_whitespace_in_names(
+    space: str, fresh: Callable[[str], IbisDataBackend]
+) -> None:
+    """MySQL rejects names ending in any ASCII whitespace: a SchemaError, not a driver error."""
+    store = fresh("mariadb")
+    with pytest.raises(SchemaError, match="trailing whitespace"):
+        store.create_table("t" + space, Schema.of(a="int"))
+    with pytest.raises(SchemaError, match="trailing whitespace"):
+        store.create_table("t", Schema.of(**{"a" + space: "int"}))
+    store.create_table("t" + space + "x", Schema.of(**{"a" + space + "b": "int"}))
+    assert store.list_tables() == ["t" + space + "x"]
+
+
+@pytest.mark.mariadb
+def test_mysql_value_over_max_allowed_packet(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """A value over the server's max_allowed_packet is a SchemaError naming the limit, not
+    "connection lost" (issue 15 item 11), for insert and update, of str and bytes; nothing is
+    written and the backend goes on working. A value whose escaping doubles it past the limit
+    (quotes) is caught from the server's own error 1153."""
+    store = fresh("mariadb")
+    store.create_table("t", Schema.of(id="int", s="str", b="bytes"))
+    limit = int(store._raw_sql("SELECT @@max_allowed_packet", None)[0][0])
+    big = limit + 1
+    with pytest.raises(SchemaError, match="max_allowed_packet") as info:
+        store.insert("t", [{"id": 1, "s": "x" * big}])
+    assert "column 's'" in str(info.value)
+    with pytest.raises(SchemaError, match="max_allowed_packet"):
+        store.insert("t", [{"id": 1, "b": b"x" * big}])
+    assert store.count("t") == 0
+    store.insert("t", [{"id": 1, "s": "small"}])
+    with pytest.raises(SchemaError, match="max_allowed_packet"):
+        store.update("t", {"id": 1}, {"s": "y" * big})
+    with pytest.raises(SchemaError, match="max_allowed_packet"):
+        store.insert("t", [{"id": 2, "b": b"'" * (limit * 3 // 4)}])  # escaped to 1.5x
+    assert store.select("t", columns=["id", "s"]) == [{"id": 1, "s": "small"}]
 
 
 UPDATABLE = [*SQL_ENGINES, pytest.param("generic_duckdb", marks=pytest.mark.duckdb)]

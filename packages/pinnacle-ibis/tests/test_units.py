@@ -9,12 +9,9 @@ import pyarrow as pa
 import pytest
 import sqlglot
 import sqlglot.expressions as sge
-from hypothesis import given
-from hypothesis import strategies as st
 
 from pinnacle_ibis import _sql
 from pinnacle_ibis._values import canonical_table
-from pinnacle_ibis.filters import _float_neighbours
 from pinnacle_protocols.errors import SchemaError
 from pinnacle_protocols.records import DType, Field, Schema
 
@@ -62,16 +59,18 @@ def test_sqlite_repairs() -> None:
     assert _sql.fixup(tree, "sqlite").sql("sqlite") == "SELECT * FROM t WHERE y = x'00ff' AND b = 0"
 
 
-@given(st.integers(-(2**70), 2**70))
-def test_float_neighbours_bracket_the_int(n: int) -> None:
-    """For an int no double equals, the neighbours are the closest doubles on each side."""
-    if float(n) == n:
-        return
-    lower, upper = _float_neighbours(n)
-    assert lower is not None
-    assert upper is not None
-    assert lower < n < upper
-    assert math.nextafter(lower, math.inf) == upper
+def test_mysql_string_literals_use_mysql_escapes() -> None:
+    """Issue 19: sqlglot wrote BEL/VT/FF as \\a \\v \\f, which MySQL reads as a, v, f."""
+    from ibis.backends.sql.dialects import MySQL
+
+    text = "a\x00b\x07\x08\x0b\x0c\x1a\\'\"\n\r\t\x7f"
+    want = "'a\\0b\x07\\b\x0b\x0c\\Z\\\\''\"\\n\\r\\t\x7f'"
+    assert _sql.render(sge.Literal.string(text), "mysql") == want
+    assert _sql.render(sge.Literal.string(text), MySQL) == want  # what ibis's backend passes
+    # sqlglot's own MySQL dialect is left alone (no global monkeypatch).
+    assert sge.Literal.string("\x07").sql("mysql") == "'\\a'"
+    # Identifiers: MySQL has no escapes in backticks, only doubled backticks.
+    assert _sql.render(_sql.ident("a\x07`\\"), "mysql") == "`a\x07``\\`"
 
 
 SCHEMA = Schema(

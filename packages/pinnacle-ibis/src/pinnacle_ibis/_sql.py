@@ -15,10 +15,18 @@ Two literal bugs of ibis 12.0.0 are repaired on the sqlglot tree before renderin
   resolves a bare ``FALSE`` to a column named "false" when the table has one.
 
 Neither rewrite changes the meaning of a query that worked before.
+
+And one bug of sqlglot's MySQL generator: it escapes control characters with C escapes MySQL
+does not know (``\\a``, ``\\v``, ``\\f``; MySQL reads an unknown ``\\x`` as ``x``), so a
+filter on ``"a\\x07b"`` compared with ``"aab"`` and matched nothing. :func:`render` renders
+MySQL/MariaDB statements with :func:`mysql_dialect`, a subclass of ibis's MySQL dialect that
+escapes only what MySQL's string syntax defines and writes every other character as itself.
+Spark SQL has the same rule and the same bug: :func:`spark_dialect`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,7 +41,9 @@ __all__ = [
     "delete_statement",
     "fixup",
     "ident",
+    "mysql_dialect",
     "render",
+    "spark_dialect",
     "table_ref",
     "update_statement",
     "where_condition",
@@ -104,10 +114,98 @@ def fixup(tree: sge.Expression, dialect: str) -> sge.Expression:
     return tree
 
 
+#: The escape sequences of MySQL/MariaDB string literals (character -> escape), from
+#: https://dev.mysql.com/doc/refman/8.0/en/string-literals.html (table 11.1). ``\\%`` and
+#: ``\\_`` are left out: outside LIKE patterns they keep the backslash.
+MYSQL_ESCAPES: dict[str, str] = {
+    "\x00": "\\0",
+    "\b": "\\b",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\x1a": "\\Z",
+    "\\": "\\\\",
+}
+
+#: The escape sequences of Spark SQL string literals that sqlglot writes (Spark's
+#: ``unescapeSQLString``): Spark, like MySQL, reads an unknown ``\\x`` as ``x``, so sqlglot's
+#: ``\\a``, ``\\v``, ``\\f`` compared ``"a\\x07b"`` with ``"aab"`` (found by the contract suite on
+#: PySpark). The quote is escaped ``\\'`` by sqlglot's Spark dialect already (Spark reads ``''``
+#: as two adjacent literals, not as a quote).
+SPARK_ESCAPES: dict[str, str] = {
+    "\b": "\\b",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\\": "\\\\",
+}
+
+
+def _scoped_dialect(base: Any, name: str, escapes: dict[str, str], doc: str) -> Any:
+    # The class name is sqlglot's registry key (``Pinnacle_MySQL`` -> ``pinnacle_mysql``): the
+    # engine's own dialect and ibis's are left unchanged.
+    dialect: Any = type(name, (base,), {"__doc__": doc, "__module__": __name__})
+    # The metaclass merges sqlglot's C escapes into every backslash dialect: replace both maps.
+    dialect.ESCAPED_SEQUENCES = dict(escapes)
+    dialect.UNESCAPED_SEQUENCES = {v: k for k, v in escapes.items()}
+    return dialect
+
+
+@functools.cache
+def mysql_dialect() -> Any:
+    """ibis's MySQL sqlglot dialect, with string escapes MySQL understands.
+
+    sqlglot 30.17 escapes BEL, VT and FF as ``\\a``, ``\\v``, ``\\f``, which MySQL reads as
+    the letters ``a``, ``v``, ``f``. This subclass (sqlglot registers it under the name
+    ``pinnacle_mysql``; the ``mysql`` dialect and ibis's are left unchanged) escapes only
+    :data:`MYSQL_ESCAPES` and writes every other character as itself, which MySQL accepts in a
+    quoted literal. Built on first use (it imports ibis and sqlglot).
+    """
+    from ibis.backends.sql.dialects import MySQL
+
+    return _scoped_dialect(
+        MySQL,
+        "Pinnacle_MySQL",
+        MYSQL_ESCAPES,
+        "MySQL/MariaDB as ibis renders it, with MySQL's own string escapes.",
+    )
+
+
+@functools.cache
+def spark_dialect() -> Any:
+    """ibis's PySpark sqlglot dialect, with the string escapes Spark understands.
+
+    Escapes only :data:`SPARK_ESCAPES` and writes every other character as itself, which Spark
+    accepts in a quoted literal; registered by sqlglot as ``pinnacle_pyspark``.
+    """
+    from ibis.backends.sql.dialects import PySpark
+
+    return _scoped_dialect(
+        PySpark,
+        "Pinnacle_PySpark",
+        SPARK_ESCAPES,
+        "Spark SQL as ibis renders it, with Spark's own string escapes.",
+    )
+
+
+def _dialect_name(dialect: Any) -> str:
+    name = dialect if isinstance(dialect, str) else getattr(dialect, "__name__", "")
+    return name.lower() if isinstance(name, str) else ""
+
+
 def render(tree: sge.Expression, dialect: Any) -> str:
-    """SQL text of ``tree`` for ``dialect`` (a name or sqlglot Dialect; unsupported raises)."""
+    """SQL text of ``tree`` for ``dialect`` (a name or sqlglot Dialect; unsupported raises).
+
+    MySQL (by name or ibis's dialect class) renders with :func:`mysql_dialect`, Spark with
+    :func:`spark_dialect`.
+    """
     import sqlglot as sg
 
+    name = _dialect_name(dialect)
+    if name == "mysql":
+        dialect = mysql_dialect()
+    elif name in ("pyspark", "spark"):
+        dialect = spark_dialect()
     return tree.sql(dialect=dialect, unsupported_level=sg.ErrorLevel.RAISE, copy=False)
 
 

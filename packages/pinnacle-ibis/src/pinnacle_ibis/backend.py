@@ -29,7 +29,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 
@@ -41,11 +41,12 @@ from pinnacle_ibis._values import (
     load_json,
 )
 from pinnacle_ibis.filters import default_literal, to_ibis
+from pinnacle_protocols.arrow import rows_to_arrow
 from pinnacle_protocols.errors import (
     BackendUnavailable,
+    ConfigError,
     DropRefused,
     FilterError,
-    InvalidRecord,
     PinnacleError,
     SchemaError,
     TableExists,
@@ -53,9 +54,23 @@ from pinnacle_protocols.errors import (
     UnknownSchemeError,
     UnsupportedOperation,
 )
-from pinnacle_protocols.filters import Filter, parse_order_by, validate_filter
+from pinnacle_protocols.filters import Filter, check_limit, parse_order_by, validate_filter
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
-from pinnacle_protocols.records import DType, Field, Schema
+from pinnacle_protocols.records import (
+    CountQuery,
+    DType,
+    Field,
+    Schema,
+    check_index_columns,
+    check_match_pairs,
+    check_new_table,
+)
+from pinnacle_protocols.tables import (
+    RESERVED_PREFIX,
+    SCHEMAS_TABLE,
+    schema_from_text,
+    schema_to_text,
+)
 from pinnacle_protocols.uri import RedactedURI, redact, translate_uri
 
 if TYPE_CHECKING:
@@ -65,52 +80,97 @@ if TYPE_CHECKING:
 
 __all__ = ["RESERVED_PREFIX", "SCHEMAS_TABLE", "IbisDataBackend"]
 
-#: Tables whose names start with this belong to pinnacledb and are never user tables.
-RESERVED_PREFIX = "_pinnacle"
-#: Where SQL engines keep the portable schema of every table created through this package.
-SCHEMAS_TABLE = "_pinnacle_ibis_schemas"
 
 _MEMTABLE_PREFIXES = ("ibis_pandas_memtable_", "ibis_pyarrow_memtable_", "ibis_polars_memtable_")
 
 Decoder = Callable[[Any], Any]
 
-#: scheme -> (module, class name); imported only when the scheme is used.
-_SCHEME_CLASSES: dict[str, tuple[str, str]] = {
-    "duckdb": ("pinnacle_ibis.engines", "DuckDBDataBackend"),
-    "sqlite": ("pinnacle_ibis.engines", "SQLiteDataBackend"),
-    "postgres": ("pinnacle_ibis.engines", "PostgresDataBackend"),
-    "postgresql": ("pinnacle_ibis.engines", "PostgresDataBackend"),
-    "mysql": ("pinnacle_ibis.engines", "MySQLDataBackend"),
-    "mariadb": ("pinnacle_ibis.engines", "MySQLDataBackend"),
-    "polars": ("pinnacle_ibis.engines", "PolarsDataBackend"),
-    "datafusion": ("pinnacle_ibis.engines", "DataFusionDataBackend"),
-    "pyspark": ("pinnacle_ibis.spark", "PySparkDataBackend"),
-    "pandas": ("pinnacle_ibis.pandas_dir", "PandasDataBackend"),
+
+#: Column types :meth:`IbisDataBackend.scan_sorted` streams as Arrow batches without
+#: engine-specific decoding, and the Python type each value is made.
+_STREAMABLE: Final = {DType.INT: int, DType.FLOAT: float, DType.STR: str, DType.BOOL: bool}
+
+
+def _arrow_batches(
+    expr: Any, fields: Sequence[Field], batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    casts = [(f.name, _STREAMABLE[f.dtype]) for f in fields]
+    for batch in expr.to_pyarrow_batches(chunk_size=batch_size):
+        rows = batch.to_pylist()
+        for row in rows:
+            for name, cast_ in casts:
+                value = row[name]
+                if value is not None:
+                    row[name] = cast_(value)
+        if rows:
+            yield rows
+
+
+@attrs.frozen
+class _Engine:
+    """What pinnacle-ibis knows about a scheme it has its own class for."""
+
+    module: str
+    cls: str
+    extra: str  # the pinnacle-ibis extra that installs the driver
+    metadata: bool = False  # pinnacle-sql keeps the metadata in the same database by default
+
+
+#: scheme -> its engine class (imported only when the scheme is used), extra and default. The
+#: ``pinnacle.databackends`` entry point of each of these schemes names the same class (tested).
+#: Not metadata on duckdb: a DuckDB file has one process at a time and this backend already
+#: holds it, so DuckDB data keeps its metadata on SQLite next to it (``metadata="duckdb://..."``
+#: still works).
+_ENGINES: Final[Mapping[str, _Engine]] = {
+    "duckdb": _Engine(module="pinnacle_ibis.engines", cls="DuckDBDataBackend", extra="duckdb"),
+    "sqlite": _Engine(
+        module="pinnacle_ibis.engines", cls="SQLiteDataBackend", extra="sqlite", metadata=True
+    ),
+    **{
+        scheme: _Engine(
+            module="pinnacle_ibis.engines",
+            cls="PostgresDataBackend",
+            extra="postgres",
+            metadata=True,
+        )
+        for scheme in ("postgres", "postgresql")
+    },
+    **{
+        scheme: _Engine(
+            module="pinnacle_ibis.engines", cls="MySQLDataBackend", extra="mysql", metadata=True
+        )
+        for scheme in ("mysql", "mariadb")
+    },
+    "polars": _Engine(module="pinnacle_ibis.engines", cls="PolarsDataBackend", extra="polars"),
+    "datafusion": _Engine(
+        module="pinnacle_ibis.engines", cls="DataFusionDataBackend", extra="datafusion"
+    ),
+    "pyspark": _Engine(module="pinnacle_ibis.spark", cls="PySparkDataBackend", extra="pyspark"),
+    "pandas": _Engine(module="pinnacle_ibis.pandas_dir", cls="PandasDataBackend", extra="pandas"),
 }
-#: ibis backend name -> scheme (for from_connection).
-_ENGINE_SCHEMES = {
-    "duckdb": "duckdb",
-    "sqlite": "sqlite",
-    "postgres": "postgres",
-    "mysql": "mysql",
-    "polars": "polars",
-    "datafusion": "datafusion",
-    "pyspark": "pyspark",
-}
-#: Schemes whose database pinnacle-sql also holds the metadata of by default. Not duckdb: a
-#: DuckDB file has one process at a time and this backend already holds it, so DuckDB data
-#: keeps its metadata on SQLite next to it (``metadata="duckdb://..."`` still works).
-_METADATA_SCHEMES = frozenset({"sqlite", "postgres", "postgresql", "mysql", "mariadb"})
+
+
+def missing_driver_error(uri: RedactedURI, exc: ImportError) -> ConfigError:
+    """ConfigError for a Python driver that is not installed, with the ``pip install`` line."""
+    engine = _ENGINES.get(uri.scheme)
+    extra = f"pinnacle-ibis[{engine.extra}]" if engine else "ibis-framework[...]"
+    line = f"pip install '{extra}'"
+    module: str | None = None
+    seen: BaseException | None = exc
+    while seen is not None and module is None:  # ibis re-raises the driver's ImportError
+        module = seen.name if isinstance(seen, ImportError) else None
+        seen = seen.__cause__ or seen.__context__
+    module = module or str(exc)[:200]
+    return ConfigError(f"{uri} needs the Python driver {module!r}, which is not installed: {line}")
 
 
 def _load_class(scheme: str) -> type[IbisDataBackend]:
     import importlib
 
-    entry = _SCHEME_CLASSES.get(scheme)
-    if entry is None:
+    engine = _ENGINES.get(scheme)
+    if engine is None:
         return IbisDataBackend
-    module = importlib.import_module(entry[0])
-    cls = getattr(module, entry[1])
+    cls = getattr(importlib.import_module(engine.module), engine.cls)
     assert isinstance(cls, type)
     assert issubclass(cls, IbisDataBackend)
     return cls
@@ -225,9 +285,9 @@ class IbisDataBackend:
         name = getattr(connection, "name", None)
         if not isinstance(name, str):
             raise UnknownSchemeError(f"{connection!r} is not an ibis backend connection")
-        scheme = _ENGINE_SCHEMES.get(name, name)
-        parsed = RedactedURI.parse(uri if uri is not None else f"{scheme}://")
-        klass = _load_class(scheme) if cls is IbisDataBackend else cls
+        # ibis's backend names are the schemes
+        parsed = RedactedURI.parse(uri if uri is not None else f"{name}://")
+        klass = _load_class(name) if cls is IbisDataBackend else cls
         return klass(uri=parsed, connection=connection, owns_connection=False)
 
     @property
@@ -264,10 +324,7 @@ class IbisDataBackend:
             except PinnacleError:
                 raise
             except Exception as exc:
-                raise BackendUnavailable(
-                    f"cannot connect to {self._uri}: {redact(str(exc))[:300]} (check that the "
-                    "server runs and the URI's host, port, user and database are right)"
-                ) from exc
+                raise self._connect_error(exc) from exc
             try:
                 self._after_connect(con)
             except BaseException as exc:
@@ -281,6 +338,20 @@ class IbisDataBackend:
             self._owns_connection = True
             self._invalidate()  # nothing cached from an earlier connection is trusted
         return self._con
+
+    def _connect_error(self, exc: Exception) -> PinnacleError:
+        """The error for a failed connect: a missing Python driver is a ConfigError with the
+        ``pip install`` line; anything else BackendUnavailable with a hint
+        (:meth:`_connect_hint`)."""
+        if isinstance(exc, ImportError):
+            return missing_driver_error(self._uri, exc)
+        return BackendUnavailable(
+            f"cannot connect to {self._uri}: {redact(str(exc))[:300]} ({self._connect_hint(exc)})"
+        )
+
+    def _connect_hint(self, exc: Exception) -> str:
+        """What to check when connecting failed (engines with files override it)."""
+        return "check that the server runs and the URI's host, port, user and database are right"
 
     def _lost(self, op: str, exc: Exception) -> BackendUnavailable:
         """The error for a call that found the connection broken; forgets the connection.
@@ -403,6 +474,10 @@ class IbisDataBackend:
     def _physical_exists(self, name: str) -> bool:
         return name in self._physical_tables()
 
+    def _list_for_create(self) -> list[str]:
+        """Every user table, for the case-only collision check of ``create_table``."""
+        return [t for t in self._physical_tables() if not t.startswith(RESERVED_PREFIX)]
+
     def _exists_for_create(self, name: str) -> bool:
         """Whether ``create_table(name)`` must raise TableExists before trying."""
         return name in self._schemas() or self._physical_exists(name)
@@ -422,7 +497,7 @@ class IbisDataBackend:
             return {}
         t = con.table(SCHEMAS_TABLE)
         rows = t.select("name", "schema").to_pyarrow().to_pylist()
-        return {r["name"]: _schema_from_text(r["schema"]) for r in rows}
+        return {r["name"]: schema_from_text(r["schema"]) for r in rows}
 
     def _ensure_schemas_table(self) -> None:
         import ibis
@@ -438,7 +513,7 @@ class IbisDataBackend:
 
         self._ensure_schemas_table()
         self._conn().insert(
-            SCHEMAS_TABLE, pa.table({"name": [name], "schema": [_schema_to_text(schema)]})
+            SCHEMAS_TABLE, pa.table({"name": [name], "schema": [schema_to_text(schema)]})
         )
 
     def _forget_schema(self, name: str) -> None:
@@ -682,6 +757,7 @@ class IbisDataBackend:
         with self._serialised("create_table"), self._guard("create_table"):
             if self._exists_for_create(name):
                 raise TableExists(f"table {name!r} already exists in {self._uri}")
+            check_new_table(name, schema, self._list_for_create(), self._uri)
             try:
                 self._create_physical(name, schema)
             except PinnacleError:
@@ -749,10 +825,7 @@ class IbisDataBackend:
             for c in columns:
                 if c not in schema:
                     raise SchemaError(f"select from {table!r}: unknown column {c!r}")
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
+        check_limit(limit)
         keys = parse_order_by(order_by, schema, table) if order_by else []
         names = list(dict.fromkeys(columns)) if columns is not None else list(schema.names)
         return SelectQuery(where=where, columns=names, order=keys, limit=limit)
@@ -783,6 +856,36 @@ class IbisDataBackend:
             )
             with self._guard("select", table):
                 return self._select(table, schema, query)
+
+    def select_arrow(
+        self,
+        table: str,
+        where: Filter | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+        order_by: OrderBy | None = None,
+    ) -> pa.Table:
+        """The rows :meth:`select` returns, as a canonical ``pyarrow.Table``.
+
+        Column types are :func:`pinnacle_protocols.arrow.canonical_arrow_schema`'s (JSON as its
+        text). Engines that hand Arrow (DuckDB) build it without a Python object per row.
+
+        Raises:
+            TableNotFound, FilterError, SchemaError: as for :meth:`select`.
+        """
+        with self._serialised("select"):
+            schema = self._schema(table)
+            query = self._select_query(
+                table, schema=schema, where=where, columns=columns, limit=limit, order_by=order_by
+            )
+            with self._guard("select", table):
+                return self._select_arrow(table, schema, query)
+
+    def _select_arrow(self, table: str, schema: Schema, query: SelectQuery) -> pa.Table:
+        """Run a validated select into canonical Arrow (engine hook; this one goes via rows)."""
+        fields = [schema[n] for n in query.columns]
+        return rows_to_arrow(fields, self._select(table, schema, query))
 
     def _coerce_values(
         self, table: str, schema: Schema, values: Mapping[str, Any]
@@ -845,6 +948,140 @@ class IbisDataBackend:
             with self._guard("count", table):
                 return self._count_where(table, schema, where)
 
+    def anti_join_keys(
+        self,
+        table: str,
+        column: str,
+        other: str,
+        other_column: str,
+        *,
+        where: Filter | None = None,
+        other_where: Filter | None = None,
+        after: Any = None,
+        limit: int = 1000,
+    ) -> list[Any]:
+        """Keys of ``table`` that ``other`` lacks, run by the engine as an ibis anti join.
+
+        See :class:`pinnacle_protocols.protocols.SupportsAntiJoin` (used by listeners).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise FilterError(f"limit must be an int >= 1, got {limit!r}")
+        with self._serialised("anti join"):
+            schema = self._schema(table)
+            other_schema = self._schema(other)
+            for name, sch, col in ((table, schema, column), (other, other_schema, other_column)):
+                if col not in sch:
+                    raise SchemaError(f"anti join: table {name!r} has no column {col!r}")
+            parts: list[Filter] = [{column: {"$ne": None}}]
+            if where:
+                parts.append(where)
+            if after is not None:
+                parts.append({column: {"$gt": after}})
+            left_where: Filter = {"$and": parts}
+            validate_filter(left_where, schema)
+            validate_filter(other_where, other_schema)
+            with self._guard("anti join", table):
+                keys = self._filtered(table, schema, left_where).select(column).distinct()
+                right = self._filtered(other, other_schema, other_where)
+                right = right.select(_pinnacle_key=right[other_column])
+                expr = (
+                    keys.anti_join(right, keys[column] == right["_pinnacle_key"])
+                    .order_by(column)
+                    .limit(limit)
+                )
+                return [r[column] for r in self._fetch(expr, [schema[column]])]
+
+    def count_unmatched(
+        self,
+        table: str,
+        other: str,
+        on: Sequence[tuple[str, str]],
+        *,
+        where: Filter | None = None,
+        other_where: Filter | None = None,
+    ) -> int:
+        """Rows of ``table`` no row of ``other`` matches, counted by the engine (anti join).
+
+        See :class:`pinnacle_protocols.protocols.SupportsMatchCount` (used by listeners).
+        """
+        with self._serialised("count unmatched"):
+            query = CountQuery(
+                table=table, where=where, other=other, on=tuple(on), other_where=other_where
+            )
+            with self._guard("count unmatched", table):
+                return self._count(self._count_query_expr(query))
+
+    def count_many(self, queries: Sequence[CountQuery]) -> list[int]:
+        """Several counts as one statement: each count a one-row subquery, cross joined.
+
+        See :class:`pinnacle_protocols.protocols.SupportsMatchCounts` (used by listeners).
+        """
+        with self._serialised("count many"):
+            if not queries:
+                return []
+            with self._guard("count many", queries[0].table):
+                exprs = [self._count_query_expr(q) for q in queries]
+                if len(exprs) == 1:
+                    return [self._count(exprs[0])]
+                return self._counts([e.count() for e in exprs])
+
+    def _count_query_expr(self, query: CountQuery) -> Any:
+        """The validated ibis table expression whose row count is ``query``'s count."""
+        schema = self._schema(query.table)
+        if query.other is None:
+            validate_filter(query.where, schema)
+            return self._filtered(query.table, schema, query.where)
+        other_schema = self._schema(query.other)
+        pairs = check_match_pairs(query.on, schema, other_schema)
+        key: Filter = {pairs[0][0]: {"$ne": None}}
+        left_where: Filter = {"$and": [key, query.where]} if query.where else key
+        validate_filter(left_where, schema)
+        validate_filter(query.other_where, other_schema)
+        left = self._filtered(query.table, schema, left_where)
+        right = self._filtered(query.other, other_schema, query.other_where)
+        right = right.select(**{f"_pinnacle_k{i}": right[col] for i, (_, col) in enumerate(pairs)})
+        # the key by plain equality (a hash join everywhere), the rest NULL-safe
+        predicates = [left[pairs[0][0]] == right["_pinnacle_k0"]]
+        for i, (col, _) in enumerate(pairs[1:], start=1):
+            predicates += self._null_safe_equal(left[col], right[f"_pinnacle_k{i}"], schema[col])
+        return left.anti_join(right, predicates)
+
+    @staticmethod
+    def _one_row(counts: Sequence[Any]) -> Any:
+        """One row of the scalar ``counts`` (columns ``_pinnacle_n0``...), cross joined."""
+        tables = [c.name(f"_pinnacle_n{i}").as_table() for i, c in enumerate(counts)]
+        row = tables[0]
+        for t in tables[1:]:
+            row = row.cross_join(t)
+        return row
+
+    def _counts(self, counts: Sequence[Any]) -> list[int]:
+        """Run scalar count expressions as one statement (engine hook)."""
+        row = self._conn().to_pyarrow(self._one_row(counts)).to_pylist()[0]
+        return [int(row[f"_pinnacle_n{i}"]) for i in range(len(counts))]
+
+    def _null_safe_equal(self, a: Any, b: Any, field: Field) -> list[Any]:
+        """Join predicates: ``a`` and ``b`` are equal or both NULL (``IS NOT DISTINCT FROM``)."""
+        del field
+        return [a.identical_to(b)]
+
+    def create_index(self, table: str, columns: Sequence[str], *, unique: bool = False) -> bool:
+        """Ensure an index on ``columns`` (SQL engines); False where the engine has none.
+
+        See :class:`pinnacle_protocols.protocols.SupportsIndexes` (used by listeners).
+        """
+        with self._serialised("create index"):
+            names = check_index_columns(table, columns, self._schema(table))
+            with self._guard("create index", table):
+                return self._create_index(table, self._schema(table), names, unique=unique)
+
+    def _create_index(
+        self, table: str, schema: Schema, columns: list[str], *, unique: bool
+    ) -> bool:
+        """Engine hook: create the index if missing; False when the engine keeps none."""
+        del table, schema, columns, unique
+        return False
+
     def native(self, table: str) -> Any:
         """The ibis Table expression of ``table`` as the engine reports it (TableNotFound)."""
         with self._serialised("native"):
@@ -854,6 +1091,45 @@ class IbisDataBackend:
 
     def _native(self, table: str) -> Any:
         return self._conn().table(table)
+
+    def scan_sorted(
+        self, table: str, *, columns: Sequence[str], batch_size: int = 1000, skip: int = 0
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The rows of ``table`` (only ``columns``) ordered by every one of ``columns``, as the
+        engine's Arrow record batches of ``native(table)`` (``skip`` is an SQL offset).
+
+        See :class:`pinnacle_protocols.protocols.SupportsSortedScan` (used by copy).
+
+        Raises:
+            UnsupportedOperation: a column is not ``int``/``float``/``str``/``bool`` (those
+                need engine-specific decoding; read them with ``select``).
+            TableNotFound: no such table.
+            SchemaError: an unknown column in ``columns``.
+            FilterError: ``batch_size`` is not an int > 0 or ``skip`` not an int >= 0.
+        """
+        for name, value, least in (("batch_size", batch_size, 1), ("skip", skip, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise FilterError(f"{name} must be an int >= {least}, got {value!r}")
+        if isinstance(columns, str):
+            raise SchemaError("columns must be a list of column names, not a string")
+        schema = self.table_schema(table)
+        names = list(columns)
+        for c in names:
+            if c not in schema:
+                raise SchemaError(f"scan of {table!r}: unknown column {c!r}")
+        fields = [schema[c] for c in names]
+        others = [f.name for f in fields if f.dtype not in _STREAMABLE]
+        if others:
+            raise UnsupportedOperation(
+                f"{self._uri}: scan_sorted streams int/float/str/bool columns only; columns "
+                f"{others} of {table!r} are read with select"
+            )
+        expr = self.native(table).select(*names).order_by(names)
+        if skip:
+            # select and order again: an outer query keeps no order of its own, and PySpark's
+            # offset adds a column of its own otherwise
+            expr = expr.limit(None, offset=skip).select(*names).order_by(names)
+        return _arrow_batches(expr, fields, batch_size)
 
     def execute(self, query: Any, *, rows: bool = False) -> Any:
         """Run an ibis expression on this backend's connection.
@@ -916,16 +1192,14 @@ class IbisDataBackend:
         con = self._conn()
         return _result_rows(con.raw_sql(sql), con)
 
-    def default_metadata_uri(self) -> str | None:
-        """This URI when pinnacle-sql keeps metadata there by default (sqlite, postgres, mysql).
-
-        The returned string contains the password: hand it to a store, never print it.
-        """
-        if self._uri.scheme in _METADATA_SCHEMES:
-            return self._uri.reveal()
+    def default_metadata_uri(self) -> RedactedURI | None:
+        """This URI when pinnacle-sql keeps metadata there by default (sqlite, postgres, mysql)."""
+        engine = _ENGINES.get(self._uri.scheme)
+        if engine is not None and engine.metadata:
+            return self._uri
         return None
 
-    def default_artifact_uri(self) -> str | None:
+    def default_artifact_uri(self) -> RedactedURI | None:
         """None: SQL databases hold no artifacts, the facade falls back to the filesystem."""
         return None
 
@@ -974,36 +1248,6 @@ class IbisDataBackend:
 
 
 # ====================================================================== module helpers
-def _schema_to_text(schema: Schema) -> str:
-    """The stored form of a portable schema: JSON ``{"fields": [{name, dtype, nullable, dim}]}``."""
-    return dump_json(
-        {
-            "fields": [
-                {"name": f.name, "dtype": f.dtype.value, "nullable": f.nullable, "dim": f.dim}
-                for f in schema.fields
-            ]
-        }
-    )
-
-
-def _schema_from_text(text: str) -> Schema:
-    try:
-        data = load_json(text)
-        return Schema(
-            fields=tuple(
-                Field(
-                    name=str(f["name"]),
-                    dtype=DType(f["dtype"]),
-                    nullable=bool(f.get("nullable", True)),
-                    dim=f.get("dim"),
-                )
-                for f in data["fields"]
-            )
-        )
-    except (InvalidRecord, SchemaError, ValueError, KeyError, TypeError) as exc:
-        raise SchemaError(f"a stored table schema is unreadable: {exc}") from exc
-
-
 def _portable_dtype(typ: Any) -> DType:
     if typ.is_integer():
         return DType.INT

@@ -16,21 +16,21 @@ in ``.fill_null(False)`` (``COALESCE(.., FALSE)``) only where it is negated, or 
 ``exact=True`` (for a predicate used as a value, e.g. a mask column). Plain comparisons stay
 plain, so engines can still use indexes and min/max statistics for them.
 
-Numbers are compared exactly, as Python does: an int operand on a float column that no double
-can represent (beyond 2**53) is turned into the equivalent comparison against the neighbouring
-doubles. How literals are built (naive UTC datetimes for engines whose timestamp columns have no
-time zone, ...) is up to the caller's :class:`LiteralMaker`.
+The walk over the filter is :func:`pinnacle_protocols.filters.compile_filter`; this module gives
+it the ibis leaves. Numbers are compared exactly, as Python does: an int operand on a float
+column that no double can represent (beyond 2**53) is turned into the equivalent comparison
+against the neighbouring doubles. How literals are built (naive UTC datetimes for engines whose
+timestamp columns have no time zone, ...) is up to the caller's :class:`LiteralMaker`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pinnacle_ibis._values import INT64_MAX, INT64_MIN
-from pinnacle_protocols.filters import COMPARISON_OPS, Filter, validate_filter
+from pinnacle_protocols.filters import Filter, compile_filter, validate_filter
 from pinnacle_protocols.records import DType, Field, Schema
 
 if TYPE_CHECKING:
@@ -95,174 +95,65 @@ def to_ibis(
         validate_filter(where, schema)
     if not where:
         return None
-    return _Translator(table, schema, literal).filter(where, exact)
+    return compile_filter(where, _Leaves(table, schema, literal), schema, never_null=exact)
 
 
-class _Translator:
+class _Leaves:
+    """The leaves of :func:`~pinnacle_protocols.filters.compile_filter` as ibis expressions."""
+
     def __init__(self, table: ir.Table, schema: Schema, literal: LiteralMaker) -> None:
         self.table = table
         self.schema = schema
-        self.literal = literal
+        self.make_literal = literal
 
-    # ------------------------------------------------------------------ combinators
-    @staticmethod
-    def _true() -> ir.BooleanValue:
+    def column(self, name: str) -> ir.Value:
+        return self.table[name]
+
+    def literal(self, name: str, column: ir.Value, value: Any) -> ir.Value:
+        return self.make_literal(self.schema[name], column, value)
+
+    def constant(self, value: bool) -> ir.BooleanValue:
         import ibis
 
-        return ibis.literal(True)
+        return ibis.literal(value)
 
     @staticmethod
-    def _false() -> ir.BooleanValue:
-        import ibis
+    def _finish(cmp: ir.BooleanValue, never_null: bool) -> ir.BooleanValue:
+        return cmp.fill_null(False) if never_null else cmp
 
-        return ibis.literal(False)
+    def compare(
+        self, column: ir.Value, op: str, literal: ir.Value, never_null: bool
+    ) -> ir.BooleanValue:
+        return self._finish(_COMPARATORS[op](column, literal), never_null)
 
-    def _all(self, parts: Sequence[ir.BooleanValue]) -> ir.BooleanValue:
-        if not parts:
-            return self._true()
+    def member(
+        self, column: ir.Value, literals: Sequence[ir.Value], never_null: bool
+    ) -> ir.BooleanValue:
+        return self._finish(column.isin(literals), never_null)
+
+    def is_null(self, column: ir.Value, null: bool) -> ir.BooleanValue:
+        return column.isnull() if null else column.notnull()
+
+    def all_of(self, parts: Sequence[ir.BooleanValue]) -> ir.BooleanValue:
         out = parts[0]
         for p in parts[1:]:
             out = out & p
         return out
 
-    def _any(self, parts: Sequence[ir.BooleanValue]) -> ir.BooleanValue:
-        if not parts:
-            return self._false()
+    def any_of(self, parts: Sequence[ir.BooleanValue]) -> ir.BooleanValue:
         out = parts[0]
         for p in parts[1:]:
             out = out | p
         return out
 
-    # ------------------------------------------------------------------ structure
-    def filter(self, where: Filter, exact: bool) -> ir.BooleanValue:
-        parts: list[ir.BooleanValue] = []
-        for key, value in where.items():
-            if key == "$and":
-                parts.append(self._all([self.filter(sub, exact) for sub in value]))
-            elif key == "$or":
-                parts.append(self._any([self.filter(sub, exact) for sub in value]))
-            elif isinstance(value, Mapping):
-                parts.append(self._all([self.op(key, op, arg, exact) for op, arg in value.items()]))
-            else:
-                parts.append(self.op(key, "$eq", value, exact))
-        return self._all(parts)
+    def negate(self, part: ir.BooleanValue) -> ir.BooleanValue:
+        return ~part
 
-    # ------------------------------------------------------------------ leaves
-    def op(self, name: str, op: str, arg: Any, exact: bool) -> ir.BooleanValue:
-        field = self.schema[name]
-        column = self.table[name]
-        if op == "$eq":
-            return column.isnull() if arg is None else self.eq(field, column, arg, exact)
-        if op == "$ne":
-            return ~self.op(name, "$eq", arg, True)
-        if op in COMPARISON_OPS:
-            return self.compare(field, column, op, arg, exact)
-        if op == "$in":
-            return self.isin(field, column, arg, exact)
-        if op == "$nin":
-            return ~self.isin(field, column, arg, True)
-        if op == "$exists":
-            return column.notnull() if arg else column.isnull()
-        # $not
-        return ~self._all([self.op(name, sub, v, True) for sub, v in arg.items()])
-
-    @staticmethod
-    def _finish(cmp: ir.BooleanValue, exact: bool) -> ir.BooleanValue:
-        return cmp.fill_null(False) if exact else cmp
-
-    def eq(self, field: Field, column: ir.Value, value: Any, exact: bool) -> ir.BooleanValue:
-        value = self._exact(field, value)
-        if value is _NEVER:
-            return self._false()
-        return self._finish(column == self.literal(field, column, value), exact)
-
-    def isin(
-        self, field: Field, column: ir.Value, items: Sequence[Any], exact: bool
-    ) -> ir.BooleanValue:
-        values = []
-        for item in items:
-            if item is None:
-                continue
-            value = self._exact(field, item)
-            if value is not _NEVER:
-                values.append(value)
-        parts: list[ir.BooleanValue] = []
-        if len(values) == 1:
-            parts.append(self.eq(field, column, values[0], exact))
-        elif values:
-            lits = [self.literal(field, column, v) for v in values]
-            parts.append(self._finish(column.isin(lits), exact))
-        if any(item is None for item in items):
-            parts.append(column.isnull())
-        return self._any(parts)
-
-    def compare(
-        self, field: Field, column: ir.Value, op: str, value: Any, exact: bool
-    ) -> ir.BooleanValue:
-        if field.dtype is DType.INT and isinstance(value, int):
-            if value > INT64_MAX:  # every stored int is smaller
-                return column.notnull() if op in ("$lt", "$lte") else self._false()
-            if value < INT64_MIN:
-                return column.notnull() if op in ("$gt", "$gte") else self._false()
-        if field.dtype is DType.FLOAT and isinstance(value, int) and not _float_exact(value):
-            # No double equals ``value``: compare with the neighbouring doubles instead.
-            lower, upper = _float_neighbours(value)
-            if op in ("$gt", "$gte"):
-                if upper is None:
-                    return self._false()
-                value, op = upper, "$gte"
-            else:
-                if lower is None:
-                    return self._false()
-                value, op = lower, "$lte"
-        lit = self.literal(field, column, value)
-        fn: Callable[[Any, Any], Any] = _COMPARATORS[op]
-        return self._finish(fn(column, lit), exact)
-
-    @staticmethod
-    def _exact(field: Field, value: Any) -> Any:
-        """``value`` as the column compares it, or ``_NEVER`` when no stored value equals it."""
-        if isinstance(value, bool):
-            return value
-        if field.dtype is DType.INT and isinstance(value, int):
-            return value if INT64_MIN <= value <= INT64_MAX else _NEVER
-        if field.dtype is DType.FLOAT and isinstance(value, int):
-            return float(value) if _float_exact(value) else _NEVER
-        return value
-
-
-_NEVER: Any = object()
 
 _COMPARATORS: dict[str, Callable[[Any, Any], Any]] = {
-    "$gt": lambda a, b: a > b,
-    "$gte": lambda a, b: a >= b,
-    "$lt": lambda a, b: a < b,
-    "$lte": lambda a, b: a <= b,
+    "$eq": operator.eq,
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
 }
-
-
-def _float_exact(value: int) -> bool:
-    try:
-        return float(value) == value
-    except OverflowError:
-        return False
-
-
-def _float_neighbours(value: int) -> tuple[float | None, float | None]:
-    """The largest double below ``value`` and the smallest above it (None: none is finite)."""
-    try:
-        near = float(value)
-    except OverflowError:
-        return (
-            (math.nextafter(math.inf, 0.0), None)
-            if value > 0
-            else (None, -math.nextafter(math.inf, 0.0))
-        )
-    if near > value:
-        lower, upper = math.nextafter(near, -math.inf), near
-    else:
-        lower, upper = near, math.nextafter(near, math.inf)
-    return (
-        lower if math.isfinite(lower) else None,
-        upper if math.isfinite(upper) else None,
-    )

@@ -33,14 +33,13 @@ from pinnacle_ibis._values import arrow_type, canonical_arrow_schema, empty_tabl
 from pinnacle_ibis.backend import (
     SelectQuery,
     _portable_dtype,
-    _schema_from_text,
-    _schema_to_text,
 )
 from pinnacle_ibis.engines import DuckDBDataBackend, _storage
-from pinnacle_protocols.errors import ConfigError, SchemaError
+from pinnacle_protocols.errors import BackendUnavailable, ConfigError, SchemaError
 from pinnacle_protocols.filters import Filter
 from pinnacle_protocols.protocols import OrderBy
 from pinnacle_protocols.records import DType, Field, Schema
+from pinnacle_protocols.tables import schema_from_text, schema_to_text
 from pinnacle_protocols.uri import RedactedURI
 
 if TYPE_CHECKING:
@@ -103,9 +102,18 @@ class PandasDataBackend(DuckDBDataBackend):
     def _connect(self) -> Any:
         import ibis
 
-        self._directory.mkdir(parents=True, exist_ok=True)
+        self._make_directory()
         self._remove_stale_temporaries()
         return ibis.duckdb.connect()
+
+    def _make_directory(self) -> None:
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"{self._uri}: cannot create the directory {str(self._directory)!r} "
+                f"({exc.strerror or exc}); choose a directory you can write to, or create it first"
+            ) from exc
 
     def _remove_stale_temporaries(self, age: float = 3600.0) -> None:
         """Remove temporary files a crashed writer left behind (older than ``age`` seconds)."""
@@ -120,6 +128,13 @@ class PandasDataBackend(DuckDBDataBackend):
     def _after_connect(self, con: Any) -> None:
         self._views = set()
 
+    def _create_index(
+        self, table: str, schema: Schema, columns: list[str], *, unique: bool
+    ) -> bool:
+        """Parquet files keep no secondary indexes."""
+        del table, schema, columns, unique
+        return False
+
     # ------------------------------------------------------------------ files
     def _path(self, name: str) -> Path:
         return self._directory / encode_table_name(name)
@@ -132,7 +147,7 @@ class PandasDataBackend(DuckDBDataBackend):
     def _file_lock(self) -> Iterator[None]:
         import fcntl
 
-        self._directory.mkdir(parents=True, exist_ok=True)
+        self._make_directory()
         with open(self._directory / LOCK_FILE, "a+b") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
@@ -145,7 +160,7 @@ class PandasDataBackend(DuckDBDataBackend):
         import pyarrow.parquet as pq
 
         table = table.cast(canonical_arrow_schema(schema)).replace_schema_metadata(
-            {SCHEMA_KEY: _schema_to_text(schema).encode("utf-8")}
+            {SCHEMA_KEY: schema_to_text(schema).encode("utf-8")}
         )
         final = self._path(name)
         tmp = self._directory / f".{secrets.token_hex(8)}.tmp"
@@ -200,7 +215,7 @@ class PandasDataBackend(DuckDBDataBackend):
                 continue  # a file vanished meanwhile, or is not Parquet
             meta = arrow_schema.metadata or {}
             if SCHEMA_KEY in meta:
-                out[name] = _schema_from_text(meta[SCHEMA_KEY].decode("utf-8"))
+                out[name] = schema_from_text(meta[SCHEMA_KEY].decode("utf-8"))
             else:
                 out[name] = _schema_from_arrow(arrow_schema)
         return out
@@ -346,7 +361,7 @@ class PandasDataBackend(DuckDBDataBackend):
             )
         return pd.DataFrame.from_records(rows, columns=names)
 
-    def default_metadata_uri(self) -> str | None:
+    def default_metadata_uri(self) -> RedactedURI | None:
         """None: pinnacle-sql has no store for a Parquet directory (the facade picks SQLite)."""
         return None
 

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from pinnacle_ibis import _sql
 from pinnacle_ibis.backend import (
     IbisDataBackend,
     _result_rows,
-    _schema_from_text,
-    _schema_to_text,
 )
 from pinnacle_protocols.errors import ConfigError, UnsupportedOperation
 from pinnacle_protocols.filters import Filter
 from pinnacle_protocols.records import DType, Field, Schema
+from pinnacle_protocols.tables import schema_from_text, schema_to_text
 from pinnacle_protocols.uri import RedactedURI
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class PySparkDataBackend(IbisDataBackend):
         for row in rows:
             value = row["value"]
             if row["key"] == SCHEMA_PROPERTY and "does not have property" not in value:
-                return _schema_from_text(base64.b64decode(value).decode("utf-8"))
+                return schema_from_text(base64.b64decode(value).decode("utf-8"))
         return self._derive_schema(name)
 
     def _invalidate(self, name: str | None = None) -> None:
@@ -177,7 +177,7 @@ class PySparkDataBackend(IbisDataBackend):
 
     def _create_physical(self, name: str, schema: Schema) -> None:
         cols = ", ".join(f"{_ident(f.name)} {_SPARK_TYPES[f.dtype]}" for f in schema.fields)
-        encoded = base64.b64encode(_schema_to_text(schema).encode("utf-8")).decode("ascii")
+        encoded = base64.b64encode(schema_to_text(schema).encode("utf-8")).decode("ascii")
         self._sql(
             f"CREATE TABLE {self._qualified(name)} ({cols}) USING parquet "
             f"TBLPROPERTIES ('{SCHEMA_PROPERTY}' = '{encoded}')"
@@ -215,8 +215,9 @@ class PySparkDataBackend(IbisDataBackend):
 
         ibis 12's PySpark ``to_pyarrow`` goes through pandas, which turns an int64 column with
         NULLs into float64 and corrupts values beyond 2**53; ``DataFrame.toArrow`` does not.
+        The SQL is rendered with Spark's own string escapes (:func:`_sql.spark_dialect`).
         """
-        sql = self._conn().compile(expr.as_table())
+        sql = _sql.compile_select(self._conn(), expr.as_table())
         return self._session.sql(sql).toArrow()
 
     def _fetch(self, expr: ir.Table, fields: Sequence[Field]) -> list[dict[str, Any]]:
@@ -224,6 +225,10 @@ class PySparkDataBackend(IbisDataBackend):
 
     def _count(self, expr: ir.Table) -> int:
         return int(self._arrow(expr.count()).column(0)[0].as_py())
+
+    def _counts(self, counts: Sequence[Any]) -> list[int]:
+        row = self._arrow(self._one_row(counts))
+        return [int(row.column(i)[0].as_py()) for i in range(len(counts))]
 
     def _execute(self, query: Any) -> Any:
         import ibis.expr.types as ir
@@ -254,7 +259,7 @@ class PySparkDataBackend(IbisDataBackend):
         con = self._conn()
         return _result_rows(con.raw_sql(sql), con)
 
-    def default_metadata_uri(self) -> str | None:
+    def default_metadata_uri(self) -> RedactedURI | None:
         """None: pinnacle-sql cannot keep metadata in Spark (the facade picks SQLite)."""
         return None
 

@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from pinnacle_ibis.backend import IbisDataBackend
-from pinnacle_protocols.uri import RedactedURI
+from pinnacle_protocols.uri import RedactedURI, redacted_repr
 
 __all__ = [
     "ENGINES",
@@ -63,7 +63,8 @@ class PostgresServer:
     """Creates and drops databases on a PostgreSQL server (trust or password auth)."""
 
     admin_uri: str = attrs.field(
-        factory=lambda: os.environ.get("PINNACLE_TEST_POSTGRES_URI", DEFAULT_POSTGRES)
+        factory=lambda: os.environ.get("PINNACLE_TEST_POSTGRES_URI", DEFAULT_POSTGRES),
+        repr=redacted_repr,
     )
     created: list[str] = attrs.field(factory=list)
 
@@ -113,7 +114,8 @@ class MariaDBServer:
     """Creates and drops databases on a MariaDB/MySQL server."""
 
     admin_uri: str = attrs.field(
-        factory=lambda: os.environ.get("PINNACLE_TEST_MARIADB_URI", DEFAULT_MARIADB)
+        factory=lambda: os.environ.get("PINNACLE_TEST_MARIADB_URI", DEFAULT_MARIADB),
+        repr=redacted_repr,
     )
     created: list[str] = attrs.field(factory=list)
     _con: Any = None
@@ -186,7 +188,7 @@ class EngineMaker:
     """
 
     engine: str
-    base_uri: str | None = None
+    base_uri: str | None = attrs.field(default=None, repr=redacted_repr)
     spark: Any = None
     make_database: Callable[[], str] | None = None
     _tmp: Path = attrs.field(factory=lambda: Path(tempfile.mkdtemp(prefix="pinnacle-ibis-")))
