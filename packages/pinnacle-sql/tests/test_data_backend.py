@@ -25,6 +25,7 @@ from pinnacle_protocols.errors import (
     TableNotFound,
 )
 from pinnacle_protocols.testing import DataBackendContract
+from pinnacle_protocols.uri import RedactedURI
 from pinnacle_sql import SQLAlchemyDataBackend, SQLAlchemyMetadataStore
 
 pytestmark = pytest.mark.sqlite
@@ -71,10 +72,10 @@ def backend(db_path: Path) -> Iterator[SQLAlchemyDataBackend]:
 def test_uris(db_path: Path, backend: SQLAlchemyDataBackend) -> None:
     """The URI is shown as given; the default metadata URI is the same file as sqlite://."""
     assert str(backend.uri) == f"sqlalchemy+sqlite://{db_path}"
-    assert backend.default_metadata_uri() == f"sqlite://{db_path}"
+    assert backend.default_metadata_uri() == RedactedURI.parse(f"sqlite://{db_path}")
     assert backend.default_artifact_uri() is None
     memory = SQLAlchemyDataBackend.from_uri("sqlalchemy+sqlite://")
-    assert memory.default_metadata_uri() == "sqlite://"
+    assert memory.default_metadata_uri() == RedactedURI.parse("sqlite://")
     memory.close()
 
 
@@ -241,3 +242,37 @@ def test_metadata_store_in_the_same_file(backend: SQLAlchemyDataBackend) -> None
         assert md.get_component("t", "i").version == 0
     finally:
         md.close()
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("ctl", ["\x1c", "\x1d", "\x1e", "\x1f", "\x0b", "\x0c", "\x85"])
+def test_in_filter_on_a_column_named_with_a_control_character(ctl: str) -> None:
+    """``$in``/``$nin`` on a column whose name holds a character regex counts as whitespace
+    (found by the state machine with the hard-name strategies): SQLAlchemy named the expanding
+    IN parameter after the column and left its placeholder unexpanded (a syntax error)."""
+    store = SQLAlchemyDataBackend.from_uri("sqlalchemy+sqlite://")
+    col = f"a{ctl}b"
+    store.create_table("t", Schema.of(**{"id": "int", col: "bool"}))
+    store.insert("t", [{"id": 1, col: True}, {"id": 2, col: False}, {"id": 3, col: None}])
+    assert store.count("t", {col: {"$in": [True, False]}}) == 2
+    assert store.count("t", {col: {"$nin": [True, False]}}) == 1
+    assert store.update("t", {col: {"$in": [False, True]}}, {col: None}) == 2
+    assert store.count("t", {col: None}) == 3
+    store.close()
+
+
+def test_in_lists_of_datetimes_match(tmp_path: Path) -> None:
+    """``$in``/``$nin`` with several datetimes are bound with the column's type: the expanding
+    parameter had none, so its items skipped the datetime encoding and matched nothing (found
+    by the CI state machine: a `$nin` of two datetimes kept the row it named)."""
+    backend = SQLAlchemyDataBackend.from_uri(f"sqlite://{tmp_path / 'd.db'}")
+    backend.create_table("t", Schema.of(k="int", d="datetime"))
+    start = datetime(1970, 1, 1, tzinfo=UTC)
+    backend.insert("t", [{"k": 0, "d": start}, {"k": 1, "d": start + timedelta(milliseconds=1)}])
+    two = [start, start + timedelta(milliseconds=2)]
+    assert backend.count("t", {"d": {"$in": two}}) == 1
+    assert backend.count("t", {"d": {"$nin": two}}) == 1
+    assert backend.count("t", {"d": {"$in": [*two, None]}}) == 1
+    assert backend.update("t", {"d": {"$in": two}}, {"k": 5}) == 1
+    assert backend.delete("t", {"d": {"$nin": [start + timedelta(milliseconds=1), None]}}) == 1
+    backend.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import socket
 import subprocess
@@ -21,6 +23,8 @@ from pinnacle_protocols import (
     InvalidURIError,
     JobRecord,
     PinnacleError,
+    ReadOnlyStore,
+    StoreFileGone,
 )
 from pinnacle_sql import SQLAlchemyMetadataStore
 from pinnacle_sql.testing import DatabaseServer, StoreMaker, backend_params
@@ -288,3 +292,91 @@ def test_pymysql_tls_negotiation_skipped_on_loopback(uri: str, disabled: bool) -
         engine.connect()
     assert seen.get("ssl_disabled", False) is disabled
     engine.dispose()
+
+
+# ------------------------------------------------------------------ SQLite file problems
+def _remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.mark.sqlite
+@pytest.mark.file
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_sqlite_file_gone_while_open_refuses_writes(tmp_path: Path, how: str) -> None:
+    """A write after the file was deleted (or replaced) would be lost: StoreFileGone."""
+    path = tmp_path / "meta.db"
+    store = SQLAlchemyMetadataStore.from_uri(f"sqlite:///{path}")
+    store.create_component(ComponentRecord(type_id="model", identifier="m"))
+    _remove_db(path)
+    if how == "replaced":
+        other = SQLAlchemyMetadataStore.from_uri(f"sqlite:///{path}")
+        other.set_metadata("k", 1)
+        other.close()
+    with pytest.raises(StoreFileGone, match="open it again") as info:
+        store.create_component(ComponentRecord(type_id="model", identifier="m"))
+    assert isinstance(info.value, BackendUnavailable)
+    assert "server" not in str(info.value)
+    with pytest.raises(StoreFileGone):
+        store.set_metadata("k", 2)
+    with pytest.raises(StoreFileGone):
+        store.create_job(JobRecord(job_id="j", kind="apply"))
+    store.close()
+    again = SQLAlchemyMetadataStore.from_uri(f"sqlite:///{path}")
+    assert again.show_components() == []
+    assert again.create_component(ComponentRecord(type_id="model", identifier="m")).version == 0
+    again.close()
+
+
+@contextlib.contextmanager
+def _read_only(directory: Path) -> Iterator[Path]:
+    """``directory`` seen read-only: a read-only bind mount as root, permissions otherwise."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        for f in directory.iterdir():
+            f.chmod(0o444)
+        try:
+            yield directory
+        finally:
+            directory.chmod(0o755)
+        return
+    view = directory.parent / f"{directory.name}-ro"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(directory), str(view)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("running as root without the right to mount: cannot make media read-only")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], check=False)
+
+
+@pytest.mark.sqlite
+@pytest.mark.file
+def test_sqlite_on_read_only_media_reads_and_refuses_writes_clearly(tmp_path: Path) -> None:
+    """Reads work; a write raises ReadOnlyStore, which does not mention a server."""
+    data = tmp_path / "data"
+    data.mkdir()
+    store = SQLAlchemyMetadataStore.from_uri(f"sqlite:///{data}/meta.db")
+    store.create_component(ComponentRecord(type_id="model", identifier="m", data={"a": 1}))
+    store.set_metadata("k", "v")
+    store.close()  # the last connection checkpoints and removes the WAL files
+    with _read_only(data) as view:
+        ro = SQLAlchemyMetadataStore.from_uri(f"sqlite:///{view}/meta.db")
+        try:
+            assert ro.get_component("model", "m").data == {"a": 1}
+            assert ro.show_components()[0].identifier == "m"
+            assert ro.get_metadata("k") == "v"
+            for write in (
+                lambda: ro.create_component(ComponentRecord(type_id="model", identifier="m")),
+                lambda: ro.set_metadata("k", "w"),
+            ):
+                with pytest.raises(ReadOnlyStore, match="read-only") as info:
+                    write()
+                text = all_text(info.value)
+                assert "server" not in str(info.value)
+                assert "writable" in str(info.value)
+                assert PASSWORD not in text
+        finally:
+            ro.close()

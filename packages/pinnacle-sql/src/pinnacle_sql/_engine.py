@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -131,15 +133,15 @@ def build_engine(uri: RedactedURI, options: EngineOptions) -> Engine:
     backend = url.get_backend_name()
     kwargs: dict[str, Any] = {"hide_parameters": True, "echo": options.echo}
     connect_args: dict[str, Any] = {}
+    read_only = False
     if backend == "sqlite":
-        memory = is_memory_sqlite(url)
         connect_args["check_same_thread"] = False
         connect_args["timeout"] = options.busy_timeout
-        if memory:
+        if is_memory_sqlite(url):
             # One connection shared by every session, or each would see its own empty DB.
             kwargs["poolclass"] = StaticPool
-        elif url.database and not url.database.startswith("file:"):
-            _make_parent(uri, Path(url.database), "SQLite")
+        else:
+            url, read_only = _sqlite_file_url(uri, url)
     elif backend == "postgresql":
         connect_args["connect_timeout"] = max(2, int(-(-options.connect_timeout // 1)))
         connect_args["application_name"] = "pinnacledb"
@@ -179,10 +181,44 @@ def build_engine(uri: RedactedURI, options: EngineOptions) -> Engine:
     except (ImportError, NoSuchModuleError) as exc:
         raise _missing_driver_error(uri, backend) from exc
     if backend == "sqlite":
-        _sqlite_events(engine, memory=is_memory_sqlite(url), options=options)
+        _sqlite_events(engine, memory=is_memory_sqlite(url), options=options, read_only=read_only)
     elif backend in ("mysql", "mariadb"):
         _mysql_events(engine)
     return engine
+
+
+def _sqlite_file_url(uri: RedactedURI, url: URL) -> tuple[URL, bool]:
+    """The URL to open a SQLite file with, and whether it is opened read-only."""
+    if not url.database or url.database.startswith("file:"):
+        return url, False
+    read_only_uri = sqlite_read_only_uri(Path(url.database))
+    if read_only_uri is None:
+        _make_parent(uri, Path(url.database), "SQLite")
+        return url, False
+    filename, _, option = read_only_uri.partition("?")
+    key, _, value = option.partition("=")
+    # SQLAlchemy passes a "file:" name with uri=true to sqlite3 as a URI filename.
+    return url.set(database=filename).update_query_dict({"uri": "true", key: value}), True
+
+
+def sqlite_read_only_uri(path: Path) -> str | None:
+    """A read-only SQLite URI filename for an existing ``path`` this process cannot write.
+
+    Writing needs the file and its directory (for the WAL and shared-memory files) to be
+    writable. On read-only media nobody can change the file, so it is opened ``immutable``
+    (SQLite then needs no lock and no WAL index); with mere permissions it is opened
+    ``mode=ro``. ``None`` when the file is missing or writable.
+    """
+    try:
+        if not path.is_file():
+            return None
+        if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+            return None
+        media_read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return None
+    mode = "immutable=1" if media_read_only else "mode=ro"
+    return f"file:{urllib.parse.quote(str(path.resolve()))}?{mode}"
 
 
 def _make_parent(uri: RedactedURI, path: Path, kind: str) -> None:
@@ -191,12 +227,15 @@ def _make_parent(uri: RedactedURI, path: Path, kind: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BackendUnavailable(
-            f"metadata store {uri}: cannot create the directory {str(directory)!r} for "
-            f"the {kind} file ({exc.strerror or exc}); check the path and permissions"
+            f"{uri}: cannot create the directory {str(directory)!r} for the {kind} file "
+            f"({exc.strerror or exc}); choose a path in a directory you can write to, or "
+            "create the directory first"
         ) from exc
 
 
-def _sqlite_events(engine: Engine, *, memory: bool, options: EngineOptions) -> None:
+def _sqlite_events(
+    engine: Engine, *, memory: bool, options: EngineOptions, read_only: bool = False
+) -> None:
     busy_ms = int(options.busy_timeout * 1000)
     sync = options.sqlite_synchronous
 
@@ -209,7 +248,7 @@ def _sqlite_events(engine: Engine, *, memory: bool, options: EngineOptions) -> N
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            if not memory:
+            if not memory and not read_only:  # a read-only file keeps its journal mode
                 _ensure_wal(cur, options.busy_timeout)
                 cur.execute(f"PRAGMA synchronous = {sync}")
             cur.execute("PRAGMA foreign_keys = ON")

@@ -83,6 +83,7 @@ class Statements:
     get_job: Executable  # j
     get_job_lock: Executable  # j
     update_job: Executable  # j + the new column values
+    delete_job: Executable  # j
     jobs_all: Executable
     jobs_by_component: Executable  # ct, ci, cv
     jobs_by_status: Executable  # s
@@ -91,6 +92,7 @@ class Statements:
     update_meta: Executable  # h, new_value
     insert_meta: Executable
     highest_versions: Executable
+    latest_hash_lock: Executable  # t, i (FOR SHARE): content_hash, record of the latest
     #: PostgreSQL only: allocate, insert the record and its artifact refs in ONE statement
     #: (run in autocommit: one round trip). Parameters t, i, tail, created_at, hash, shas.
     create_auto: Executable | None = None
@@ -269,6 +271,7 @@ def statements(dialect: str) -> Statements:
         get_job=select(j.record).where(j.job_id == _name("j")),
         get_job_lock=with_lock(select(j.record).where(j.job_id == _name("j")), read=False),
         update_job=update(jobs).where(j.job_id == _name("j")),
+        delete_job=delete(jobs).where(j.job_id == _name("j")),
         jobs_all=select(j.record),
         jobs_by_component=select(j.record).where(*job_component),
         jobs_by_status=select(j.record).where(status),
@@ -280,6 +283,10 @@ def statements(dialect: str) -> Statements:
         insert_meta=insert(meta),
         highest_versions=select(c.type_id, c.identifier, func.max(c.version)).group_by(
             c.type_id, c.identifier
+        ),
+        latest_hash_lock=with_lock(
+            select(c.content_hash, c.record).where(*key_where).order_by(c.version.desc()).limit(1),
+            read=True,
         ),
         create_auto=_pg_create(explicit=False) if dialect == "postgresql" else None,
         create_explicit=_pg_create(explicit=True) if dialect == "postgresql" else None,

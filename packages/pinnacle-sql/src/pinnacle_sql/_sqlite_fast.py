@@ -79,6 +79,7 @@ class SQLiteCreate:
     raise_floor: Prepared  # t, i, floor -> counter value
     insert_component: Prepared  # _COLUMNS
     insert_artifact: Prepared  # component_id, sha256
+    latest_hash: Prepared  # t, i -> content_hash, record of the latest version
 
     def run(
         self,
@@ -90,13 +91,22 @@ class SQLiteCreate:
         shas: list[str],
         on_conflict: Callable[[BaseException, int], BaseException],
         integrity_error: type[BaseException],
+        on_unchanged: Callable[[str], BaseException] | None = None,
     ) -> int:
         """Allocate (or raise the counter for ``explicit``) and insert, in the open transaction.
 
         ``row`` holds type_id, identifier, created_at and content_hash; ``tail`` is the record
-        JSON without its opening brace and version. Returns the version stored.
+        JSON without its opening brace and version. Returns the version stored. With
+        ``on_unchanged`` the latest version is read first (under the write lock that
+        ``BEGIN IMMEDIATE`` took); if its content hash is ``row``'s, ``on_unchanged(record)``
+        is raised and nothing is written.
         """
         key = {"t": row["type_id"], "i": row["identifier"]}
+        if on_unchanged is not None:
+            cursor.execute(self.latest_hash.sql, self.latest_hash.params(key))
+            latest = cursor.fetchone()
+            if latest is not None and latest[0] == row["content_hash"]:
+                raise on_unchanged(str(latest[1]))
         if explicit is None:
             cursor.execute(self.alloc.sql, self.alloc.params(key))
             version = int(cursor.fetchone()[0]) - 1
@@ -126,4 +136,5 @@ def prepare_create(sql: Statements, dialect: Dialect) -> SQLiteCreate:
         raise_floor=Prepared.compile(sql.raise_floor, dialect),
         insert_component=Prepared.compile(sql.insert_component, dialect, list(_COLUMNS)),
         insert_artifact=Prepared.compile(sql.insert_artifacts, dialect, ["component_id", "sha256"]),
+        latest_hash=Prepared.compile(sql.latest_hash_lock, dialect),
     )

@@ -5,8 +5,8 @@ absolute, ``sqlalchemy+sqlite://`` in memory). The plain ``sqlite://`` databacke
 pinnacle-ibis's; this one needs nothing beyond SQLAlchemy (no ibis, no pyarrow).
 
 Storage of the portable types (the same as pinnacle-ibis's SQLite backend, and the portable
-schemas live in the same ``_pinnacle_ibis_schemas`` table, so either package reads the tables
-the other wrote):
+schemas live in the same table, :data:`pinnacle_protocols.tables.SCHEMAS_TABLE`, so either package
+reads the tables the other wrote):
 
 ========  ===========  ==========================================================
 DType     column       stored value
@@ -21,7 +21,8 @@ json      TEXT         compact JSON text
 vector    TEXT         JSON list of floats
 ========  ===========  ==========================================================
 
-Filters compile to parameterized SQLAlchemy expressions with the reference semantics of
+Filters compile (with :func:`pinnacle_protocols.filters.compile_filter`) to parameterized
+SQLAlchemy expressions with the reference semantics of
 :func:`pinnacle_protocols.filters.evaluate` (two-valued logic): a comparison is guarded with
 ``col IS NOT NULL AND ...`` wherever it is negated (``$ne``, ``$nin``, ``$not``), so negations
 match NULL rows as in MongoDB. JSON and vector columns only take NULL tests (``$eq None``,
@@ -32,10 +33,9 @@ quoted by SQLAlchemy, so any name without NUL works (``sqlite_*`` is reserved by
 from __future__ import annotations
 
 import contextlib
-import json
-import math
+import operator
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, cast
 
@@ -49,40 +49,49 @@ from pinnacle_protocols.errors import (
     BackendUnavailable,
     DropRefused,
     FilterError,
-    InvalidRecord,
     InvalidURIError,
     PinnacleError,
     SchemaError,
     TableExists,
     TableNotFound,
 )
-from pinnacle_protocols.filters import COMPARISON_OPS, Filter, parse_order_by, validate_filter
+from pinnacle_protocols.filters import (
+    Filter,
+    check_limit,
+    compile_filter,
+    parse_order_by,
+    validate_filter,
+)
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
-from pinnacle_protocols.records import DType, Field, Schema, coerce_value
+from pinnacle_protocols.records import (
+    CountQuery,
+    DType,
+    Field,
+    Schema,
+    check_index_columns,
+    check_match_pairs,
+    check_new_table,
+    coerce_value,
+    index_name,
+)
+from pinnacle_protocols.tables import (
+    RESERVED_PREFIX,
+    SCHEMAS_TABLE,
+    dump_json,
+    load_json,
+    schema_from_text,
+    schema_to_text,
+)
 from pinnacle_protocols.uri import RedactedURI, redact
 from pinnacle_sql._engine import EngineOptions, build_engine
 
 __all__ = ["RESERVED_PREFIX", "SCHEMAS_TABLE", "SQLAlchemyDataBackend"]
 
-#: Tables whose names start with this belong to pinnacledb and are never user tables.
-RESERVED_PREFIX: Final = "_pinnacle"
-#: Where the portable schema of every table is kept (shared with pinnacle-ibis on purpose).
-SCHEMAS_TABLE: Final = "_pinnacle_ibis_schemas"
 #: URI schemes this class accepts (only ``sqlalchemy+sqlite`` is registered as entry point).
 SCHEMES: Final = frozenset({"sqlalchemy+sqlite", "sqlite"})
 
 
 # ============================================================================ column types
-def _dump_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _load_json(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        value = bytes(value).decode("utf-8")
-    return json.loads(value) if isinstance(value, str) else value
-
-
 class _TimestampText(UserDefinedType[str]):
     """``TIMESTAMP`` in the DDL, text values, no driver conversion."""
 
@@ -119,10 +128,10 @@ class JSONText(TypeDecorator[Any]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
-        return None if value is None else _dump_json(value)
+        return None if value is None else dump_json(value)
 
     def process_result_value(self, value: Any, dialect: Any) -> Any:
-        return None if value is None else _load_json(value)
+        return None if value is None else load_json(value)
 
 
 class VectorText(TypeDecorator[list[float]]):
@@ -132,10 +141,10 @@ class VectorText(TypeDecorator[list[float]]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
-        return None if value is None else _dump_json([float(v) for v in value])
+        return None if value is None else dump_json([float(v) for v in value])
 
     def process_result_value(self, value: Any, dialect: Any) -> list[float] | None:
-        return None if value is None else [float(v) for v in _load_json(value)]
+        return None if value is None else [float(v) for v in load_json(value)]
 
 
 class Float64(TypeDecorator[float]):
@@ -196,35 +205,6 @@ _SCHEMAS = sa.Table(
 
 
 # ============================================================================ values
-def _schema_to_text(schema: Schema) -> str:
-    return _dump_json(
-        {
-            "fields": [
-                {"name": f.name, "dtype": f.dtype.value, "nullable": f.nullable, "dim": f.dim}
-                for f in schema.fields
-            ]
-        }
-    )
-
-
-def _schema_from_text(text: str) -> Schema:
-    try:
-        data = _load_json(text)
-        return Schema(
-            fields=tuple(
-                Field(
-                    name=str(f["name"]),
-                    dtype=DType(f["dtype"]),
-                    nullable=bool(f.get("nullable", True)),
-                    dim=f.get("dim"),
-                )
-                for f in data["fields"]
-            )
-        )
-    except (InvalidRecord, SchemaError, ValueError, KeyError, TypeError) as exc:
-        raise SchemaError(f"a stored table schema is unreadable: {exc}") from exc
-
-
 def _affinity_dtype(declared: str) -> DType:
     """The portable type of a column of a table made outside pinnacledb (SQLite affinity)."""
     t = declared.upper()
@@ -242,133 +222,68 @@ def _affinity_dtype(declared: str) -> DType:
 
 
 # ============================================================================ filters
-_NEVER: Any = object()
+class _Leaves:
+    """The leaves of :func:`~pinnacle_protocols.filters.compile_filter` as SQLAlchemy Core.
 
-
-def _float_exact(value: int) -> bool:
-    try:
-        return float(value) == value
-    except OverflowError:
-        return False
-
-
-def _float_neighbours(value: int) -> tuple[float | None, float | None]:
-    """The largest double below ``value`` and the smallest above it (None: none is finite)."""
-    try:
-        near = float(value)
-    except OverflowError:  # pragma: no cover - operands are 64-bit
-        biggest = math.nextafter(math.inf, 0.0)
-        return (biggest, None) if value > 0 else (None, -biggest)
-    if near > value:
-        lower, upper = math.nextafter(near, -math.inf), near
-    else:
-        lower, upper = near, math.nextafter(near, math.inf)
-    return (lower if math.isfinite(lower) else None, upper if math.isfinite(upper) else None)
-
-
-class _Compiler:
-    """A validated filter -> a SQLAlchemy boolean expression (reference semantics).
-
-    ``exact`` expressions are never NULL (needed under a negation); the others may be NULL
-    where the answer is "no", which is all a WHERE needs and keeps plain comparisons
-    index-friendly.
+    A never-NULL comparison is guarded with ``col IS NOT NULL AND ...``; the others may be NULL
+    where the answer is "no", which is all a WHERE needs and keeps them index-friendly. Values
+    are bound parameters.
     """
 
-    def __init__(self, table: sa.Table, schema: Schema) -> None:
+    def __init__(self, table: sa.Table) -> None:
         self.table = table
-        self.schema = schema
 
-    def filter(self, where: Filter, exact: bool) -> ColumnElement[bool]:
-        parts: list[ColumnElement[bool]] = []
-        for key, value in where.items():
-            if key == "$and":
-                parts.append(sa.and_(*[self.filter(sub, exact) for sub in value]))
-            elif key == "$or":
-                parts.append(sa.or_(*[self.filter(sub, exact) for sub in value]))
-            elif isinstance(value, Mapping):
-                parts.append(sa.and_(*[self.op(key, op, arg, exact) for op, arg in value.items()]))
-            else:
-                parts.append(self.op(key, "$eq", value, exact))
-        return sa.and_(*parts) if len(parts) != 1 else parts[0]
+    def column(self, name: str) -> Any:
+        return self.table.c[name]
 
-    def op(self, name: str, op: str, arg: Any, exact: bool) -> ColumnElement[bool]:
-        field = self.schema[name]
-        column = self.table.c[name]
-        if op == "$eq":
-            return column.is_(None) if arg is None else self.eq(field, column, arg, exact)
-        if op == "$ne":
-            return sa.not_(self.op(name, "$eq", arg, True))
-        if op in COMPARISON_OPS:
-            return self.compare(field, column, op, arg, exact)
-        if op == "$in":
-            return self.isin(field, column, arg, exact)
-        if op == "$nin":
-            return sa.not_(self.isin(field, column, arg, True))
-        if op == "$exists":
-            return column.is_not(None) if arg else column.is_(None)
-        # $not
-        return sa.not_(sa.and_(*[self.op(name, sub, v, True) for sub, v in arg.items()]))
-
-    @staticmethod
-    def _guard(column: Any, cmp: ColumnElement[bool], exact: bool) -> ColumnElement[bool]:
-        return sa.and_(column.is_not(None), cmp) if exact else cmp
-
-    @staticmethod
-    def _exact_value(field: Field, value: Any) -> Any:
-        """``value`` as the column compares it, or ``_NEVER`` when no stored value equals it."""
-        if field.dtype is DType.FLOAT and isinstance(value, int) and not isinstance(value, bool):
-            return float(value) if _float_exact(value) else _NEVER
+    def literal(self, name: str, column: Any, value: Any) -> Any:
         return value
 
-    def eq(self, field: Field, column: Any, value: Any, exact: bool) -> ColumnElement[bool]:
-        value = self._exact_value(field, value)
-        if value is _NEVER:
-            return sa.false()
-        return self._guard(column, column == value, exact)
+    def constant(self, value: bool) -> ColumnElement[bool]:
+        return sa.true() if value else sa.false()
 
-    def isin(
-        self, field: Field, column: Any, items: Sequence[Any], exact: bool
-    ) -> ColumnElement[bool]:
-        values = []
-        for item in items:
-            if item is not None:
-                value = self._exact_value(field, item)
-                if value is not _NEVER:
-                    values.append(value)
-        parts: list[ColumnElement[bool]] = []
-        if len(values) == 1:
-            parts.append(self.eq(field, column, values[0], exact))
-        elif values:
-            parts.append(self._guard(column, column.in_(values), exact))
-        if any(item is None for item in items):
-            parts.append(column.is_(None))
-        if not parts:
-            return sa.false()
-        return sa.or_(*parts) if len(parts) > 1 else parts[0]
+    @staticmethod
+    def _guard(column: Any, cmp: ColumnElement[bool], never_null: bool) -> ColumnElement[bool]:
+        return sa.and_(column.is_not(None), cmp) if never_null else cmp
 
-    def compare(
-        self, field: Field, column: Any, op: str, value: Any, exact: bool
-    ) -> ColumnElement[bool]:
-        if field.dtype is DType.FLOAT and isinstance(value, int) and not _float_exact(value):
-            # No double equals ``value``: compare with the neighbouring doubles instead.
-            lower, upper = _float_neighbours(value)
-            if op in ("$gt", "$gte"):
-                if upper is None:
-                    return sa.false()
-                value, op = upper, "$gte"
-            else:
-                if lower is None:
-                    return sa.false()
-                value, op = lower, "$lte"
-        if op == "$gt":
-            cmp = column > value
-        elif op == "$gte":
-            cmp = column >= value
-        elif op == "$lt":
-            cmp = column < value
-        else:
-            cmp = column <= value
-        return self._guard(column, cmp, exact)
+    def compare(self, column: Any, op: str, literal: Any, never_null: bool) -> ColumnElement[bool]:
+        return self._guard(column, _COMPARATORS[op](column, literal), never_null)
+
+    def member(self, column: Any, literals: Sequence[Any], never_null: bool) -> ColumnElement[bool]:
+        # An explicitly named expanding parameter: SQLAlchemy names it after the column
+        # otherwise, and a column name with a control character (\x1c-\x1f count as
+        # whitespace) leaves its __[POSTCOMPILE_...] placeholder unexpanded in the SQL.
+        # typed like the column: its bind processing (datetimes, JSON...) applies to every item
+        param: Any = sa.bindparam(
+            "in_values", list(literals), expanding=True, unique=True, type_=column.type
+        )
+        return self._guard(column, column.in_(param), never_null)
+
+    def is_null(self, column: Any, null: bool) -> ColumnElement[bool]:
+        return cast("ColumnElement[bool]", column.is_(None) if null else column.is_not(None))
+
+    def all_of(self, parts: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+        return sa.and_(*parts)
+
+    def any_of(self, parts: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+        return sa.or_(*parts)
+
+    def negate(self, part: ColumnElement[bool]) -> ColumnElement[bool]:
+        return sa.not_(part)
+
+
+_COMPARATORS: Final[dict[str, Callable[[Any, Any], Any]]] = {
+    "$eq": operator.eq,
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
+
+
+def _where_clause(table: sa.Table, schema: Schema, where: Filter) -> ColumnElement[bool]:
+    """A validated, non-empty filter as a WHERE clause over ``table``."""
+    return compile_filter(where, _Leaves(table), schema)
 
 
 # ============================================================================ the backend
@@ -504,11 +419,11 @@ class SQLAlchemyDataBackend:
                 sa.select(_SCHEMAS.c.schema).where(_SCHEMAS.c.name == name)
             ).scalar_one_or_none()
         if text is None:
-            text = _schema_to_text(self._derive_schema(conn, name))
+            text = schema_to_text(self._derive_schema(conn, name))
         key = (name, text)
         found = self._tables.get(key)
         if found is None:
-            schema = _schema_from_text(text)
+            schema = schema_from_text(text)
             found = (schema, _sa_table(name, schema))
             if len(self._tables) > 1000:
                 self._tables.clear()
@@ -552,15 +467,18 @@ class SQLAlchemyDataBackend:
             raise SchemaError(f"table name {name!r}: SQLite reserves the prefix 'sqlite_'")
         if not isinstance(schema, Schema):
             raise SchemaError(f"expected a Schema, got {type(schema).__name__}")
+        check_new_table(name, schema, (), self._uri)  # columns, before any write
         table = _sa_table(name, schema)
         with self._write("create_table") as conn:
-            existing = {n.casefold() for n in self._physical_tables(conn)}
+            physical = list(self._physical_tables(conn))
+            check_new_table(name, schema, physical, self._uri)
+            existing = {n.casefold() for n in physical}
             if name.casefold() in existing:
                 raise TableExists(f"table {name!r} already exists in {self._uri}")
             _SCHEMAS.create(conn, checkfirst=True)
             table.create(conn)
             conn.execute(_SCHEMAS.delete().where(_SCHEMAS.c.name == name))
-            conn.execute(_SCHEMAS.insert().values(name=name, schema=_schema_to_text(schema)))
+            conn.execute(_SCHEMAS.insert().values(name=name, schema=schema_to_text(schema)))
 
     def drop_table(self, name: str) -> None:
         """Drop a table (TableNotFound if absent)."""
@@ -648,10 +566,7 @@ class SQLAlchemyDataBackend:
                 for c in columns:
                     if c not in schema:
                         raise SchemaError(f"select from {table!r}: unknown column {c!r}")
-            if limit is not None and (
-                isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-            ):
-                raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
+            check_limit(limit)
             order = parse_order_by(order_by, schema, table) if order_by else []
             names = list(dict.fromkeys(columns)) if columns is not None else list(schema.names)
             stmt = sa.select(*[sa_table.c[n] for n in names])
@@ -665,13 +580,141 @@ class SQLAlchemyDataBackend:
                 stmt = stmt.limit(limit)
             return [dict(zip(names, row, strict=True)) for row in conn.execute(stmt)]
 
+    def anti_join_keys(
+        self,
+        table: str,
+        column: str,
+        other: str,
+        other_column: str,
+        *,
+        where: Filter | None = None,
+        other_where: Filter | None = None,
+        after: Any = None,
+        limit: int = 1000,
+    ) -> list[Any]:
+        """Keys of ``table`` that ``other`` lacks, as one ``NOT EXISTS`` query.
+
+        See :class:`pinnacle_protocols.protocols.SupportsAntiJoin` (used by listeners).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise FilterError(f"limit must be an int >= 1, got {limit!r}")
+        with self._read("anti join", table) as conn:
+            schema, left = self._lookup(conn, table)
+            other_schema, right_table = self._lookup(conn, other)
+            for name, sch, col in ((table, schema, column), (other, other_schema, other_column)):
+                if col not in sch:
+                    raise SchemaError(f"anti join: table {name!r} has no column {col!r}")
+            parts: list[Filter] = [{column: {"$ne": None}}]
+            if where:
+                parts.append(where)
+            if after is not None:
+                parts.append({column: {"$gt": after}})
+            left_where: Filter = {"$and": parts}
+            validate_filter(left_where, schema)
+            validate_filter(other_where, other_schema)
+            right = cast(sa.Table, right_table.alias("_pinnacle_other"))
+            sub = sa.select(sa.literal(1)).where(right.c[other_column] == left.c[column])
+            right_cond = self._condition(right, other_schema, other_where)
+            if right_cond is not None:
+                sub = sub.where(right_cond)
+            key = left.c[column]
+            stmt = (
+                sa.select(key)
+                .where(_where_clause(left, schema, left_where))
+                .where(~sa.exists(sub))
+                .distinct()
+                .order_by(key)
+                .limit(limit)
+            )
+            return [row[0] for row in conn.execute(stmt)]
+
+    def count_unmatched(
+        self,
+        table: str,
+        other: str,
+        on: Sequence[tuple[str, str]],
+        *,
+        where: Filter | None = None,
+        other_where: Filter | None = None,
+    ) -> int:
+        """Rows of ``table`` no row of ``other`` matches, as one ``NOT EXISTS`` count.
+
+        See :class:`pinnacle_protocols.protocols.SupportsMatchCount` (used by listeners).
+        """
+        with self._read("count unmatched", table) as conn:
+            query = CountQuery(
+                table=table, where=where, other=other, on=tuple(on), other_where=other_where
+            )
+            return int(conn.execute(self._count_stmt(conn, query)).scalar_one())
+
+    def count_many(self, queries: Sequence[CountQuery]) -> list[int]:
+        """Several counts as one ``SELECT`` of scalar subqueries.
+
+        See :class:`pinnacle_protocols.protocols.SupportsMatchCounts` (used by listeners).
+        """
+        if not queries:
+            return []
+        with self._read("count many", queries[0].table) as conn:
+            stmts = [self._count_stmt(conn, q) for q in queries]
+            if len(stmts) == 1:
+                return [int(conn.execute(stmts[0]).scalar_one())]
+            row = conn.execute(
+                sa.select(*[s.scalar_subquery().label(f"n{i}") for i, s in enumerate(stmts)])
+            ).one()
+            return [int(v) for v in row]
+
+    def _count_stmt(self, conn: Connection, query: CountQuery) -> sa.Select[Any]:
+        """The validated ``SELECT count(*)`` of ``query``."""
+        schema, left = self._lookup(conn, query.table)
+        if query.other is None:
+            validate_filter(query.where, schema)
+            cond = self._condition(left, schema, query.where)
+            stmt = sa.select(sa.func.count()).select_from(left)
+            return stmt if cond is None else stmt.where(cond)
+        other_schema, right_table = self._lookup(conn, query.other)
+        pairs = check_match_pairs(query.on, schema, other_schema)
+        key: Filter = {pairs[0][0]: {"$ne": None}}
+        left_where: Filter = {"$and": [key, query.where]} if query.where else key
+        validate_filter(left_where, schema)
+        validate_filter(query.other_where, other_schema)
+        right = cast(sa.Table, right_table.alias("_pinnacle_other"))
+        first, first_other = pairs[0]
+        sub = sa.select(sa.literal(1)).where(right.c[first_other] == left.c[first])
+        for col, other_col in pairs[1:]:
+            sub = sub.where(right.c[other_col].is_not_distinct_from(left.c[col]))
+        right_cond = self._condition(right, other_schema, query.other_where)
+        if right_cond is not None:
+            sub = sub.where(right_cond)
+        return (
+            sa.select(sa.func.count())
+            .select_from(left)
+            .where(_where_clause(left, schema, left_where))
+            .where(~sa.exists(sub))
+        )
+
+    def create_index(self, table: str, columns: Sequence[str], *, unique: bool = False) -> bool:
+        """Ensure an index on ``columns`` (``CREATE INDEX IF NOT EXISTS``); always True.
+
+        See :class:`pinnacle_protocols.protocols.SupportsIndexes` (used by listeners).
+        """
+        with self._write("create index", table) as conn:
+            schema, sa_table = self._lookup(conn, table)
+            names = check_index_columns(table, columns, schema)
+            index = sa.Index(
+                index_name(table, names, unique=unique),
+                *[sa_table.c[n] for n in names],
+                unique=unique,
+            )
+            index.create(conn, checkfirst=True)
+            return True
+
     @staticmethod
     def _condition(
         sa_table: sa.Table, schema: Schema, where: Filter | None
     ) -> ColumnElement[bool] | None:
         if not where:
             return None
-        return _Compiler(sa_table, schema).filter(where, False)
+        return _where_clause(sa_table, schema, where)
 
     def update(self, table: str, where: Filter | None, values: Mapping[str, Any]) -> int:
         """Set ``values`` on the rows matching ``where``; return how many matched."""
@@ -744,11 +787,11 @@ class SQLAlchemyDataBackend:
                 return []
             return [dict(row) for row in result.mappings()]
 
-    def default_metadata_uri(self) -> str | None:
+    def default_metadata_uri(self) -> RedactedURI | None:
         """The same SQLite database as a ``sqlite://`` URI (pinnacle-sql's metadata store)."""
-        return self._sqlite_uri.reveal()
+        return self._sqlite_uri
 
-    def default_artifact_uri(self) -> str | None:
+    def default_artifact_uri(self) -> RedactedURI | None:
         """None: SQLite holds no artifacts; the facade falls back to the filesystem."""
         return None
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final, Self, TypeVar
 
 import attrs
@@ -31,16 +33,17 @@ from pinnacle_protocols import (
     JSONValue,
     MigrationRequired,
     PinnacleError,
+    ReadOnlyStore,
     RedactedURI,
     SchemaRevision,
+    StoreFileGone,
     VersionConflict,
     redact,
-    structure,
     unstructure,
     utcnow,
 )
-from pinnacle_protocols.records import check_json
-from pinnacle_protocols.serialization import converter
+from pinnacle_protocols.records import check_json, check_reuse_unchanged
+from pinnacle_protocols.serialization import converter, load_json, structure_json
 from pinnacle_sql import _migrate
 from pinnacle_sql._engine import (
     EngineOptions,
@@ -72,6 +75,14 @@ class _Retry(Exception):
     """Roll the transaction back and run it again (a lost race on a unique key)."""
 
 
+class _Unchanged(Exception):
+    """The latest stored version has the new record's content: roll back, return it."""
+
+    def __init__(self, record_json: str) -> None:
+        super().__init__("unchanged")
+        self.record_json = record_json
+
+
 class _CounterBehind(Exception):
     """An allocated version already exists: the counter is behind the stored versions."""
 
@@ -87,6 +98,28 @@ def _valid_name(value: object) -> bool:
 
 def _valid_version(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_INT64
+
+
+def _record_tail(record: ComponentRecord) -> tuple[datetime, str]:
+    """``created_at`` (now if unset) and the record's JSON without ``{`` and the version.
+
+    Everything but the version is encoded outside the transaction; the version is spliced in
+    once allocated (JSON objects are unordered).
+    """
+    created = record.created_at or utcnow()
+    body = unstructure(record)
+    del body["version"]
+    body["created_at"] = converter.unstructure(created)
+    return created, _dumps(body)[1:]
+
+
+def _raise_if_unchanged(conn: Connection, sql: Statements, row: Mapping[str, Any]) -> None:
+    """Raise _Unchanged if the latest stored version has ``row``'s content hash."""
+    latest = conn.execute(
+        sql.latest_hash_lock, {"t": row["type_id"], "i": row["identifier"]}
+    ).first()
+    if latest is not None and latest[0] == row["content_hash"]:
+        raise _Unchanged(str(latest[1]))
 
 
 _KEY_FIELDS: Final = tuple(f.name for f in attrs.fields(ComponentKey))
@@ -141,6 +174,8 @@ class SQLAlchemyMetadataStore:
     _max_statement: int | None = field(init=False, default=None)
     # SQLite on the stdlib driver: create_component's statements, compiled for the cursor.
     _sqlite_create: SQLiteCreate | None = field(init=False, default=None)
+    # SQLite file: (path, st_dev, st_ino) of the open database, checked before each write.
+    _file_identity: tuple[str, int, int] | None = field(init=False, default=None)
     _init_lock: threading.RLock = field(init=False, factory=threading.RLock)
     # In-memory SQLite has one shared connection: sessions must take turns.
     _guard: contextlib.AbstractContextManager[Any] = field(
@@ -239,6 +274,8 @@ class SQLAlchemyMetadataStore:
                 "file can be opened by one process at a time: close the other process's store "
                 "(or DuckDB connection), or keep metadata on SQLite or a server database."
             )
+        if self._dialect == "sqlite":
+            return self._translate_sqlite(exc, action, detail)
         if self._unavailable(exc):
             return BackendUnavailable(
                 f"metadata store {self._uri} is unavailable ({action}): {detail}. Check that "
@@ -246,6 +283,62 @@ class SQLAlchemyMetadataStore:
                 "that the URI's user and password are right."
             )
         return PinnacleError(f"metadata store {self._uri}: {action} failed: {detail}")
+
+    def _translate_sqlite(self, exc: DBAPIError, action: str, detail: str) -> PinnacleError:
+        # A file, not a server: name what is wrong with the file instead.
+        text = detail.lower()
+        if "readonly" in text or "read-only" in text:
+            return ReadOnlyStore(
+                f"metadata store {self._uri} is read-only ({action}): {detail}. The SQLite "
+                "file or its directory cannot be written (read-only media or permissions); "
+                "reads work. To write, copy the database to writable storage or make the file "
+                "and its directory writable."
+            )
+        if self._unavailable(exc):
+            return BackendUnavailable(
+                f"metadata store {self._uri} is unavailable ({action}): {detail}. Check that "
+                "the SQLite file's directory exists and that this process may read and write "
+                "the file and its directory."
+            )
+        return PinnacleError(f"metadata store {self._uri}: {action} failed: {detail}")
+
+    def _remember_file(self, engine: Engine) -> None:
+        """Note which file the SQLite database is (see :meth:`_check_file`)."""
+        if self._dialect != "sqlite":
+            return
+        try:
+            with engine.connect() as conn:
+                rows = conn.exec_driver_sql("PRAGMA database_list").all()
+        except DBAPIError as exc:
+            raise self._translate(exc, "reading the database file name") from exc
+        path = next((str(r[2]) for r in rows if r[1] == "main"), "")
+        if path:  # "" for in-memory databases
+            st = os.stat(path)
+            self._file_identity = (path, st.st_dev, st.st_ino)
+
+    def _check_file(self, action: str) -> None:
+        """Refuse to write when the SQLite file was deleted or replaced since it was opened.
+
+        The open connections keep writing to the old file, which nobody will ever read: the
+        write would be acknowledged and lost. One ``stat`` per write.
+        """
+        identity = self._file_identity
+        if identity is None:
+            return
+        path, dev, ino = identity
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            what = "was deleted"
+        else:
+            if (st.st_dev, st.st_ino) == (dev, ino):
+                return
+            what = "was replaced by another file"
+        raise StoreFileGone(
+            f"metadata store {self._uri}: the SQLite file {path!r} {what} while it was open "
+            f"({action} refused: it would be lost). Close this store and open it again "
+            "(pinnacle() or from_uri()) to use the file now at that path."
+        )
 
     def _transient(self, exc: DBAPIError) -> bool:
         orig = exc.orig
@@ -267,7 +360,13 @@ class SQLAlchemyMetadataStore:
         engine = self._engine
         if self._ready and engine is not None:
             return engine
-        with self._init_lock:
+        # The guard too: on an in-memory database every thread shares one connection, and a
+        # connection returned by this check rolls back, ending another thread's write
+        # transaction ("cannot commit - no transaction is active", the identical-content race)
+        with self._init_lock, self._guard:
+            engine = self._engine
+            if self._ready and engine is not None:  # another thread finished it meanwhile
+                return engine
             revision = self._revision(create_if_empty=True)
             if not revision.up_to_date:
                 raise self._migration_required(revision)
@@ -281,6 +380,7 @@ class SQLAlchemyMetadataStore:
                 self._max_statement = int(limit or 0) or None
             if self._dialect == "sqlite" and engine.dialect.driver == "pysqlite":
                 self._sqlite_create = prepare_create(self._sql, engine.dialect)
+            self._remember_file(engine)
             self._ready = True
             return engine
 
@@ -369,6 +469,7 @@ class SQLAlchemyMetadataStore:
         (PostgreSQL): no BEGIN/COMMIT round trips.
         """
         engine = self._ensure_ready()
+        self._check_file(action)
         if single:
             engine = self._reader or engine
         attempt = 0
@@ -407,6 +508,7 @@ class SQLAlchemyMetadataStore:
         as SQLAlchemy would wrap them, then translated like the Core path's.
         """
         engine = self._ensure_ready()
+        self._check_file(action)
         dbapi = engine.dialect.loaded_dbapi
         attempt = 0
         while True:
@@ -487,7 +589,9 @@ class SQLAlchemyMetadataStore:
         self._write(txn, "repairing version counters")
 
     # ------------------------------------------------------------------ components
-    def create_component(self, record: ComponentRecord) -> ComponentRecord:
+    def create_component(
+        self, record: ComponentRecord, *, reuse_unchanged: bool = False
+    ) -> ComponentRecord:
         """Store a new version of ``(record.type_id, record.identifier)`` and return it.
 
         With ``record.version is None`` the next version (1 + the highest ever allocated,
@@ -495,21 +599,22 @@ class SQLAlchemyMetadataStore:
         With an explicit version that exact version is stored (and later allocations continue
         above it). ``created_at`` is set by the store if missing.
 
+        With ``reuse_unchanged`` the latest stored version is returned instead when its
+        content hash equals the record's: the transaction takes the version counter's row lock
+        first (SQLite: the database write lock), then compares, and rolls back if unchanged,
+        so racing writers of identical content create one version.
+
         Raises:
             VersionConflict: the explicit version already exists.
-            InvalidRecord: the version does not fit in 64 bits.
+            InvalidRecord: the version does not fit in 64 bits, or ``reuse_unchanged`` with an
+                explicit version.
         """
         if not isinstance(record, ComponentRecord):
             raise InvalidRecord(f"expected a ComponentRecord, got {type(record).__name__}")
+        check_reuse_unchanged(record, reuse_unchanged)
         if record.version is not None and not _valid_version(record.version):
             raise InvalidRecord(f"version {record.version} does not fit in 64 bits")
-        created = record.created_at or utcnow()
-        body = unstructure(record)
-        del body["version"]
-        body["created_at"] = converter.unstructure(created)
-        # Everything but the version is encoded here, outside the transaction; the version is
-        # spliced in once allocated (JSON objects are unordered).
-        tail = _dumps(body)[1:]
+        created, tail = _record_tail(record)
         self._ensure_ready()
         self._check_size(tail, f"component {_key_text(record.type_id, record.identifier)}")
         row = {
@@ -534,8 +639,9 @@ class SQLAlchemyMetadataStore:
         fast = self._sqlite_create
         if fast is not None:
             integrity = self._ensure_ready().dialect.loaded_dbapi.IntegrityError
-            version = self._write_sqlite(
-                lambda cur: fast.run(
+
+            def sqlite_txn(cur: Any) -> int:
+                return fast.run(
                     cur,
                     row,
                     tail=tail,
@@ -543,12 +649,12 @@ class SQLAlchemyMetadataStore:
                     shas=shas,
                     on_conflict=conflict,
                     integrity_error=integrity,
-                ),
-                action,
-            )
-            return evolve(record, version=version, created_at=created)
+                    on_unchanged=_Unchanged if reuse_unchanged else None,
+                )
 
-        if sql.create_auto is not None and sql.create_explicit is not None:
+            return self._created(record, created, lambda: self._write_sqlite(sqlite_txn, action))
+
+        if sql.create_auto is not None and sql.create_explicit is not None and not reuse_unchanged:
             # PostgreSQL: counter, record and artifact refs in one statement, one round trip.
             stmt = sql.create_auto if explicit is None else sql.create_explicit
             params = {**row, "t": type_id, "i": identifier, "tail": tail, "shas": shas}
@@ -567,7 +673,11 @@ class SQLAlchemyMetadataStore:
 
         def txn(conn: Connection) -> int:
             if explicit is None:
+                # The counter row's lock serializes the writers of this component from here
+                # to COMMIT, so the latest read next is not overtaken before we insert.
                 version = self._bump_counter(conn, type_id, identifier, 0)
+                if reuse_unchanged:
+                    _raise_if_unchanged(conn, sql, row)
             else:
                 version = explicit
                 self._bump_counter(conn, type_id, identifier, explicit + 1)
@@ -584,7 +694,18 @@ class SQLAlchemyMetadataStore:
                 )
             return version
 
-        version = self._write(txn, action)
+        return self._created(record, created, lambda: self._write(txn, action))
+
+    @staticmethod
+    def _created(
+        record: ComponentRecord, created: datetime, write: Callable[[], int]
+    ) -> ComponentRecord:
+        """Run ``write``; the record as stored, or the latest one if it was unchanged."""
+        try:
+            version = write()
+        except _Unchanged as same:
+            where = f"the latest stored record of {_key_text(record.type_id, record.identifier)}"
+            return structure_json(same.record_json, ComponentRecord, where)
         return evolve(record, version=version, created_at=created)
 
     def get_component(
@@ -610,7 +731,9 @@ class SQLAlchemyMetadataStore:
                 lambda conn: conn.execute(stmt, params).scalar_one_or_none(), "reading"
             )
             if text is not None:
-                return structure(json.loads(text), ComponentRecord)
+                where = f"metadata store {self._uri}: the record of component "
+                where += _key_text(type_id, identifier, version)
+                return structure_json(text, ComponentRecord, where)
         raise ComponentNotFound(
             f"no component {_key_text(type_id, identifier, version)} in metadata store {self._uri}"
         )
@@ -803,7 +926,8 @@ class SQLAlchemyMetadataStore:
                 "reading a job",
             )
             if text is not None:
-                return structure(json.loads(text), JobRecord)
+                where = f"metadata store {self._uri}: the record of job {job_id!r}"
+                return structure_json(text, JobRecord, where)
         raise JobNotFound(f"no job {job_id!r} in metadata store {self._uri}")
 
     def update_job(self, job: JobRecord) -> JobRecord:
@@ -822,7 +946,8 @@ class SQLAlchemyMetadataStore:
                 raise missing
             stored = job
             if job.created_at is None:
-                old = structure(json.loads(found.record), JobRecord)
+                where = f"metadata store {self._uri}: the record of job {job.job_id!r}"
+                old = structure_json(found.record, JobRecord, where)
                 stored = evolve(job, created_at=old.created_at)
             conn.execute(sql.update_job, {"j": job.job_id, **self._job_row(stored)})
             return stored
@@ -830,6 +955,20 @@ class SQLAlchemyMetadataStore:
         if not _valid_name(job.job_id):
             raise missing
         return self._write(txn, f"updating job {job.job_id!r}")
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete one job record (JobNotFound if absent)."""
+        missing = JobNotFound(f"no job {job_id!r} in metadata store {self._uri}")
+        if not _valid_name(job_id):
+            raise missing
+
+        def txn(conn: Connection) -> None:
+            # checked by a read: DuckDB reports no rowcount for DELETE
+            if conn.execute(self._sql.get_job_lock, {"j": job_id}).first() is None:
+                raise missing
+            conn.execute(self._sql.delete_job, {"j": job_id})
+
+        self._write(txn, f"deleting job {job_id!r}")
 
     def show_jobs(
         self, *, component: ComponentKey | None = None, status: JobStatus | None = None
@@ -854,7 +993,8 @@ class SQLAlchemyMetadataStore:
         else:
             stmt = sql.jobs_by_component if status is None else sql.jobs_by_both
         texts = self._read(lambda conn: conn.execute(stmt, params).scalars().all(), "listing jobs")
-        found = [structure(json.loads(t), JobRecord) for t in texts]
+        where = f"metadata store {self._uri}: a job record"
+        found = [structure_json(t, JobRecord, where) for t in texts]
         return sorted(found, key=lambda j: (j.created_at, j.job_id))
 
     # ------------------------------------------------------------------ key/value metadata
@@ -876,7 +1016,7 @@ class SQLAlchemyMetadataStore:
         )
         if text is None:
             return default
-        value: JSONValue = json.loads(text)
+        value: JSONValue = load_json(text, f"metadata store {self._uri}: metadata {key!r}")
         return value
 
     def set_metadata(self, key: str, value: JSONValue) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from pinnacle_protocols import RedactedURI, translate_uri
+from pinnacle_protocols.uri import redacted_repr
 from pinnacle_sql._tables import tables_in_drop_order
 from pinnacle_sql.store import SQLAlchemyMetadataStore
 
@@ -79,7 +80,7 @@ class DatabaseServer:
     The admin URI's user must be allowed to create databases.
     """
 
-    admin_uri: str
+    admin_uri: str = field(repr=redacted_repr)
     kind: Literal["postgres", "mariadb"]
     created: list[str] = field(factory=list)
     _admin: Engine | None = field(default=None, alias="_admin")
@@ -174,7 +175,7 @@ class DatabaseServer:
 
 @define(kw_only=True)
 class _Pooled:
-    uri: str
+    uri: str = field(repr=redacted_repr)
     wiper: Engine
     store: SQLAlchemyMetadataStore | None = None
 
