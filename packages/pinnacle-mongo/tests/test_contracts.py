@@ -15,8 +15,7 @@ import pytest
 from hypothesis import Phase, settings
 
 from pinnacle_mongo import GridFSArtifactStore, MongoDataBackend, MongoMetadataStore
-from pinnacle_mongo.testing import FreshDatabases, external_mongodb
-from pinnacle_protocols.errors import PinnacleError
+from pinnacle_mongo.testing import FreshDatabases, contract_gap_marks, external_mongodb
 from pinnacle_protocols.records import DType
 from pinnacle_protocols.testing import (
     ArtifactCorruptionContract,
@@ -25,10 +24,9 @@ from pinnacle_protocols.testing import (
     MetadataStoreContract,
 )
 
-notyet = pytest.mark.notyet
-#: mongoeco compares an explicit ``null`` as lower than every value in $lt/$lte (MongoDB's
-#: type bracketing never matches null there): e.g. {"i": {"$lte": 2}} also returns i = null.
-MONGOECO_LT_NULL = "mongoeco: $lt/$lte match documents whose field is null (no type bracketing)"
+# Known gaps of the test servers: pinnacle_mongo.testing.CONTRACT_GAPS (shared with the store
+# matrix of tests-integration). mongoeco compares an explicit ``null`` as lower than every value
+# in $lt/$lte (MongoDB's type bracketing never matches null there).
 
 
 class _NoShrink:
@@ -124,16 +122,9 @@ class TestDataBackendMongoeco(_OnServer, DataBackendContract[MongoDataBackend]):
     # The state machine would draw $lt/$lte over NULL cells and hit mongoeco's bug at random;
     # range filters and order_by on these dtypes are covered by test_mongoeco_ranges.py.
     unordered_dtypes = frozenset({DType.INT, DType.FLOAT, DType.STR, DType.BYTES, DType.DATETIME})
-    known_gaps: ClassVar[Mapping[str, pytest.MarkDecorator]] = {
-        "test_filter[lte]": notyet(
-            reason=f"{MONGOECO_LT_NULL}: got k in {{0, 1, 2}}, want {{0, 1}}",
-            raises=AssertionError,
-        ),
-        "test_filter_order[str-lt-code-point]": notyet(
-            reason=f"{MONGOECO_LT_NULL}: got k in {{2, 3}}, want {{3}}",
-            raises=AssertionError,
-        ),
-    }
+    known_gaps: ClassVar[Mapping[str, pytest.MarkDecorator]] = contract_gap_marks(
+        "databackend", "mongoeco"
+    )
 
 
 # ============================================================================ nx-27017
@@ -146,32 +137,9 @@ class TestArtifactStoreNx27017(
     server_kind = "nx27017"
     store_class = GridFSArtifactStore
     max_blob_size = 2**20
-    known_gaps: ClassVar[Mapping[str, pytest.MarkDecorator]] = {
-        "test_drop_force_deletes_everything": notyet(
-            reason="nx-27017: drop_collection('_pinnacle_artifacts.files') fails with "
-            "\"Invalid bucket name: '_pinnacle_artifacts'\"",
-            raises=PinnacleError,
-        ),
-        "test_put_is_idempotent": notyet(
-            reason="nx-27017: GridIn.abort() of an upload whose files document was never "
-            "written fails with 'File with id ... not found' (MongoDB deletes nothing)",
-            raises=PinnacleError,
-        ),
-        "test_get_detects_corruption": notyet(
-            reason="nx-27017: update_one on _pinnacle_artifacts.chunks modifies nothing (its "
-            "GridFS keeps chunks outside the collection API), so the test cannot corrupt a blob",
-            raises=AssertionError,
-        ),
-        "test_open_detects_corruption_at_eof": notyet(
-            reason="nx-27017: update_one on _pinnacle_artifacts.chunks modifies nothing (its "
-            "GridFS keeps chunks outside the collection API), so the test cannot corrupt a blob",
-            raises=AssertionError,
-        ),
-        "test_state_machine": notyet(
-            reason="nx-27017: dropping the bucket and re-putting streamed bytes fail (see above)",
-            raises=PinnacleError,
-        ),
-    }
+    known_gaps: ClassVar[Mapping[str, pytest.MarkDecorator]] = contract_gap_marks(
+        "artifact_store", "nx27017"
+    )
 
     def release_store(self, store: GridFSArtifactStore) -> None:
         # drop() fails on nx-27017 (see known_gaps); the test's databases are dropped anyway.
@@ -193,49 +161,9 @@ class TestDataBackendNx27017(_NoShrink, _OnServer, DataBackendContract[MongoData
 
     server_kind = "nx27017"
     store_class = MongoDataBackend
-    known_gaps: ClassVar[Mapping[str, pytest.MarkDecorator]] = {
-        "test_create_list_drop_tables": notyet(
-            reason="nx-27017: collection names are spliced into SQL: create_collection('select') "
-            "fails with 'near \"select\": syntax error'",
-            raises=PinnacleError,
-        ),
-        "test_filter[not-matches-null]": notyet(
-            reason="nx-27017: \"Operator '$not' is not currently implemented\"",
-            raises=PinnacleError,
-        ),
-        "test_filter[not-in]": notyet(
-            reason="nx-27017: \"Operator '$not' is not currently implemented\"",
-            raises=PinnacleError,
-        ),
-        "test_filter[json-null]": notyet(
-            reason="nx-27017: \"Operator '$not' is not currently implemented\" (a NULL test on "
-            "a JSON column is {$eq: null, $not: {$type: 'array'}})",
-            raises=PinnacleError,
-        ),
-        "test_filter[bytes-eq-empty]": notyet(
-            reason="nx-27017: {$eq: b''} matches no document (binary equality is broken)",
-            raises=AssertionError,
-        ),
-        "test_filter[bytes-eq-nul]": notyet(
-            reason="nx-27017: {$eq: b'\\x00a'} matches no document (binary equality is broken)",
-            raises=AssertionError,
-        ),
-        "test_update": notyet(
-            reason="nx-27017: update_many with {$ne: 1} skips documents whose field is null "
-            "(matched 2, MongoDB matches 3)",
-            raises=AssertionError,
-        ),
-        "test_delete": notyet(
-            reason="nx-27017: delete_many with {$ne: 2} skips documents whose field is null "
-            "(deleted 2, MongoDB deletes 3)",
-            raises=AssertionError,
-        ),
-        "test_state_machine": notyet(
-            reason="nx-27017: hostile table names are spliced into SQL, $not is not "
-            "implemented, and 0 / bools / bytes compare wrongly",
-            raises=(PinnacleError, AssertionError),
-        ),
-    }
+    known_gaps: ClassVar[Mapping[str, pytest.MarkDecorator]] = contract_gap_marks(
+        "databackend", "nx27017"
+    )
 
 
 # ============================================================================ real MongoDB

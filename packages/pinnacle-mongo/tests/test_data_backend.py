@@ -38,6 +38,11 @@ KNOWN_GAPS = {
         "error') or refused unless alphanumeric",
         raises=PinnacleError,
     ),
+    "test_count_unmatched_names_missing_fields_and_bytes_ranges[nx27017]": notyet(
+        reason="nx-27017: $lookup ignores its pipeline, so count_unmatched counts every row "
+        "as unmatched (4, want 2)",
+        raises=AssertionError,
+    ),
 }
 
 
@@ -195,6 +200,49 @@ def test_bytes_ranges_in_update_delete_count(backend: MongoDataBackend) -> None:
     assert {r["k"] for r in backend.select("t", {"y": {"$not": {"$gt": b"\x00"}}})} == {2}
     assert backend.delete("t", {"y": {"$lte": b"\x00\x00"}}) == 1
     assert sorted(r["k"] for r in backend.select("t")) == [2, 10]
+
+
+def _match_tables(backend: MongoDataBackend) -> None:
+    backend.create_table("l", Schema.of(**{"a.b": "int", "$x": "str", "y": "bytes"}))
+    backend.create_table("r", Schema.of(**{"k%": "int", "x.y": "str", "y": "bytes"}))
+    backend.insert(
+        "l",
+        [
+            {"a.b": 1, "$x": "p", "y": b"\x01"},
+            {"a.b": 2, "$x": None, "y": b"\x00\x00"},
+            {"a.b": 3, "$x": "q", "y": b"\xff"},
+            {"a.b": 4, "$x": "s", "y": None},
+        ],
+    )
+    backend.insert("r", [{"k%": 1, "x.y": "p", "y": b"\xff"}, {"k%": 3, "x.y": "Q"}])
+    # written natively: "x.y" (stored as x%2Ey) is missing, which is NULL
+    backend.native("r").insert_one({"k%25": 2, "y": None})
+
+
+def test_count_unmatched_names_missing_fields_and_bytes_ranges(
+    backend: MongoDataBackend,
+) -> None:
+    """Encoded column names in the $lookup, a missing field equal to NULL, and bytewise
+    ranges (evaluated in Python) in either filter."""
+    _match_tables(backend)
+    on = [("a.b", "k%"), ("$x", "x.y")]
+    assert backend.count_unmatched("l", "r", on) == 2  # 3 ("q" is not "Q"), 4
+    assert backend.count_unmatched("l", "r", on, where={"y": {"$gt": b"\x00"}}) == 1  # 3
+    assert backend.count_unmatched("l", "r", on[:1], other_where={"y": {"$gte": b"\x01"}}) == 3
+    assert backend.count_unmatched("r", "l", [("k%", "a.b"), ("x.y", "$x")]) == 1  # 3
+    backend.native_database()["raw"].insert_one({"k": 1})
+    with pytest.raises(TableNotFound, match="no portable schema"):
+        backend.count_unmatched("l", "raw", [("a.b", "k")])
+
+
+def test_count_unmatched_never_reports_zero_wrongly(backend: MongoDataBackend) -> None:
+    """A row without a match is counted on every server: a server that ignores the
+    $lookup's pipeline (nx-27017) overcounts, never undercounts, so listeners never skip
+    work they have to do."""
+    _match_tables(backend)
+    on = [("a.b", "k%"), ("$x", "x.y")]
+    assert backend.count_unmatched("l", "r", on, where={"a.b": {"$in": [1, 3]}}) >= 1
+    assert backend.count_unmatched("l", "r", on[:1], other_where={"k%": {"$ne": 3}}) >= 1
 
 
 def test_pinnacle_collections_are_not_user_tables(dbs: FreshDatabases) -> None:

@@ -41,7 +41,9 @@ def test_null_semantics() -> None:
 def test_operators_pass_through() -> None:
     assert q({"a": 1}) == {"a": {"$eq": 1}}
     assert q({"a": {"$gte": 1, "$lt": 3}}) == {"a": {"$gte": 1, "$lt": 3}}
-    assert q({"a": {"$nin": ["x"]}}) == {"a": {"$nin": ["x"]}}
+    assert q({"a": {"$nin": ["x"]}}) == {"a": {"$ne": "x"}}
+    assert q({"a": {"$nin": ["x", "y"]}}) == {"a": {"$nin": ["x", "y"]}}
+    assert q({"a": {"$nin": ["x", None]}}) == {"a": {"$nin": ["x", None]}}
     assert q({"a": {"$not": {"$gt": 1}}}) == {"a": {"$not": {"$gt": 1}}}
 
 
@@ -53,7 +55,8 @@ def test_colliding_operators_become_and() -> None:
     assert q({"a": {"$not": {"$eq": 1, "$exists": False}}}) == {
         "$nor": [{"$and": [{"a": {"$eq": 1}}, {"a": {"$eq": None}}]}]
     }
-    assert q({"a": {"$not": {"$not": {"$gt": 1}}}}) == {"$nor": [{"a": {"$not": {"$gt": 1}}}]}
+    assert q({"a": {"$not": {"$not": {"$gt": 1}}}}) == {"a": {"$gt": 1}}
+    assert q({"a": {"$not": {"$gte": 1, "$ne": 3}}}) == {"a": {"$not": {"$gte": 1, "$ne": 3}}}
 
 
 def test_logical_operators_and_implicit_and() -> None:
@@ -61,7 +64,7 @@ def test_logical_operators_and_implicit_and() -> None:
         "$or": [{"a": {"$eq": 1}}, {"b": {"$eq": None}}],
         "c": {"$gt": 0},
     }
-    assert q({"$and": [{"a": 1}], "a": 2}) == {"$and": [{"a": {"$eq": 1}}], "a": {"$eq": 2}}
+    assert q({"$and": [{"a": 1}], "a": 2}) == {"$and": [{"a": {"$eq": 1}}, {"a": {"$eq": 2}}]}
 
 
 def test_sub_millisecond_datetimes() -> None:
@@ -132,8 +135,9 @@ def test_null_tests_on_array_valued_columns() -> None:
     assert arr({"j": {"$in": [None]}}) == is_null
     assert arr({"j": {"$ne": None}}) == not_null
     assert arr({"j": {"$nin": [None]}}) == not_null
-    assert arr({"j": {"$not": {"$exists": True, "$eq": None}}}) == {}
-    assert arr({"j": {"$exists": True, "$eq": None}}) == {"j": {"$in": []}}
-    assert arr({"j": {"$in": []}}) == {"j": {"$in": []}}
+    contradiction = {**not_null, **is_null}
+    assert arr({"j": {"$exists": True, "$eq": None}}) == contradiction
+    assert arr({"j": {"$not": {"$exists": True, "$eq": None}}}) == {"$nor": [contradiction]}
+    assert arr({"j": {"$in": []}}) == {"_id": {"$in": []}}
     assert arr({"j": {"$nin": []}}) == {}
     assert arr({"j": None, "i": 1}) == {**is_null, "i": {"$eq": 1}}

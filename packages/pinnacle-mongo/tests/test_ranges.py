@@ -44,7 +44,7 @@ SCHEMA = Schema(
         Field(name="nb", dtype=DType.BOOL),
     )
 )
-EXAMPLES = {"mongoeco": 40, "nx27017": 15, "mongodb": 100}
+EXAMPLES = {"mongoeco": 40, "nx27017": 25, "mongodb": 100}
 
 notyet = pytest.mark.notyet
 KNOWN_GAPS = {

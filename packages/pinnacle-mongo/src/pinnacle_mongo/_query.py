@@ -1,5 +1,8 @@
 """Translate the portable filter language into MongoDB query documents.
 
+The walk over the filter is :func:`pinnacle_protocols.filters.compile_filter`; this module gives
+it MongoDB's leaves.
+
 The portable semantics (:mod:`pinnacle_protocols.filters`) and MongoDB's agree on most points:
 a missing field and ``null`` are both NULL, ``$eq: null`` matches both, ``$ne``/``$nin``/``$not``
 match NULL rows, comparison operators never match across types (type bracketing, so ``$gt`` is
@@ -14,12 +17,11 @@ point (MongoDB's binary comparison of UTF-8). The differences are handled here:
 * BSON has no integers beyond 64 bits: such operands become the equal float, or are dropped from
   ``$in`` lists / match nothing when no float equals them.
 * On an array, MongoDB's ``$eq: null`` also matches when an *element* is null. JSON and vector
-  columns can hold arrays and only take NULL tests (``$eq/$ne None``, ``$in/$nin`` of None,
-  ``$exists``, ``$not`` of those), so each such condition is reduced to "is NULL", "is not NULL",
-  always or never, and "is NULL" is written ``{$eq: null, $not: {$type: "array"}}``.
+  columns can hold arrays and only take NULL tests, so on them "is NULL" is written
+  ``{$eq: null, $not: {$type: "array"}}``.
 * MongoDB orders binary data by length before content, the portable language bytewise. Range
   comparisons on ``bytes`` operands are therefore evaluated in Python with
-  :func:`pinnacle_protocols.filters.evaluate` over the rows the rest of the filter selects
+  :func:`pinnacle_protocols.filters.matcher` over the rows the rest of the filter selects
   (:attr:`CompiledFilter.client_side`).
 """
 
@@ -32,8 +34,8 @@ from typing import Any
 
 import attrs
 
-from pinnacle_protocols.errors import FilterError
 from pinnacle_protocols.filters import COMPARISON_OPS, Filter
+from pinnacle_protocols.filters import compile_filter as compile_predicate
 
 __all__ = ["CompiledFilter", "compile_filter", "mongo_sort"]
 
@@ -78,158 +80,163 @@ def compile_filter(
     """
     if not where:
         return CompiledFilter(query={})
-    translator = _Translator(field=field, array_valued=array_valued)
+    leaves = _Leaves(field=field, array_valued=array_valued)
     if not _needs_client_side(where):
-        return CompiledFilter(query=translator.filter(where))
+        return CompiledFilter(query=compile_predicate(where, leaves))
     # Push down the top-level conjuncts that MongoDB can answer exactly; the caller evaluates
     # the whole filter on what comes back.
     pushed = {k: v for k, v in where.items() if not _needs_client_side({k: v})}
-    return CompiledFilter(query=translator.filter(pushed) if pushed else {}, client_side=True)
+    query = compile_predicate(pushed, leaves) if pushed else {}
+    return CompiledFilter(query=query, client_side=True)
 
 
 # ---------------------------------------------------------------------- client-side detection
+class _ClientSide:
+    """Leaves whose predicate says whether MongoDB cannot answer a filter: a range comparison
+    on ``bytes`` (MongoDB orders BinData by length first)."""
+
+    def column(self, name: str) -> None:
+        return None
+
+    def literal(self, name: str, column: None, value: Any) -> Any:
+        return value
+
+    def constant(self, value: bool) -> bool:
+        return False
+
+    def compare(self, column: None, op: str, literal: Any, never_null: bool) -> bool:
+        return op in COMPARISON_OPS and isinstance(literal, (bytes, bytearray, memoryview))
+
+    def member(self, column: None, literals: Sequence[Any], never_null: bool) -> bool:
+        return False
+
+    def is_null(self, column: None, null: bool) -> bool:
+        return False
+
+    def all_of(self, parts: Sequence[bool]) -> bool:
+        return any(parts)
+
+    def any_of(self, parts: Sequence[bool]) -> bool:
+        return any(parts)
+
+    def negate(self, part: bool) -> bool:
+        return part
+
+
 def _needs_client_side(where: Mapping[str, Any]) -> bool:
-    for key, value in where.items():
-        if key in ("$and", "$or"):
-            if any(_needs_client_side(sub) for sub in value):
-                return True
-        elif isinstance(value, Mapping) and _ops_need_client_side(value):
-            return True
-    return False
-
-
-def _ops_need_client_side(ops: Mapping[str, Any]) -> bool:
-    for op, operand in ops.items():
-        if op in COMPARISON_OPS and isinstance(operand, (bytes, bytearray, memoryview)):
-            return True
-        if op == "$not" and _ops_need_client_side(operand):
-            return True
-    return False
+    return compile_predicate(where, _ClientSide())
 
 
 # ---------------------------------------------------------------------- translation
-def _combine(clauses: list[dict[str, Any]]) -> dict[str, Any]:
-    if not clauses:
-        return {}
-    if len(clauses) == 1:
-        return clauses[0]
-    merged: dict[str, Any] = {}
-    for clause in clauses:
-        if any(k in merged for k in clause):
-            return {"$and": clauses}
-        merged.update(clause)
-    return merged
+@attrs.frozen
+class _Column:
+    field: str
+    array: bool
 
 
-_NULL = frozenset({True})
-_NOT_NULL = frozenset({False})
-_ALWAYS = frozenset({True, False})
-_NEVER: frozenset[bool] = frozenset()
+#: A clause no document matches (every document has an ``_id``).
+_FALSE: dict[str, Any] = {"_id": {"$in": []}}
+_INVERSE = {"$eq": "$ne", "$ne": "$eq", "$in": "$nin", "$nin": "$in"}
 
 
-def _null_states(op: str, operand: Any) -> frozenset[bool]:
-    """For which cell states (True: NULL, False: not NULL) a NULL-only condition holds."""
-    if op == "$eq":
-        return _NULL if operand is None else _NEVER
-    if op == "$ne":
-        return _NOT_NULL if operand is None else _ALWAYS
-    if op == "$in":
-        return _NULL if any(v is None for v in operand) else _NEVER
-    if op == "$nin":
-        return _NOT_NULL if any(v is None for v in operand) else _ALWAYS
-    if op == "$exists":
-        return _NOT_NULL if operand else _NULL
-    if op == "$not":
-        inner = _ALWAYS
-        for sub_op, sub in operand.items():
-            inner = inner & _null_states(sub_op, sub)
-        return _ALWAYS - inner
-    raise FilterError(f"{op} cannot be applied to a JSON or vector column")
+def _single(clause: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """``(field, operator document)`` when ``clause`` tests one field, else None."""
+    if len(clause) != 1:
+        return None
+    ((name, ops),) = clause.items()
+    if name.startswith("$") or not isinstance(ops, dict):
+        return None
+    return name, ops
+
+
+def _array_null(name: str) -> dict[str, Any]:
+    return {name: {"$eq": None, "$not": {"$type": "array"}}}
+
+
+def _array_not_null(name: str) -> dict[str, Any]:
+    return {"$or": [{name: {"$ne": None}}, {name: {"$type": "array"}}]}
 
 
 @attrs.frozen(kw_only=True)
-class _Translator:
+class _Leaves:
+    """The leaves of :func:`pinnacle_protocols.filters.compile_filter` as query documents.
+
+    MongoDB's logic is two-valued like the portable one, so ``never_null`` changes nothing.
+    Negations and conjunctions keep MongoDB's own operators where one says the same
+    (``$ne``, ``$nin``, ``$not``, one operator document per field), else ``$nor``/``$and``.
+    """
+
     field: Callable[[str], str]
     array_valued: Callable[[str], bool]
 
-    def filter(self, where: Mapping[str, Any]) -> dict[str, Any]:
-        clauses: list[dict[str, Any]] = []
-        for key, value in where.items():
-            if key in ("$and", "$or"):
-                clauses.append({key: [self.filter(sub) for sub in value]})
-                continue
-            ops = value if isinstance(value, Mapping) else {"$eq": value}
-            if self.array_valued(key):
-                clauses.append(self._null_clause(self.field(key), ops))
-            else:
-                clauses.append(_field_clause(self.field(key), ops))
-        return _combine(clauses)
+    def column(self, name: str) -> _Column:
+        return _Column(self.field(name), self.array_valued(name))
 
-    @staticmethod
-    def _null_clause(name: str, ops: Mapping[str, Any]) -> dict[str, Any]:
-        states = _ALWAYS
-        for op, operand in ops.items():
-            states = states & _null_states(op, operand)
-        if states == _ALWAYS:
+    def literal(self, name: str, column: _Column, value: Any) -> Any:
+        return value
+
+    def constant(self, value: bool) -> dict[str, Any]:
+        return {} if value else dict(_FALSE)
+
+    def compare(self, column: _Column, op: str, literal: Any, never_null: bool) -> dict[str, Any]:
+        if op != "$eq":
+            return {column.field: dict([_comparison(op, literal)])}
+        value = _scalar(literal)
+        return {column.field: {"$in": []} if value is _IMPOSSIBLE else {"$eq": value}}
+
+    def member(self, column: _Column, literals: Sequence[Any], never_null: bool) -> dict[str, Any]:
+        values = [_scalar(v) for v in literals]
+        return {column.field: {"$in": [v for v in values if v is not _IMPOSSIBLE]}}
+
+    def is_null(self, column: _Column, null: bool) -> dict[str, Any]:
+        # On an array MongoDB's {$eq: null} also matches a null *element*.
+        if column.array:
+            return _array_null(column.field) if null else _array_not_null(column.field)
+        return {column.field: {"$eq": None} if null else {"$ne": None}}
+
+    def all_of(self, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for clause in parts:
+            for key, value in clause.items():
+                if key not in merged:
+                    merged[key] = value
+                elif not key.startswith("$") and not set(merged[key]) & set(value):
+                    merged[key] = {**merged[key], **value}  # one operator document per field
+                else:
+                    return {"$and": list(parts)}
+        return merged
+
+    def any_of(self, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        # $eq/$in tests of one field are one $in (its None matches NULL, as $eq None does)
+        singles = [_single(p) for p in parts]
+        if all(s is not None and len(s[1]) == 1 for s in singles):
+            tests = [s for s in singles if s is not None]
+            if len({name for name, _ in tests}) == 1 and all(
+                "$eq" in ops or "$in" in ops for _, ops in tests
+            ):
+                items: list[Any] = []
+                for _, ops in tests:
+                    items.extend([ops["$eq"]] if "$eq" in ops else ops["$in"])
+                return {tests[0][0]: {"$in": items}}
+        return {"$or": list(parts)}
+
+    def negate(self, part: dict[str, Any]) -> dict[str, Any]:
+        if not part:
+            return dict(_FALSE)
+        if part == _FALSE:
             return {}
-        if states == _NULL:
-            return {name: {"$eq": None, "$not": {"$type": "array"}}}
-        if states == _NOT_NULL:
-            return {"$or": [{name: {"$ne": None}}, {name: {"$type": "array"}}]}
-        return {name: {"$in": []}}
-
-
-def _field_clause(name: str, ops: Mapping[str, Any]) -> dict[str, Any]:
-    """``{name: {op: operand, ...}}`` for an operator dict, or an ``$and``/``$nor`` of them."""
-    fragments = [_op(name, op, operand) for op, operand in ops.items()]
-    merged: dict[str, Any] = {}
-    for fragment in fragments:
-        if fragment is None or any(k in merged for k in fragment):
-            break
-        merged.update(fragment)
-    else:
-        return {name: merged}
-    # Two fragments use the same MongoDB operator (e.g. $ne with $exists: True) or one needs a
-    # whole clause: AND separate clauses.
-    return _combine([_op_clause(name, op, operand) for op, operand in ops.items()])
-
-
-def _op_clause(name: str, op: str, operand: Any) -> dict[str, Any]:
-    fragment = _op(name, op, operand)
-    if fragment is not None:
-        return {name: fragment}
-    # $not whose operator dict cannot be one field-level operator document: NOR the clause.
-    return {"$nor": [_field_clause(name, operand)]}
-
-
-def _op(name: str, op: str, operand: Any) -> dict[str, Any] | None:
-    """One portable operator as a MongoDB operator-document fragment (None: needs a clause)."""
-    if op == "$eq":
-        if operand is None:
-            return {"$eq": None}
-        value = _scalar(operand)
-        return {"$in": []} if value is _IMPOSSIBLE else {"$eq": value}
-    if op == "$ne":
-        if operand is None:
-            return {"$ne": None}
-        value = _scalar(operand)
-        return {"$nin": []} if value is _IMPOSSIBLE else {"$ne": value}
-    if op in COMPARISON_OPS:
-        return dict([_comparison(op, operand)])
-    if op in ("$in", "$nin"):
-        items = [_scalar(v) if v is not None else None for v in operand]
-        return {op: [v for v in items if v is not _IMPOSSIBLE]}
-    if op == "$exists":
-        return {"$ne": None} if operand else {"$eq": None}
-    if op == "$not":
-        inner: dict[str, Any] = {}
-        for sub_op, sub in operand.items():
-            fragment = None if sub_op == "$not" else _op(name, sub_op, sub)
-            if fragment is None or any(k in inner for k in fragment):
-                return None
-            inner.update(fragment)
-        return {"$not": inner}
-    raise FilterError(f"unknown operator {op!r}")
+        single = _single(part)
+        if single is not None:
+            name, ops = single
+            if part == _array_null(name):
+                return _array_not_null(name)
+            if len(ops) == 1:
+                ((op, operand),) = ops.items()
+                if op in _INVERSE:
+                    return {name: {_INVERSE[op]: operand}}
+            if "$not" not in ops and "$type" not in ops:
+                return {name: {"$not": ops}}
+        return {"$nor": [part]}
 
 
 class _Impossible:

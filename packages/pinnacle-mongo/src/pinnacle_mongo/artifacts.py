@@ -410,6 +410,8 @@ class GridFSArtifactStore:
         Bytes are hashed first, so bytes already stored are not uploaded again. A file object
         is streamed into GridFS chunk by chunk while it is hashed (memory stays bounded by the
         chunk size); if the same bytes turn out to be stored already, the chunks are removed.
+        A stored blob of that name is read back and verified first: a damaged one (missing or
+        altered chunks) is deleted and replaced by the bytes given.
         """
         if isinstance(data, (bytes, bytearray, memoryview)):
             whole = bytes(data)
@@ -417,7 +419,7 @@ class GridFSArtifactStore:
             if callback is not None:
                 callback.set_size(len(whole))
             with self._conn.errors("put a blob"):
-                if self._find(sha) is not None:
+                if self._find(sha) is not None and self._intact_or_deleted(sha):
                     if callback is not None and whole:
                         callback.relative_update(len(whole))
                     return ArtifactRef(sha256=sha, size=len(whole))
@@ -441,7 +443,7 @@ class GridFSArtifactStore:
             grid_in.write(reader)
             sha, size = digest()
             ref = ArtifactRef(sha256=sha, size=size)
-            if self._find(sha) is not None:
+            if self._find(sha) is not None and self._intact_or_deleted(sha):
                 grid_in.abort()  # stored already: drop the chunks
                 return ref
             grid_in.filename = sha
@@ -461,6 +463,19 @@ class GridFSArtifactStore:
                     if current is not None:
                         current.add_note(f"could not remove the partial upload: {cleanup!r}")
             raise
+
+    def _intact_or_deleted(self, sha: str) -> bool:
+        """True if the stored blob ``sha`` verifies; else delete it (for a put to replace)."""
+        try:
+            with self.open(sha) as reader:
+                while reader.read(_READ_WINDOW):
+                    pass
+        except ArtifactNotFound:
+            return False
+        except ArtifactCorrupted:
+            self.delete(sha)
+            return False
+        return True
 
     # ------------------------------------------------------------------ reading
     def _lookup(self, ref: RefLike) -> tuple[str, Document]:
@@ -546,7 +561,9 @@ class GridFSArtifactStore:
                 with contextlib.suppress(NoFile):
                     self._bucket().delete(doc["_id"])
 
-    def remove_orphans(self, *, older_than: timedelta = timedelta(hours=1)) -> int:
+    def remove_orphans(
+        self, *, older_than: timedelta = timedelta(hours=1), dry_run: bool = False
+    ) -> int:
         """Delete chunks that belong to no files document (uploads that crashed).
 
         Only uploads started more than ``older_than`` ago (by their ObjectId's time) are
@@ -562,9 +579,18 @@ class GridFSArtifactStore:
                 created = getattr(files_id, "generation_time", None)
                 if created is not None and created >= cutoff:
                     continue
-                self._chunks().delete_many({"files_id": files_id})
+                if not dry_run:
+                    self._chunks().delete_many({"files_id": files_id})
                 removed += 1
         return removed
+
+    def remove_stale_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
+        """Delete the chunks of uploads that died, older than ``older_than`` seconds (gc hook).
+
+        GridFS stages an upload as chunks without a files document: those are its temp files.
+        Returns how many uploads were (or, with ``dry_run``, would be) removed.
+        """
+        return self.remove_orphans(older_than=timedelta(seconds=older_than), dry_run=dry_run)
 
     def drop(self, *, force: bool = False) -> None:
         """Delete every blob of this bucket (DropRefused unless ``force=True``)."""

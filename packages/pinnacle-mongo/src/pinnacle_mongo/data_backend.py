@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -10,7 +11,7 @@ import attrs
 from pinnacle_mongo._connection import Document, MongoConnection
 from pinnacle_mongo._native import Aggregate, Find, parse_native_query
 from pinnacle_mongo._query import CompiledFilter, compile_filter, mongo_sort
-from pinnacle_mongo._rows import RowPlace, TableCodec, check_schema_for_mongo
+from pinnacle_mongo._rows import RowPlace, TableCodec, check_schema_for_mongo, encode_field
 from pinnacle_protocols.errors import (
     ConfigError,
     DropRefused,
@@ -20,10 +21,24 @@ from pinnacle_protocols.errors import (
     TableExists,
     TableNotFound,
 )
-from pinnacle_protocols.filters import Filter, evaluate, parse_order_by, validate_filter
+from pinnacle_protocols.filters import (
+    Filter,
+    check_limit,
+    matcher,
+    parse_order_by,
+    validate_filter,
+)
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
-from pinnacle_protocols.records import DType, Schema
+from pinnacle_protocols.records import (
+    DType,
+    Schema,
+    check_index_columns,
+    check_match_pairs,
+    check_new_table,
+    index_name,
+)
 from pinnacle_protocols.serialization import structure, unstructure, utcnow
+from pinnacle_protocols.tables import RESERVED_PREFIX
 from pinnacle_protocols.uri import RedactedURI
 
 if TYPE_CHECKING:
@@ -34,15 +49,19 @@ __all__ = ["SCHEMAS_COLLECTION", "MongoDataBackend"]
 
 #: Where the portable schema of every table created through ``create_table`` is kept.
 SCHEMAS_COLLECTION = "_pinnacle_schemas"
-_RESERVED_PREFIX = "_pinnacle"
 _ID_BATCH = 10_000
+#: count_unmatched: the field its ``$lookup`` writes the match into, and the match's marker.
+_MATCHES = "_pinnacle_matches"
+_MATCH_MARK = "_pinnacle_matched"
+#: MongoDB's duplicate key error code.
+_DUPLICATE_KEY = 11000
 
 
 def _check_table_name(name: object) -> str:
     if not isinstance(name, str) or not name or "\x00" in name:
         raise SchemaError(f"table names are non-empty strings without NUL, got {name!r}")
-    if name.startswith(_RESERVED_PREFIX):
-        raise SchemaError(f"table name {name!r}: the prefix {_RESERVED_PREFIX!r} is reserved")
+    if name.startswith(RESERVED_PREFIX):
+        raise SchemaError(f"table name {name!r}: the prefix {RESERVED_PREFIX!r} is reserved")
     if "$" in name or name.startswith("system."):
         raise SchemaError(
             f"table name {name!r} is not a valid MongoDB collection name (no '$', and no "
@@ -52,7 +71,7 @@ def _check_table_name(name: object) -> str:
 
 
 def _is_user_collection(name: str) -> bool:
-    return not name.startswith((_RESERVED_PREFIX, "system."))
+    return not name.startswith((RESERVED_PREFIX, "system."))
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -158,6 +177,8 @@ class MongoDataBackend:
 
         with self._conn.errors(f"create table {name!r}"):
             db = self._db()
+            others = [t for t in db.list_collection_names() if t != name]
+            check_new_table(name, schema, others, self.uri)
             try:
                 db.create_collection(name)
             except CollectionInvalid as exc:
@@ -249,6 +270,23 @@ class MongoDataBackend:
                 ) from exc
         return len(docs)
 
+    def insert_returning_ids(self, table: str, rows: Rows) -> list[Any]:
+        """Insert like :meth:`insert` and return each row's ``_id``, in row order.
+
+        Rows without an ``_id`` get a new ObjectId, assigned here before the write (as the
+        driver would), so the ids are known without reading anything back.
+        """
+        if isinstance(rows, (Mapping, str, bytes)):
+            raise SchemaError(f"insert into {table!r}: pass a list of dicts, not a single row")
+        from bson import ObjectId
+
+        items = [dict(r) if isinstance(r, Mapping) else r for r in rows]
+        for item in items:
+            if isinstance(item, dict) and item.get("_id") is None:
+                item["_id"] = ObjectId()
+        self.insert(table, items)
+        return [item["_id"] for item in items]
+
     def _compile(
         self, table: str, codec: TableCodec | None, where: Filter | None
     ) -> CompiledFilter:
@@ -262,9 +300,10 @@ class MongoDataBackend:
         self, table: str, codec: TableCodec | None, compiled: CompiledFilter, where: Filter | None
     ) -> Iterable[tuple[Document, dict[str, Any]]]:
         """(document, row) pairs of every row matching ``where`` (client-side filters)."""
+        match = matcher(where)
         for doc in self._db()[table].find(compiled.query):
             row = codec.row(doc) if codec is not None else doc
-            if evaluate(where, row):
+            if match(row):
                 yield doc, row
 
     def select(
@@ -290,10 +329,7 @@ class MongoDataBackend:
             schema = codec.schema if codec is not None else None
             compiled = self._compile(table, codec, where)
             names = _check_columns(table, columns, schema)
-            if limit is not None and (
-                isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-            ):
-                raise FilterError(f"limit must be a non-negative int or None, got {limit!r}")
+            check_limit(limit)
             order = parse_order_by(order_by, schema, table) if order_by else []
             if limit == 0:
                 return []
@@ -347,9 +383,7 @@ class MongoDataBackend:
             SchemaError: an unknown column in ``columns``.
             FilterError: ``batch_size`` is not an int > 0 or ``skip`` not an int >= 0.
         """
-        for name, value, least in (("batch_size", batch_size, 1), ("skip", skip, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise FilterError(f"{name} must be an int >= {least}, got {value!r}")
+        _check_batching(batch_size, skip)
         return self._scan(table, columns, batch_size, skip)
 
     def _scan(
@@ -459,6 +493,123 @@ class MongoDataBackend:
                 return self._db()[table].count_documents(compiled.query)
             return sum(1 for _ in self._candidates(table, codec, compiled, where))
 
+    def count_unmatched(
+        self,
+        table: str,
+        other: str,
+        on: Sequence[tuple[str, str]],
+        *,
+        where: Filter | None = None,
+        other_where: Filter | None = None,
+    ) -> int:
+        """Rows of ``table`` no row of ``other`` matches, counted by the server.
+
+        One aggregation: the rows of ``table`` matching ``where`` with a non-NULL first key
+        ``$lookup`` at most one row of ``other`` by the first pair (``localField`` /
+        ``foreignField``, which an index on ``other`` serves) whose other columns equal theirs
+        NULL-safely (``$ifNull`` makes a missing field NULL; BSON comparison is exact, strings
+        by code point) and that matches ``other_where``; the rows with no such match are
+        counted. The matched row is projected to a marker field and a row counts as unmatched
+        unless a marked match came back, so a server that ignores the lookup's pipeline
+        (nx-27017 does) overcounts, which makes catch_up check row by row, and never
+        undercounts. Filters MongoDB cannot answer exactly (ranges over bytes) are evaluated
+        in Python over the matching rows instead.
+
+        See :class:`pinnacle_protocols.protocols.SupportsMatchCount` (used by listeners).
+        """
+        with self._conn.errors(f"count rows of {table!r} unmatched in {other!r}"):
+            codec = self._schema_codec(table)
+            other_codec = self._schema_codec(other)
+            pairs = check_match_pairs(on, codec.schema, other_codec.schema)
+            key: Filter = {pairs[0][0]: {"$ne": None}}
+            left_where: Filter = {"$and": [key, where]} if where else key
+            left = self._compile(table, codec, left_where)
+            right = self._compile(other, other_codec, other_where)
+            if left.client_side or right.client_side:
+                return self._count_unmatched_in_python(table, other, pairs, left_where, other_where)
+            field = codec.field
+            conditions: list[Any] = [
+                {"$eq": [{"$ifNull": [f"${other_codec.field(b)}", None]}, f"$$k{i}"]}
+                for i, (_, b) in enumerate(pairs[1:], start=1)
+            ]
+            match: list[dict[str, Any]] = [right.query] if right.query else []
+            if conditions:
+                expr = conditions[0] if len(conditions) == 1 else {"$and": conditions}
+                match.append({"$expr": expr})
+            pipeline: list[dict[str, Any]] = []
+            if match:
+                pipeline.append({"$match": match[0] if len(match) == 1 else {"$and": match}})
+            pipeline += [
+                {"$limit": 1},
+                {"$project": {"_id": 0, _MATCH_MARK: {"$literal": True}}},
+            ]
+            lookup = {
+                "from": other,
+                "localField": field(pairs[0][0]),
+                "foreignField": other_codec.field(pairs[0][1]),
+                "let": {
+                    f"k{i}": {"$ifNull": [f"${field(a)}", None]}
+                    for i, (a, _) in enumerate(pairs[1:], start=1)
+                },
+                "pipeline": pipeline,
+                "as": _MATCHES,
+            }
+            result = list(
+                self._db()[table].aggregate(
+                    [
+                        {"$match": left.query},
+                        {"$lookup": lookup},
+                        {"$match": {f"{_MATCHES}.{_MATCH_MARK}": {"$ne": True}}},
+                        {"$count": "n"},
+                    ]
+                )
+            )
+            return int(result[0]["n"]) if result else 0
+
+    def _schema_codec(self, table: str) -> TableCodec:
+        """The codec of a table created through ``create_table`` (TableNotFound otherwise)."""
+        codec = self._codec(table)
+        if codec is None:
+            raise TableNotFound(
+                f"collection {table!r} in {self.uri} has no portable schema (it was not created "
+                "with create_table()); use native() to work with it"
+            )
+        return codec
+
+    def _count_unmatched_in_python(
+        self,
+        table: str,
+        other: str,
+        pairs: list[tuple[str, str]],
+        where: Filter,
+        other_where: Filter | None,
+    ) -> int:
+        right = [b for _, b in pairs]
+        present = {
+            tuple(r[c] for c in right)
+            for r in self.select(other, other_where, columns=sorted(set(right)))
+        }
+        left = [a for a, _ in pairs]
+        return sum(
+            1
+            for r in self.select(table, where, columns=sorted(set(left)))
+            if tuple(r[c] for c in left) not in present
+        )
+
+    def create_index(self, table: str, columns: Sequence[str], *, unique: bool = False) -> bool:
+        """Ensure an index on ``columns`` (``create_index`` is idempotent on MongoDB).
+
+        See :class:`pinnacle_protocols.protocols.SupportsIndexes` (used by listeners).
+        """
+        with self._conn.errors(f"create an index on {table!r}"):
+            names = check_index_columns(table, columns, self.table_schema(table))
+            self._db()[table].create_index(
+                [(encode_field(n), 1) for n in names],
+                name=index_name(table, names, unique=unique),
+                unique=unique,
+            )
+            return True
+
     # ------------------------------------------------------------------ native
     def native(self, table: str) -> Collection[Document]:
         """The pymongo ``Collection`` of ``table`` (TableNotFound if it does not exist)."""
@@ -470,6 +621,59 @@ class MongoDataBackend:
         """The pymongo ``Database`` this backend works in."""
         with self._conn.errors("open the database"):
             return self._db()
+
+    # ------------------------------------------------------------------ native copy
+    def copies_natively_to(self, other: object) -> bool:
+        """Whether ``other`` is a MongoDB backend (raw BSON documents go there unchanged).
+
+        See :class:`pinnacle_protocols.protocols.SupportsNativeCopy` (used by copy).
+        """
+        return isinstance(other, MongoDataBackend)
+
+    def native_rows(
+        self, table: str, *, skip: int = 0, batch_size: int = 1000
+    ) -> Iterator[list[Any]]:
+        """The raw BSON documents of ``table`` in ``_id`` order after the first ``skip``.
+
+        Documents are never decoded: every BSON type (ObjectId, datetime, binary subtypes,
+        Decimal128, int32 versus int64) and the field order stay as they were. One cursor,
+        ``batch_size`` documents per round trip.
+
+        Raises:
+            FilterError: ``batch_size`` is not an int > 0 or ``skip`` not an int >= 0.
+        """
+        _check_batching(batch_size, skip)
+        return self._native_rows(table, skip, batch_size)
+
+    def _native_rows(self, table: str, skip: int, batch_size: int) -> Iterator[list[Any]]:
+        with self._conn.errors(f"read the documents of {table!r}"):
+            source = self._db().get_collection(table, codec_options=_raw_codec())
+            cursor = source.find({}, sort=[("_id", 1)], skip=skip, batch_size=batch_size)
+            try:
+                batch: list[Any] = []
+                for doc in cursor:
+                    batch.append(doc)
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+            finally:
+                cursor.close()
+
+    def insert_native(self, table: str, rows: Sequence[Any]) -> int:
+        """Insert raw documents in order, skipping those whose ``_id`` the collection has
+        already; return how many were inserted (ordered inserts leave a prefix on a crash)."""
+        with self._conn.errors(f"insert documents into {table!r}"):
+            target = self._db().get_collection(table, codec_options=_raw_codec())
+            return _insert_new(target, list(rows))
+
+    def create_native_table(self, table: str) -> None:
+        """Make sure the collection exists (created without a portable schema if not)."""
+        from pymongo.errors import CollectionInvalid
+
+        with self._conn.errors(f"create {table!r}"), contextlib.suppress(CollectionInvalid):
+            self._db().create_collection(table)
 
     def execute(self, query: Any) -> Any:
         """Run a native query and return its documents as a list.
@@ -496,19 +700,13 @@ class MongoDataBackend:
             return result
 
     # ------------------------------------------------------------------ companions
-    def default_metadata_uri(self) -> str | None:
-        """This backend's own URI: metadata lives in ``_pinnacle_*`` collections beside the data.
+    def default_metadata_uri(self) -> RedactedURI | None:
+        """This backend's own URI: metadata lives in ``_pinnacle_*`` collections beside the data."""
+        return self.uri
 
-        The returned string contains the password (it is handed to a store, never printed).
-        """
-        return self.uri.reveal()
-
-    def default_artifact_uri(self) -> str | None:
-        """This backend's own URI: artifacts live in the GridFS bucket ``_pinnacle_artifacts``.
-
-        The returned string contains the password (it is handed to a store, never printed).
-        """
-        return self.uri.reveal()
+    def default_artifact_uri(self) -> RedactedURI | None:
+        """This backend's own URI: artifacts live in the GridFS bucket ``_pinnacle_artifacts``."""
+        return self.uri
 
     # ------------------------------------------------------------------ lifecycle
     def ping(self) -> None:
@@ -538,6 +736,41 @@ class MongoDataBackend:
 
 def _same(name: str) -> str:
     return name
+
+
+def _check_batching(batch_size: int, skip: int) -> None:
+    for name, value, least in (("batch_size", batch_size, 1), ("skip", skip, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise FilterError(f"{name} must be an int >= {least}, got {value!r}")
+
+
+def _raw_codec() -> Any:
+    from bson.codec_options import CodecOptions
+    from bson.raw_bson import RawBSONDocument
+
+    return CodecOptions(document_class=RawBSONDocument)
+
+
+def _insert_new(target: Any, docs: list[Any]) -> int:
+    """Insert ``docs`` in order into the pymongo collection ``target``, skipping those whose
+    ``_id`` it has already; return how many were inserted."""
+    from pymongo.errors import BulkWriteError
+
+    inserted = 0
+    while docs:
+        try:
+            target.insert_many(docs, ordered=True)
+        except BulkWriteError as exc:
+            details = exc.details
+            errors = details.get("writeErrors") or []
+            if not errors or any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                raise
+            inserted += int(details.get("nInserted", 0))
+            docs = docs[int(errors[0]["index"]) + 1 :]
+            continue
+        inserted += len(docs)
+        break
+    return inserted
 
 
 def _check_columns(

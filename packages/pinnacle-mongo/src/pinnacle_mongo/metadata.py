@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
 
 import attrs
@@ -39,8 +43,8 @@ from pinnacle_mongo._migrations import (
     MIGRATIONS_COLLECTION,
     counter_id,
 )
-from pinnacle_mongo._rows import _check_json
 from pinnacle_protocols.errors import (
+    BackendUnavailable,
     ComponentInUse,
     ComponentNotFound,
     ConfigError,
@@ -58,6 +62,8 @@ from pinnacle_protocols.records import (
     JobStatus,
     JSONValue,
     SchemaRevision,
+    check_json,
+    check_reuse_unchanged,
 )
 from pinnacle_protocols.serialization import structure, unstructure, utcnow
 from pinnacle_protocols.uri import RedactedURI
@@ -72,6 +78,10 @@ __all__ = ["MongoMetadataStore"]
 
 _SCHEMA_DOC = "schema"
 _MAX_ALLOCATION_ATTEMPTS = 1000
+# reuse_unchanged holds a lease on the counter document while it compares and allocates. A
+# holder that died is overtaken once its lease expires; a live holder needs milliseconds.
+_LEASE_SECONDS = 30.0
+_LEASE_WAIT_SECONDS = 120.0
 
 
 def _check_aware(value: datetime | None, what: str) -> None:
@@ -234,16 +244,82 @@ class MongoMetadataStore:
         self._ready()
 
     # ------------------------------------------------------------------ components
-    def create_component(self, record: ComponentRecord) -> ComponentRecord:
+    def create_component(
+        self, record: ComponentRecord, *, reuse_unchanged: bool = False
+    ) -> ComponentRecord:
         """Store a new version; with ``version=None`` allocate 1 + the highest ever allocated.
+
+        With ``reuse_unchanged`` the latest version is returned instead when its content hash
+        is the same. The comparison and the allocation run under a lease on the component's
+        counter document (MongoDB has no multi-document atomicity without a replica set), so
+        writers racing with identical content create one version; a holder that died is
+        overtaken after 30 s.
 
         Raises:
             VersionConflict: the explicit version already exists.
+            InvalidRecord: ``reuse_unchanged`` with an explicit version.
         """
         if not isinstance(record, ComponentRecord):
             raise InvalidRecord(f"expected a ComponentRecord, got {type(record).__name__}")
         _check_aware(record.created_at, "created_at")
+        check_reuse_unchanged(record, reuse_unchanged)
         self._ready()
+        if reuse_unchanged:
+            cid = counter_id(record.type_id, record.identifier)
+            what = f"{record.type_id}/{record.identifier}"
+            with self._conn.errors(f"create {what}"), self._counter_lease(cid, what):
+                latest = self._coll(COMPONENTS).find_one(
+                    {"type_id": record.type_id, "identifier": record.identifier},
+                    sort=[("version", -1)],
+                )
+                if latest is not None and latest.get("content_hash") == record.content_hash:
+                    return self._record_of(latest)
+                return self._create(record)
+        return self._create(record)
+
+    @contextlib.contextmanager
+    def _counter_lease(self, cid: str, what: str) -> Iterator[None]:
+        """Hold the lease of counter ``cid`` (fields ``lease``/``lease_until``) for the block."""
+        counters = self._coll(COUNTERS)
+        self._bump_counter(cid, 0)  # the counter document exists from here on
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + _LEASE_WAIT_SECONDS
+        delay = 0.001
+        while True:
+            until = time.time() + _LEASE_SECONDS
+            taken = counters.find_one_and_update(
+                {"_id": cid, "lease": None}, {"$set": {"lease": token, "lease_until": until}}
+            )
+            if taken is None:
+                doc = counters.find_one({"_id": cid}) or {}
+                holder, expiry = doc.get("lease"), doc.get("lease_until")
+                if holder is not None and isinstance(expiry, int | float) and expiry < time.time():
+                    # The holder died (or stalled past its lease): compare-and-set on its token.
+                    taken = counters.find_one_and_update(
+                        {"_id": cid, "lease": holder},
+                        {"$set": {"lease": token, "lease_until": until}},
+                    )
+            if taken is not None:
+                break
+            if time.monotonic() > deadline:
+                raise BackendUnavailable(
+                    f"metadata store {self.uri}: another writer of {what} has held its version "
+                    f"lease for more than {_LEASE_WAIT_SECONDS:g} s; retry later"
+                )
+            time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # an expired lease is released by expiry
+                counters.update_one(
+                    {"_id": cid, "lease": token}, {"$set": {"lease": None, "lease_until": None}}
+                )
+
+    def _record_of(self, doc: Document) -> ComponentRecord:
+        return structure(doc["record"], ComponentRecord)
+
+    def _create(self, record: ComponentRecord) -> ComponentRecord:
         from pymongo import ReturnDocument
         from pymongo.errors import DuplicateKeyError
 
@@ -454,7 +530,7 @@ class MongoMetadataStore:
     def _check_job(job: object) -> JobRecord:
         if not isinstance(job, JobRecord):
             raise InvalidRecord(f"expected a JobRecord, got {type(job).__name__}")
-        for name in ("created_at", "started_at", "finished_at"):
+        for name in ("created_at", "started_at", "finished_at", "updated_at"):
             _check_aware(getattr(job, name), name)
         return job
 
@@ -522,6 +598,18 @@ class MongoMetadataStore:
                 raise JobNotFound(f"no job {job.job_id!r} in {self.uri}; create it first")
         return structure(unstructure(stored), JobRecord)
 
+    def delete_job(self, job_id: str) -> None:
+        """Delete one job record.
+
+        Raises:
+            JobNotFound: no job with this id.
+        """
+        self._ready()
+        with self._conn.errors(f"delete job {job_id!r}"):
+            result = self._coll(JOBS).delete_one({"_id": job_id})
+        if result.deleted_count == 0:
+            raise JobNotFound(f"no job {job_id!r} in {self.uri}")
+
     def show_jobs(
         self, *, component: ComponentKey | None = None, status: JobStatus | None = None
     ) -> list[JobRecord]:
@@ -555,10 +643,7 @@ class MongoMetadataStore:
         """Store a JSON value under ``key`` (overwrites)."""
         if not isinstance(key, str) or not key or "\x00" in key:
             raise InvalidRecord(f"metadata keys are non-empty strings without NUL, got {key!r}")
-        try:
-            _check_json(value, f"metadata {key!r}")
-        except PinnacleError as exc:
-            raise InvalidRecord(str(exc)) from None
+        check_json(value, f"metadata {key!r}")
         self._ready()
         with self._conn.errors(f"write metadata {key!r}"):
             self._coll(METADATA).replace_one(
