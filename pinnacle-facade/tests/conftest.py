@@ -131,6 +131,18 @@ def mongo_server() -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def mongoeco_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """mongoeco's wire server (more faithful than nx-27017) for the session."""
+    from pinnacle_mongo.testing import start_mongoeco
+
+    server = start_mongoeco(log_dir=tmp_path_factory.mktemp("mongoeco"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 STACKS = [
     pytest.param("memory", marks=pytest.mark.memory, id="memory"),
     pytest.param("local", marks=[pytest.mark.sqlite, pytest.mark.file], id="memory+sqlite+fs"),

@@ -19,6 +19,7 @@ from pinnacle_protocols.errors import (
     ConfigError,
     DropRefused,
     InvalidRecord,
+    StoreFileGone,
     UntrustedSerializerError,
 )
 from pinnacle_protocols.memory import MemoryArtifactStore
@@ -349,15 +350,31 @@ def test_reapply_repairs_a_missing_artifact(mem_db: Datalayer) -> None:
     assert isinstance(mem_db.load("model", "lin"), LinearModel)
 
 
+def test_reapply_repairs_a_truncated_artifact(local_db: Datalayer) -> None:
+    """A blob cut short on disk (same name) is put again by an unchanged re-apply."""
+    rec = local_db.apply(_model())
+    ref = rec.artifacts["weights"]
+    path = Path(".pinnacledb/artifacts") / ref.sha256[:2] / ref.sha256
+    path.write_bytes(path.read_bytes()[:10])
+    with pytest.raises(ArtifactCorrupted):
+        local_db.load("model", "lin")
+    assert local_db.apply(_model()).version == rec.version
+    assert path.stat().st_size == ref.size
+    assert isinstance(local_db.load("model", "lin"), LinearModel)
+
+
 def test_model_predicts_with_its_object(mem_db: Datalayer) -> None:
     model = Model(
         identifier="m",
-        object=fractions.Fraction(2),
-        predict_method="__mul__",
+        object=fractions.Fraction(7, 2),
+        predict_method="limit_denominator",
         batched=False,
         serializer="pickle",
     )
-    assert model.predict([1, 2]) == [2, 4]
+    assert model.predict([1, 2]) == [3, fractions.Fraction(7, 2)]
+    for private in ("__mul__", "_private", "__class__", "", "not a name", "class", 1):
+        with pytest.raises(InvalidRecord, match="public method"):
+            Model(identifier="m", object=1, predict_method=private)  # type: ignore[arg-type]
     with pytest.raises(Exception, match="no method"):
         Model(identifier="m", object=1, predict_method="nope").predict([1])
 
@@ -377,3 +394,12 @@ def test_hashing_buffer_handles_serializers_that_seek_back() -> None:
     buf.write(b"g")
     assert buf.ref().sha256 == hashlib.sha256(b"Xbcdefg").hexdigest()
     assert buf.ref().size == 7
+
+
+def test_apply_after_the_sqlite_metadata_file_was_deleted_fails(local_db: Datalayer) -> None:
+    """The write would go to the deleted file and be lost: a typed error instead."""
+    local_db.apply(_model())
+    for suffix in ("", "-wal", "-shm"):
+        Path(f".pinnacledb/metadata.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreFileGone, match="deleted"):
+        local_db.apply(LinearModel.fit("other", [[1.0], [2.0]], [1.0, 2.0]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -12,8 +13,10 @@ import attrs
 import pytest
 
 from pinnacle_protocols.errors import ConfigError, InvalidURIError
+from pinnacle_protocols.memory import MemoryArtifactStore, MemoryDataBackend, MemoryMetadataStore
 from pinnacledb import CFG, pinnacle
 from pinnacledb._config import resolve_config
+from pinnacledb.base.datalayer import Datalayer
 
 ENV = {
     "databackend": "PINNACLEDB_DATABACKEND",
@@ -219,3 +222,86 @@ def test_unknown_trusted_serializer_is_an_error() -> None:
 def test_resolve_config_without_anything_is_all_default(tmp_path: Path) -> None:
     resolved = resolve_config({}, environ={}, cwd=tmp_path)
     assert all(source == "default" for source in resolved.sources().values())
+
+
+# ------------------------------------------------ arguments are validated at the call (issue 15)
+class _HalfStore:
+    """Has some ArtifactStore methods, not all (a typo'd or incomplete store class)."""
+
+    def put(self, data: bytes) -> None:
+        """Not enough to be a store."""
+
+    def get(self, ref: str) -> bytes:
+        """Not enough to be a store."""
+        return b""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"databackend": 123}, r"databackend must be a URI string .*got int 123"),
+        ({"databackend": object()}, r"databackend must be .*DataBackend Protocol.*got object"),
+        ({"databackend": b"memory://"}, "databackend must be a URI string"),
+        ({"artifact_store": 42}, r"artifact_store must be .*ArtifactStore Protocol.*got int"),
+        ({"metadata_store": Path("x.db")}, r"metadata_store .*got a Path.*'sqlite://x.db'"),
+        ({"artifact_store": _HalfStore()}, r"_HalfStore object given lacks .*delete.*exists"),
+        ({"metadata_store": MemoryArtifactStore()}, r"lacks .*create_component"),
+    ],
+)
+def test_store_arguments_must_be_uris_or_stores(kwargs: dict[str, object], match: str) -> None:
+    """A store argument that is neither a URI nor satisfies its Protocol is refused at the call."""
+    args = {"databackend": "memory://", **kwargs}
+    databackend = args.pop("databackend")
+    with pytest.raises(ConfigError, match=match):
+        pinnacle(databackend, **args)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=match):
+        Datalayer(
+            databackend=MemoryDataBackend() if databackend == "memory://" else databackend,  # type: ignore[arg-type]
+            metadata=args.get("metadata_store", MemoryMetadataStore()),  # type: ignore[arg-type]
+            artifact_store=args.get("artifact_store", MemoryArtifactStore()),  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.parametrize("bad", ["abc", "60", math.nan, math.inf, -1, -0.5, True, 10**400, [60]])
+def test_gc_grace_seconds_is_a_finite_number_everywhere(
+    bad: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pinnacle(), CFG, Datalayer, db.gc() refuse what the config file refuses (NaN, inf, < 0)."""
+    with pytest.raises(ConfigError, match="gc_grace_seconds must be a finite number"):
+        pinnacle("memory://", gc_grace_seconds=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="gc_grace_seconds"):
+        CFG.gc_grace_seconds = bad  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match="gc_grace_seconds"):
+        Datalayer(
+            databackend=MemoryDataBackend(),
+            metadata=MemoryMetadataStore(),
+            artifact_store=MemoryArtifactStore(),
+            gc_grace_seconds=bad,  # type: ignore[arg-type]
+        )
+    db = pinnacle("memory://")
+    with pytest.raises(ConfigError, match="grace_seconds must be a finite number"):
+        db.gc(grace_seconds=bad)  # type: ignore[arg-type]
+    if isinstance(bad, (float, int)) and not isinstance(bad, bool) and abs(bad) < 1e300:
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "pinnacledb.toml").write_text(f"gc_grace_seconds = {float(bad)!r}\n")
+        with pytest.raises(ConfigError, match="'gc_grace_seconds'"):
+            pinnacle("memory://")
+        monkeypatch.setenv("PINNACLEDB_GC_GRACE_SECONDS", str(bad))
+        (tmp_path / "pinnacledb.toml").unlink()
+        with pytest.raises(ConfigError, match="PINNACLEDB_GC_GRACE_SECONDS"):
+            pinnacle("memory://")
+
+
+@pytest.mark.parametrize("grace", ["-1", "nan", "inf", "abc", "-0.5"])
+def test_cli_gc_grace_is_validated(grace: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``pinnacle gc --grace -1`` is a usage error (exit 2) saying what is expected."""
+    from pinnacledb.cli import main
+
+    stores = ["--databackend", "memory://", "--metadata", "memory://"]
+    with pytest.raises(SystemExit) as info:
+        main(["gc", *stores, "--artifact-store", "memory://", f"--grace={grace}", "--dry-run"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--grace" in err
+    assert "number" in err
+    assert main(["gc", *stores, "--artifact-store", "memory://", "--grace=0", "--dry-run"]) == 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -16,7 +19,7 @@ from pinnacle_protocols.serialization import utcnow
 from pinnacledb import DataType, LinearModel, Table, pinnacle
 from pinnacledb.base._owner import OWNER_KEY, current_owner, owner_alive
 from pinnacledb.base.datalayer import Datalayer
-from pinnacledb.gc import FIRST_SEEN_KEY, collect_garbage
+from pinnacledb.gc import FIRST_SEEN_KEY, TextProgress, collect_garbage
 
 LONG_AGO = "2000-01-01T00:00:00+00:00"
 
@@ -254,3 +257,62 @@ def test_progress_is_reported(mem_db: Datalayer) -> None:
     mem_db.gc(grace_seconds=0, progress=lambda *a: calls.append(a))
     assert calls[-1] == ("deleting", 1, 1)
     assert ("scanning", 2, 2) in calls
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_text_progress_off_a_terminal_writes_plain_lines() -> None:
+    """A log file or pipe gets at most one line per tenth of a phase and no \\r frames."""
+    stream = _Stream(tty=False)
+    bar = TextProgress(stream)
+    for i in range(1001):
+        bar("scanning", i, 1000)
+    bar("deleting", 0, 0)
+    text = stream.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert lines[0] == "scanning  0/1000 (0%)"
+    assert lines[-2] == "scanning  1000/1000 (100%)"
+    assert lines[-1] == "deleting  0/0 (100%)"
+    assert len(lines) == 12
+
+
+def test_text_progress_on_a_terminal_redraws_in_place() -> None:
+    stream = _Stream(tty=True)
+    bar = TextProgress(stream, width=10)
+    for i in range(101):
+        bar("scanning", i, 100)
+    text = stream.getvalue()
+    assert text.count("\r") == 11
+    assert text.endswith("\rscanning  [##########] 100/100\n")
+    assert TextProgress(stream, tty=False).tty is False
+
+
+def test_gc_removes_temp_files_of_killed_puts_after_the_grace(local_db: Datalayer) -> None:
+    """A put killed half-way leaves ``.pinnacle-tmp/*.part``: gc removes it once it is older
+    than the grace period, counts it on a dry run, and keeps a younger one (a put running)."""
+    local_db.apply(LinearModel.fit("m", [[1.0], [2.0]], [1.0, 2.0]))
+    tmp = Path(".pinnacledb/artifacts/.pinnacle-tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    stale = tmp / ("d" * 32 + ".part")
+    running = tmp / ("e" * 32 + ".part")
+    stale.write_bytes(b"half a blob")
+    running.write_bytes(b"a blob being written")
+    week_ago = time.time() - 7 * 86400
+    os.utime(stale, (week_ago, week_ago))
+
+    dry = local_db.gc(dry_run=True, grace_seconds=3600)
+    assert dry.temp_files == 1
+    assert stale.exists()
+    report = local_db.gc(grace_seconds=3600)
+    assert report.temp_files == 1
+    assert not stale.exists()
+    assert running.exists()
+    assert local_db.gc(grace_seconds=3600).temp_files == 0

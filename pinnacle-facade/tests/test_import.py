@@ -22,6 +22,21 @@ DRIVERS = (
     "pinnacle_ibis",
     "pinnacle_fs",
     "pinnacle_mongo",
+    # compute engines: a process pool or a Dask client is built on first submit only
+    "pinnacle_dask",
+    "dask",
+    "distributed",
+    "pinnacle_ray",
+    "ray",
+    "multiprocessing",
+    "concurrent.futures.process",
+    # pinnacle ui's web stack: imported by that command only
+    "pinnacledb.ui",
+    "starlette",
+    "uvicorn",
+    "jinja2",
+    "anyio",
+    "httpx",
 )
 
 
@@ -40,6 +55,12 @@ def _loaded(mods: set[str], names: tuple[str, ...]) -> list[str]:
 def test_import_pinnacledb_imports_no_driver(tmp_path: Path) -> None:
     mods = _modules_after("import pinnacledb", tmp_path)
     assert _loaded(mods, (*DRIVERS, "pinnacle_protocols", "importlib.metadata")) == []
+
+
+def test_the_cli_parser_imports_no_web_library(tmp_path: Path) -> None:
+    """``pinnacle --help`` and every other command stay free of the ``[ui]`` extra."""
+    mods = _modules_after("from pinnacledb.cli import build_parser\nbuild_parser()", tmp_path)
+    assert _loaded(mods, ("pinnacledb.ui", "starlette", "uvicorn", "jinja2", "anyio")) == []
 
 
 def test_from_pinnacledb_import_pinnacle_cfg_imports_no_driver(tmp_path: Path) -> None:
@@ -71,3 +92,29 @@ def test_first_use_imports_only_the_owning_packages(tmp_path: Path) -> None:
     mods = _modules_after(code, tmp_path)
     assert "pinnacle_sql" in mods
     assert _loaded(mods, ("ibis", "pymongo", "pinnacle_ibis", "pinnacle_mongo", "duckdb")) == []
+
+
+def test_building_a_datalayer_with_a_pool_runner_starts_no_pool(tmp_path: Path) -> None:
+    """Building runners imports no pool; the Dask runner is checked where pinnacle-dask is
+    installed (the workspace; the facade's install-alone venv has only the facade's extras)."""
+    import importlib.util
+
+    with_dask = importlib.util.find_spec("pinnacle_dask") is not None
+    code = (
+        "from pinnacledb import pinnacle\n"
+        "db = pinnacle('memory://', compute='processes://?workers=2')\n"
+        "db.compute\n"
+        "repr(db)\n"
+    )
+    if with_dask:
+        code += (
+            "db2 = pinnacle('memory://', compute='dask+local://?workers=2')\n"
+            "db2.compute\n"
+            "repr(db2)\n"
+        )
+    mods = _modules_after(code, tmp_path)
+    assert (
+        _loaded(mods, ("dask", "distributed", "multiprocessing", "concurrent.futures.process"))
+        == []
+    )
+    assert ("pinnacle_dask" in mods) is with_dask

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import io
+import json
+import pickle
+from pathlib import Path
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
-from pinnacle_protocols.errors import PinnacleError, SchemaError
-from pinnacle_protocols.records import ComponentKey, JobStatus
-from pinnacledb import LinearModel, Model
+from pinnacle_protocols.errors import (
+    InvalidRecord,
+    PinnacleError,
+    SchemaError,
+    UntrustedMethodError,
+    UntrustedSerializerError,
+)
+from pinnacle_protocols.records import ComponentKey, ComponentRecord, JobStatus, JSONValue
+from pinnacledb import LinearModel, Model, pinnacle
 from pinnacledb.base.datalayer import Datalayer
 from pinnacledb.predict import output_table_name
 
@@ -121,3 +133,173 @@ def test_non_scalar_outputs_go_to_a_json_column(mem_db: Datalayer) -> None:
 
 def test_output_table_name_is_safe() -> None:
     assert output_table_name("my model/v2") == "outputs__my_model_v2"
+
+
+# ------------------------------------------------ issue 15: a stored record must not choose code
+def _plant(
+    db: Datalayer,
+    identifier: str,
+    *,
+    cls: str = "model",
+    fields: dict[str, JSONValue],
+    objects: dict[str, tuple[str, bytes]],
+) -> None:
+    """Write a model record directly through the metadata store, as an attacker who can write
+    the metadata and artifact stores would (no db.apply, no class involved)."""
+    refs = {name: db.artifact_store.put(blob) for name, (_, blob) in objects.items()}
+    db.metadata.create_component(
+        ComponentRecord(
+            type_id="model",
+            identifier=identifier,
+            data={
+                "class": cls,
+                "fields": dict(fields),
+                "serializers": {name: ser for name, (ser, _) in objects.items()},
+            },
+            artifacts=refs,
+        )
+    )
+
+
+def _npy(value: object) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(value), allow_pickle=False)
+    return buf.getvalue()
+
+
+def test_stored_predict_method_cannot_write_a_file(db: Datalayer, tmp_path: Path) -> None:
+    """The attack of issue 15: a numpy artifact (no trust needed) whose record names
+    ``tofile``; the table holds the path to write (a ``.pth`` runs code at the next start)."""
+    target = tmp_path / "evil.pth"
+    db.create_table("paths", {"id": "int", "p": "str"})
+    db.insert("paths", [{"id": 1, "p": str(target)}])
+    _plant(
+        db,
+        "evil",
+        fields={"predict_method": "tofile", "batched": False, "serializer": "numpy"},
+        objects={"object": ("numpy", _npy(np.frombuffer(b"import os\n", dtype=np.uint8)))},
+    )
+    with pytest.raises(UntrustedMethodError) as info:
+        db.predict("evil", "paths", inputs="p")
+    message = str(info.value)
+    for part in ("'evil'", "'tofile'", "predict_methods", "trust_serializers"):
+        assert part in message
+    assert not target.exists()
+    assert "outputs__evil" not in db.list_tables()
+    assert db.show_jobs("predict") == []
+    with pytest.raises(UntrustedMethodError):
+        db.load("model", "evil")
+    # the trust in pickle does not extend to a numpy object's methods
+    trusting = _trusting(db)
+    with pytest.raises(UntrustedMethodError):
+        trusting.predict("evil", "paths", inputs="p")
+    assert not target.exists()
+
+
+def _trusting(db: Datalayer) -> Datalayer:
+    """The same stores, trusting pickle."""
+    return pinnacle(
+        db.databackend,
+        metadata_store=db.metadata,
+        artifact_store=db.artifact_store,
+        trust_serializers={"pickle"},
+    )
+
+
+@pytest.mark.parametrize("name", ["__reduce_ex__", "__class__", "_private", "os.system", ""])
+def test_stored_private_or_dunder_method_is_never_called(mem_db: Datalayer, name: str) -> None:
+    _plant(
+        mem_db,
+        "m",
+        fields={"predict_method": name, "serializer": "pickle"},
+        objects={"object": ("pickle", pickle.dumps(Vec()))},
+    )
+    trusting = _trusting(mem_db)
+    with pytest.raises(InvalidRecord, match="public method"):
+        trusting.load("model", "m")
+
+
+def test_record_cannot_smuggle_a_field_in_as_an_artifact(mem_db: Datalayer) -> None:
+    """An artifact named like a data field would reach the class without verify_record."""
+    _plant(
+        mem_db,
+        "m",
+        fields={"serializer": "numpy"},
+        objects={
+            "object": ("numpy", _npy([1.0])),
+            "predict_method": ("json", json.dumps("tofile").encode()),
+        },
+    )
+    with pytest.raises(InvalidRecord, match="does not declare as artifact fields"):
+        mem_db.load("model", "m")
+
+
+def test_record_cannot_choose_another_serializer_than_the_class(mem_db: Datalayer) -> None:
+    _plant(
+        mem_db,
+        "lin",
+        cls="linear_model",
+        fields={"bias": 0.0},
+        objects={"weights": ("json", b"[1.0]")},  # LinearModel declares numpy
+    )
+    with pytest.raises(InvalidRecord, match="declares 'numpy'"):
+        mem_db.load("model", "lin")
+    _plant(
+        mem_db,
+        "m",
+        fields={"serializer": "numpy"},
+        objects={"object": ("json", b"[1.0]")},  # Model.serializer says numpy
+    )
+    with pytest.raises(InvalidRecord, match="declares 'numpy'"):
+        mem_db.load("model", "m")
+
+
+class Embedder:
+    def embed(self, xs: list[float]) -> list[float]:
+        return [x * 10 for x in xs]
+
+
+def test_declared_or_trusted_methods_still_work(mem_db: Datalayer) -> None:
+    """The two documented ways to allow another method."""
+    from attrs import define
+
+    @define(kw_only=True)
+    class EmbeddingModel(Model):
+        component_name: ClassVar[str | None] = "embedding_model"
+        predict_methods: ClassVar[frozenset[str]] = Model.predict_methods | {"embed"}
+
+    mem_db.create_table("t", {"id": "int", "x": "float"})
+    mem_db.insert("t", [{"id": 1, "x": 1.5}])
+    # declared by the class: a data-only object (json) may call it
+    mem_db.apply(
+        EmbeddingModel(identifier="e", object=[1.0], predict_method="embed", serializer="json")
+    )
+    loaded = mem_db.load("model", "e")
+    assert isinstance(loaded, EmbeddingModel)
+    assert loaded.predict_method == "embed"
+    # trusted code-executing serializer: any public method of the object
+    mem_db.apply(Model(identifier="p", object=Embedder(), predict_method="embed"))
+    with pytest.raises(UntrustedSerializerError):
+        mem_db.load("model", "p")
+    trusting = _trusting(mem_db)
+    trusting.register_component(EmbeddingModel)
+    assert trusting.predict("p", "t", inputs="x").rows == 1
+    assert [r["output"] for r in trusting.select("outputs__p")] == [15.0]
+    # the generic Model with a data-only object may not call the subclass's declared name:
+    # refused when applied already (nobody could load it), nothing written
+    before = mem_db.show()
+    with pytest.raises(UntrustedMethodError, match="'embed'"):
+        mem_db.apply(Model(identifier="j", object=[1.0], predict_method="embed", serializer="json"))
+    assert mem_db.show() == before
+
+
+def test_apply_refuses_a_model_no_reader_could_load(db: Datalayer) -> None:
+    """The planted record of the attack, made through db.apply: refused before any write."""
+    with pytest.raises(UntrustedMethodError, match="'tofile'"):
+        db.apply(
+            Model(
+                identifier="x", object=np.arange(3.0), serializer="numpy", predict_method="tofile"
+            )
+        )
+    assert db.show() == []
+    assert db.show_jobs("apply") == []

@@ -110,3 +110,97 @@ def test_cli_commands_with_configured_passwords(
         out, err = capsys.readouterr()
         assert code == (0 if argv == ["info"] else 1), (argv, out, err)
         _clean(out + err)
+
+
+# ---------------------------------------------------- issue 15: config reprs, query secrets
+TOKEN = "IQoJb3JpZ2luTOKEN42"
+#: A secret in every place a URI can carry one: the password and secret query options
+#: (MongoDB AWS auth puts the session token inside authMechanismProperties).
+MONGO_AWS = (
+    "mongodb://AKIAUSER:hunter2@127.0.0.1:1/db?serverSelectionTimeoutMS=300"
+    f"&authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:{TOKEN},"
+    "SERVICE_NAME:svc"
+)
+PG_QUERY = (
+    f"postgresql://alice@127.0.0.1:1/db?sslpassword={TOKEN}&connect_timeout=1"
+    f"&tlsCertificateKeyFilePassword={TOKEN}&token={TOKEN}"
+)
+S3_QUERY = (
+    f"s3://bucket/prefix?endpoint_url=http://127.0.0.1:1&aws_secret_access_key={TOKEN}"
+    f"&aws_session_token={TOKEN}&key={TOKEN}"
+)
+
+
+def _clean_all(text: str) -> None:
+    _clean(text)
+    assert TOKEN not in text
+    assert "hunter2" not in text
+
+
+def test_repr_of_cfg_and_db_config_masks_every_uri() -> None:
+    """repr(CFG) and repr(db.config) printed passwords (issue 15, item 2)."""
+    from pinnacledb import CFG
+
+    CFG.databackend = PG
+    CFG.metadata = MONGO_AWS
+    CFG.artifact_store = S3_QUERY
+    for text in (repr(CFG), str(CFG)):
+        _clean_all(text)
+        assert "alice:***@127.0.0.1" in text
+        assert "AWS_SESSION_TOKEN:***,SERVICE_NAME:svc" in text
+    db = pinnacle(PG_QUERY, metadata_store=MONGO_AWS, artifact_store=S3_QUERY)
+    assert db.config is not None
+    for text in (repr(db.config), str(db.config), repr(db.config.databackend), repr(db)):
+        _clean_all(text)
+    assert "sslpassword=***" in repr(db.config)
+    CFG.databackend = f"postgresql://u:{ENCODED}@h:notaport/db?token={TOKEN}"  # malformed
+    _clean_all(repr(CFG))
+
+
+@pytest.mark.nx27017
+def test_query_secrets_never_shown_python_api(caplog: pytest.LogCaptureFixture) -> None:
+    """Secrets in query options stay out of repr(db), errors and logs (issue 15, item 3)."""
+    caplog.set_level(logging.DEBUG)
+    db = pinnacle(MONGO_AWS)
+    _clean_all(repr(db) + repr(db.slots) + repr(db.config))
+    for fn in (db.list_tables, db.show, lambda: db.artifact_store.put(b"x")):
+        _clean_all(_failure_text(fn))
+    _clean_all(caplog.text)
+    db2 = pinnacle(PG_QUERY, metadata_store="memory://", artifact_store=S3_QUERY)
+    _clean_all(repr(db2))
+    _clean_all(_failure_text(db2.list_tables))
+    _clean_all(_failure_text(lambda: db2.artifact_store.put(b"x")))
+    _clean_all(caplog.text)
+
+
+@pytest.mark.nx27017
+@pytest.mark.parametrize("command", ["info", "doctor"])
+def test_query_secrets_never_shown_cli(
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for databackend, metadata in ((MONGO_AWS, PG_QUERY), (PG_QUERY, MONGO_AWS)):
+        monkeypatch.setenv("PINNACLEDB_METADATA", metadata)
+        argv = [command, "--databackend", databackend, "--artifact-store", S3_QUERY]
+        main([*argv, "--verbose"] if command == "doctor" else argv)
+        out, err = capsys.readouterr()
+        _clean_all(out + err + caplog.text)
+        assert "AWS_SESSION_TOKEN:***,SERVICE_NAME:svc" in out
+        assert "sslpassword=***" in out
+
+
+def test_cli_scrubber_finds_secrets_by_the_uri_rule() -> None:
+    """The CLI's second line of defence (driver text that is not a URI) knows the same secrets
+    as RedactedURI: composite parts and every secret option name."""
+    from pinnacledb._secrets import Scrubber, secrets_of
+
+    azure = "abfs://c/p?account_name=acct&connection_string=AccountKey%3Dabc123xyz"
+    scrub = Scrubber(secrets_of([MONGO_AWS, azure]))
+    text = scrub(f"driver: session token {TOKEN} expired; bad AccountKey=abc123xyz for hunter2")
+    assert TOKEN not in text
+    assert "abc123xyz" not in text
+    assert "hunter2" not in text
+    assert "acct" in text or "account_name" not in text

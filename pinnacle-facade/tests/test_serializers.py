@@ -48,6 +48,48 @@ def test_numpy_refuses_object_arrays() -> None:
         reg.dumps("numpy", np.array([{"a": 1}], dtype=object))
 
 
+_NPY_CASES = [
+    np.full(64, 3, np.float32),
+    np.arange(12).reshape(3, 4),
+    np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    np.array(5),
+    np.array(["ab", "c"]),
+    np.array([True, False]),
+    np.arange(6, dtype=">i4").reshape(2, 3),
+    np.zeros((0, 3)),
+    np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")]),
+]
+
+
+@pytest.mark.parametrize("arr", _NPY_CASES, ids=lambda a: f"{a.dtype}{a.shape}")
+def test_numpy_load_is_np_load(arr: np.ndarray) -> None:
+    """The header-cached loader gives np.load's array: dtype, shape, order, own writable memory
+    (twice: the second load takes the cached header)."""
+    reg = SerializerRegistry()
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    data = buf.getvalue()
+    want = np.load(io.BytesIO(data), allow_pickle=False)
+    for _ in range(2):
+        got = reg.loads("numpy", data, what="x")
+        assert got.dtype == want.dtype
+        assert got.shape == want.shape
+        assert got.flags.f_contiguous == want.flags.f_contiguous
+        assert got.flags.c_contiguous == want.flags.c_contiguous
+        assert got.flags.writeable
+        assert got.flags.owndata or (got.base is not None and got.base.flags.owndata)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_numpy_load_of_damaged_bytes_raises_like_np_load() -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.arange(10.0), allow_pickle=False)
+    data = buf.getvalue()
+    for bad in (data[:-3], data[:20], data[:8] + b"\xff\xff" + data[10:]):
+        with pytest.raises(SerializationError, match="EOF"):
+            SerializerRegistry().loads("numpy", bad, what="x")
+
+
 def test_numpy_load_refuses_pickled_payloads() -> None:
     """A .npy with an object array (pickle inside) is refused on load, not executed."""
     buf = io.BytesIO()
@@ -132,3 +174,17 @@ def test_torch_serializer_availability_is_reported() -> None:
     else:
         with pytest.raises(SerializationError, match="pip install torch"):
             reg.get("torch")
+
+
+def test_loader_is_loads_checked_once() -> None:
+    """loader(name) decodes like loads, wraps errors alike, and refuses untrusted ones at once."""
+    reg = SerializerRegistry()
+    load = reg.loader("json", what="a value")
+    assert load(b'{"a": 1}') == reg.loads("json", b'{"a": 1}', what="a value") == {"a": 1}
+    with pytest.raises(SerializationError) as by_loader:
+        load(b"{nope")
+    with pytest.raises(SerializationError) as by_loads:
+        reg.loads("json", b"{nope", what="a value")
+    assert str(by_loader.value) == str(by_loads.value)
+    with pytest.raises(UntrustedSerializerError):
+        reg.loader("pickle", what="a value")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import assert_type
 
 import pytest
 
+from pinnacle_protocols.compute import ComputeBackend
 from pinnacle_protocols.memory import MemoryArtifactStore, MemoryDataBackend, MemoryMetadataStore
 from pinnacledb import CFG, LinearModel, pinnacle
 from pinnacledb._config import DEFAULT_ARTIFACT_URI, DEFAULT_DATABACKEND_URI, DEFAULT_METADATA_URI
+from pinnacledb.base._lazy import LazyStore
 from pinnacledb.base.datalayer import Datalayer
 
 
@@ -58,6 +61,21 @@ def test_mongodb_uri_puts_all_three_stores_on_it() -> None:
     assert db.config is not None
     assert "default_metadata_uri" in db.config.sources()["metadata"]
     assert "default_artifact_uri" in db.config.sources()["artifact_store"]
+
+
+def test_proposed_defaults_stay_redacted_uris_parsed_once() -> None:
+    """The databackend's proposal is its own RedactedURI, used as it is: never a plain string
+    with the password in the settings, revealed only to the store's factory."""
+    db = pinnacle("mongodb://someone:s3cret-pw@127.0.0.1:1/documents")
+    assert db.config is not None
+    proposed = db.databackend.uri
+    for role in ("metadata", "artifact_store"):
+        setting = getattr(db.config, role)
+        assert setting.value is proposed
+        assert db.slots[role].uri is proposed
+        assert db.slots[role].reveal_uri() == proposed.reveal()
+    assert "s3cret-pw" in proposed.reveal()
+    assert "s3cret-pw" not in repr(db.config) + repr(db)
 
 
 @pytest.mark.sqlite
@@ -167,3 +185,14 @@ def test_duckdb_file_databackend_round_trip() -> None:
     assert again.count("t") == 1
     assert again.show("model") == ["m"]
     again.close()
+
+
+def test_lazy_store_get_is_typed() -> None:
+    """``LazyStore[S].get()`` returns an ``S`` (the assert_type lines are checked by mypy)."""
+    db = pinnacle("memory://")
+    assert_type(db.compute_slot.get(), ComputeBackend)
+    store = MemoryMetadataStore()
+    slot = LazyStore("metadata", instance=store)
+    assert_type(slot.get(), MemoryMetadataStore)
+    assert slot.get() is store
+    assert slot.loaded

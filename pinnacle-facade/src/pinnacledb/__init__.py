@@ -19,10 +19,13 @@ if TYPE_CHECKING:
     from pinnacledb.components import (
         Component,
         DataType,
+        HashingTextEncoder,
         LinearModel,
+        Listener,
         Model,
         Schema,
         Table,
+        VectorIndex,
         artifact,
     )
 
@@ -33,10 +36,13 @@ _EXPORTS = {
     "Datalayer": "pinnacledb.base.datalayer",
     "Component": "pinnacledb.components",
     "DataType": "pinnacledb.components",
+    "HashingTextEncoder": "pinnacledb.components",
     "LinearModel": "pinnacledb.components",
+    "Listener": "pinnacledb.components",
     "Model": "pinnacledb.components",
     "Schema": "pinnacledb.components",
     "Table": "pinnacledb.components",
+    "VectorIndex": "pinnacledb.components",
     "artifact": "pinnacledb.components",
 }
 
@@ -46,10 +52,13 @@ __all__ = [
     "Config",
     "DataType",
     "Datalayer",
+    "HashingTextEncoder",
     "LinearModel",
+    "Listener",
     "Model",
     "Schema",
     "Table",
+    "VectorIndex",
     "__version__",
     "artifact",
     "pinnacle",

@@ -19,6 +19,7 @@ from attrs import define, field, frozen
 __all__ = [
     "CFG",
     "DEFAULT_ARTIFACT_URI",
+    "DEFAULT_COMPUTE_URI",
     "DEFAULT_DATABACKEND_URI",
     "DEFAULT_GC_GRACE_SECONDS",
     "DEFAULT_METADATA_URI",
@@ -26,6 +27,7 @@ __all__ = [
     "Config",
     "ResolvedConfig",
     "Setting",
+    "check_grace_seconds",
     "resolve_config",
 ]
 
@@ -34,6 +36,8 @@ ENV_PREFIX: Final = "PINNACLEDB_"
 DEFAULT_DATABACKEND_URI: Final = "duckdb://.pinnacledb/data.duckdb"
 DEFAULT_METADATA_URI: Final = "sqlite://.pinnacledb/metadata.db"
 DEFAULT_ARTIFACT_URI: Final = "filesystem://.pinnacledb/artifacts/"
+#: Where jobs run when nothing is configured: in the caller's process.
+DEFAULT_COMPUTE_URI: Final = "local://"
 #: Unreferenced artifacts younger than this are never garbage collected (seconds).
 DEFAULT_GC_GRACE_SECONDS: Final = 3600.0
 
@@ -44,6 +48,7 @@ _KEYS: Final = (
     "artifact_store",
     "trust_serializers",
     "gc_grace_seconds",
+    "compute",
 )
 
 
@@ -60,6 +65,13 @@ def _check_uri(_inst: object, attribute: Any, value: object) -> None:
         )
 
 
+def _uri_repr(value: object) -> str:
+    """A URI setting in a repr: password and secret query options masked."""
+    from pinnacle_protocols.uri import redacted_repr
+
+    return redacted_repr(value)
+
+
 def _to_trust(value: object) -> frozenset[str] | None:
     if value is None:
         return None
@@ -72,16 +84,39 @@ def _to_trust(value: object) -> frozenset[str] | None:
     )
 
 
+def check_grace_seconds(value: object, where: str = "gc_grace_seconds") -> float:
+    """Return ``value`` as a float if it is a finite number of seconds >= 0.
+
+    The one rule for every place a grace period comes from: ``pinnacle()``, ``CFG``, the
+    environment, the config file, ``db.gc()`` and ``pinnacle gc --grace``.
+
+    Raises:
+        ConfigError: naming ``where`` and what is expected.
+    """
+    import math
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if math.isfinite(number) and number >= 0:
+            return number
+    raise _config_error(
+        f"{where} must be a finite number of seconds >= 0 (e.g. 3600), got {value!r:.60}"
+    )
+
+
 def _check_grace(_inst: object, _attribute: Any, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise _config_error(f"CFG.gc_grace_seconds must be a number >= 0 or None, got {value!r}")
+    if value is not None:
+        check_grace_seconds(value, "CFG.gc_grace_seconds")
 
 
 @define(kw_only=True)
 class Config:
     """Settings that ``pinnacle()`` reads; ``None`` means "not set here, look further".
+
+    ``repr(CFG)`` masks the password and secret query options of every URI setting.
 
     Attributes:
         databackend: URI of the user's data, e.g. ``"postgres://localhost/db"``.
@@ -90,13 +125,16 @@ class Config:
         trust_serializers: Names of code-executing serializers (``pickle``, ``dill``,
             ``cloudpickle``) whose artifacts may be loaded. Only trust stores you control.
         gc_grace_seconds: Unreferenced artifacts younger than this survive ``gc``.
+        compute: URI of the compute backend jobs run on (``local://``,
+            ``processes://?workers=4``, ``dask://scheduler:8786``).
     """
 
-    databackend: str | None = field(default=None, validator=_check_uri)
-    metadata: str | None = field(default=None, validator=_check_uri)
-    artifact_store: str | None = field(default=None, validator=_check_uri)
+    databackend: str | None = field(default=None, validator=_check_uri, repr=_uri_repr)
+    metadata: str | None = field(default=None, validator=_check_uri, repr=_uri_repr)
+    artifact_store: str | None = field(default=None, validator=_check_uri, repr=_uri_repr)
     trust_serializers: frozenset[str] | None = field(default=None, converter=_to_trust)
     gc_grace_seconds: float | None = field(default=None, validator=_check_grace)
+    compute: str | None = field(default=None, validator=_check_uri)
 
     def reset(self) -> None:
         """Unset every setting (useful in tests and notebooks)."""
@@ -110,9 +148,12 @@ CFG: Final = Config()
 
 @frozen(kw_only=True)
 class Setting:
-    """A chosen value and where it came from (for ``pinnacle info`` and error messages)."""
+    """A chosen value and where it came from (for ``pinnacle info`` and error messages).
 
-    value: Any
+    Its ``repr`` masks the password and secret query options of a URI value.
+    """
+
+    value: Any = field(repr=_uri_repr)
     source: str
 
 
@@ -125,6 +166,7 @@ class ResolvedConfig:
     artifact_store: Setting
     trust_serializers: Setting
     gc_grace_seconds: Setting
+    compute: Setting
 
     def sources(self) -> dict[str, str]:
         """Setting name -> where its value came from."""
@@ -137,7 +179,7 @@ _FILE_NAMES: Final = ("pinnacledb.toml", "pyproject.toml")
 
 def _parse_value(key: str, value: object, where: str) -> Any:
     """Validate one setting read from the environment or a file; raise ConfigError naming it."""
-    if key in ("databackend", "metadata", "artifact_store"):
+    if key in ("databackend", "metadata", "artifact_store", "compute"):
         if not isinstance(value, str) or not value.strip():
             raise _config_error(
                 f"{where}: {key!r} must be a non-empty URI string, got {type(value).__name__}"
@@ -159,9 +201,12 @@ def _parse_value(key: str, value: object, where: str) -> Any:
                 number = float(value)
             except ValueError:
                 number = value
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
-            raise _config_error(f"{where}: {key!r} must be a number >= 0, got {value!r}")
-        return float(number)
+        try:
+            return check_grace_seconds(number, f"{where}: {key!r}")
+        except ValueError:
+            raise _config_error(
+                f"{where}: {key!r} must be a finite number of seconds >= 0, got {value!r}"
+            ) from None
     raise AssertionError(key)  # pragma: no cover - keys are checked before
 
 

@@ -6,7 +6,10 @@
 4. a fresh Python process loads it back (hash-verified) and predicts over the table into an
    outputs table, tracked by a job record;
 5. a second version (ridge regression) is applied;
-6. what lives where is printed.
+6. a listener applies it to the table: new rows get their predictions as they are inserted, an
+   updated row's prediction changes, deleted rows lose theirs (the demo rows are removed again,
+   so the table keeps its 150 rows);
+7. what lives where is printed.
 """
 
 from __future__ import annotations
@@ -121,13 +124,50 @@ def run_demo(db: Datalayer, out: TextIO) -> int:
     rec2 = db.apply(ridge)
     out.write(
         f"5. version ridge regression (alpha 5) applied as v{rec2.version}; versions of "
-        f"{DEMO_MODEL!r}: {db.show('model', DEMO_MODEL)}\n\n"
+        f"{DEMO_MODEL!r}: {db.show('model', DEMO_MODEL)}\n"
     )
 
-    # 6. what lives where
+    # 6. listener
+    _listen(db, ridge, out)
+
+    # 7. what lives where
     _where(db, out)
     db.close()
     return 0
+
+
+def _listen(db: Datalayer, model: Any, out: TextIO) -> None:
+    from pinnacledb.components import Listener
+
+    listener = Listener(model=model, table=DEMO_TABLE, inputs=list(FEATURES))
+    name = listener.identifier
+    demo_ids = [1000, 1001]
+    db.delete(DEMO_TABLE, {"id": {"$in": demo_ids}})  # left over by an interrupted run
+    rec = db.apply(listener)
+    outputs = db.count(listener.output_table, {"model_version": model.version})
+    out.write(
+        f"6. listen  listener {name!r} v{rec.version} keeps {TARGET} predictions of model "
+        f"v{model.version} in {listener.output_table!r} ({outputs} rows)\n"
+    )
+    new = [
+        {"id": 1000, "sepal_length": 5.0, "sepal_width": 3.4, "petal_length": 1.5,
+         "petal_width": None, "species": None},
+        {"id": 1001, "sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2,
+         "petal_width": None, "species": None},
+    ]  # fmt: skip
+    inserted = db.insert(DEMO_TABLE, new)
+    rows = db.select(DEMO_TABLE, {"id": {"$in": demo_ids}}, order_by=["id"], outputs=[name])
+    out.write(f"           inserted rows {list(inserted.ids)}; their predictions appeared:\n")
+    for row in rows:
+        out.write(f"           id {row['id']}  petal_length {row['petal_length']:.1f}  "
+                  f"predicted {TARGET} {row[name]:.2f}\n")  # fmt: skip
+    db.update(DEMO_TABLE, {"id": 1000}, {"petal_length": 4.5})
+    (row,) = db.select(DEMO_TABLE, {"id": 1000}, outputs=[name])
+    out.write(f"           updated id 1000 petal_length to 4.5: predicted {TARGET} is now "
+              f"{row[name]:.2f}\n")  # fmt: skip
+    db.delete(DEMO_TABLE, {"id": {"$in": demo_ids}})
+    left = db.count(listener.output_table, {"source_id": {"$in": demo_ids}})
+    out.write(f"           deleted both rows: {left} of their outputs remain\n\n")
 
 
 def _where(db: Datalayer, out: TextIO) -> None:

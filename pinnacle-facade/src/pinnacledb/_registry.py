@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, Literal
 
+from pinnacledb._schemes import install_hints
+
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
@@ -16,87 +18,26 @@ if TYPE_CHECKING:
 
 __all__ = ["GROUPS", "INSTALL_HINTS", "ROLE_NAMES", "Role", "StoreEntry", "StoreRegistry"]
 
-Role = Literal["databackend", "metadata", "artifact_store"]
+Role = Literal["databackend", "metadata", "artifact_store", "compute"]
 
 #: Entry point group of each role.
 GROUPS: Final[Mapping[Role, str]] = {
     "databackend": "pinnacle.databackends",
     "metadata": "pinnacle.metadata_stores",
     "artifact_store": "pinnacle.artifact_stores",
+    "compute": "pinnacle.compute",
 }
 #: How a role is named in messages.
 ROLE_NAMES: Final[Mapping[Role, str]] = {
     "databackend": "databackend",
     "metadata": "metadata store",
     "artifact_store": "artifact store",
+    "compute": "compute backend",
 }
 
-_IBIS_EXTRAS = {
-    "duckdb": "duckdb",
-    "sqlite": "sqlite",
-    "postgres": "postgres",
-    "postgresql": "postgres",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-    "polars": "polars",
-    "datafusion": "datafusion",
-    "pyspark": "pyspark",
-    "pandas": "pandas",
-}
-_IBIS_PLAIN = (
-    "clickhouse",
-    "bigquery",
-    "snowflake",
-    "trino",
-    "mssql",
-    "oracle",
-    "druid",
-    "impala",
-    "exasol",
-    "risingwave",
-    "databricks",
-    "athena",
-    "materialize",
-    "singlestoredb",
-)
-_SQL_EXTRAS = {
-    "sqlite": "",
-    "postgres": "[postgres]",
-    "postgresql": "[postgres]",
-    "mysql": "[mysql]",
-    "mariadb": "[mysql]",
-    "mssql": "",
-    "oracle": "",
-    "duckdb": "[duckdb]",
-}
-
-#: Static hints: which distribution to install for a scheme, per role.
+#: Static hints: which distribution to install for a scheme, per role (from the scheme facts).
 INSTALL_HINTS: Final[Mapping[Role, Mapping[str, str]]] = {
-    "databackend": {
-        "mongodb": "pinnacle-mongo",
-        "mongodb+srv": "pinnacle-mongo",
-        "memory": "pinnacle-protocols",
-        **{s: f"pinnacle-ibis[{extra}]" for s, extra in _IBIS_EXTRAS.items()},
-        **dict.fromkeys(_IBIS_PLAIN, "pinnacle-ibis"),
-        "sqlalchemy+sqlite": "pinnacle-sql",
-    },
-    "metadata": {
-        "mongodb": "pinnacle-mongo",
-        "mongodb+srv": "pinnacle-mongo",
-        "memory": "pinnacle-protocols",
-        **{s: f"pinnacle-sql{extra}" for s, extra in _SQL_EXTRAS.items()},
-    },
-    "artifact_store": {
-        "mongodb": "pinnacle-mongo",
-        "mongodb+srv": "pinnacle-mongo",
-        "memory": "pinnacle-protocols",
-        "filesystem": "pinnacle-fs",
-        "file": "pinnacle-fs",
-        "s3": "pinnacle-fs[s3]",
-        "s3a": "pinnacle-fs[s3]",
-        "gs": "pinnacle-fs[gcs]",
-        "gcs": "pinnacle-fs[gcs]",
-    },
+    role: install_hints(role) for role in ("databackend", "metadata", "artifact_store", "compute")
 }
 
 
@@ -213,8 +154,11 @@ class StoreRegistry:
                 else f"Install a package that registers {scheme!r} in the entry point group "
                 f"{GROUPS[role]!r}."
             )
+            guess = "" if hint else self._did_you_mean(role, scheme)
+            if guess:
+                fix = "If not, i" + fix[1:]
             raise UnknownSchemeError(
-                f"no {ROLE_NAMES[role]} is installed for scheme {scheme!r}{where}. "
+                f"no {ROLE_NAMES[role]} is installed for scheme {scheme!r}{where}. {guess}"
                 f"Installed {ROLE_NAMES[role]} schemes: {known}. {fix}"
             )
         if len({c.dist_key for c in claims}) > 1:
@@ -226,3 +170,17 @@ class StoreRegistry:
                 f"Uninstall all but one of {', '.join(distributions)}."
             )
         return claims[0]
+
+    def _did_you_mean(self, role: Role, scheme: str) -> str:
+        """``Did you mean `postgres://`? `` for a misspelt scheme (installed or known), else ""."""
+        from difflib import get_close_matches
+
+        candidates = sorted({*self.schemes(role), *INSTALL_HINTS[role]})
+        base = scheme.partition("+")[0]  # postgres+psycopg: a driver suffix is not needed
+        close = [base] if base in candidates else get_close_matches(scheme, candidates, 1, 0.75)
+        if not close:
+            return ""
+        installed = (
+            "" if self.has(role, close[0]) else f" (`pip install {INSTALL_HINTS[role][close[0]]}`)"
+        )
+        return f"Did you mean `{close[0]}://`{installed}? "

@@ -17,16 +17,13 @@ from pinnacle_protocols.uri import REDACTED, RedactedURI, redact
 __all__ = ["Scrubber", "ScrubbingStream", "secrets_of"]
 
 _MIN_SECRET = 3  # shorter "secrets" would mangle ordinary text; redact() still masks them
-_SECRET_WORDS = ("password", "pwd", "pass", "secret", "token", "key", "credential", "sas")
-
-
-def _looks_secret(key: str) -> bool:
-    k = key.lower()
-    return any(word in k for word in _SECRET_WORDS)
 
 
 def secrets_of(uris: Iterable[str | None]) -> set[str]:
-    """Passwords and secret query values found in ``uris`` (unparsable ones are skipped)."""
+    """Passwords and secret query values found in ``uris`` (unparsable ones are skipped).
+
+    What counts as a secret is :class:`RedactedURI`'s one rule (:meth:`RedactedURI.secrets`).
+    """
     found: set[str] = set()
     for text in uris:
         if not text:
@@ -35,11 +32,7 @@ def secrets_of(uris: Iterable[str | None]) -> set[str]:
             uri = RedactedURI.parse(text)
         except Exception:  # noqa: S112 - an unparsable URI is reported elsewhere, redacted
             continue
-        if uri.password:
-            found.add(uri.password)
-        for key, value in uri.query:
-            if value and _looks_secret(key):
-                found.add(value)
+        found |= uri.secrets()
     return found
 
 
@@ -66,8 +59,28 @@ class Scrubber:
         return redact(text)
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with every character a terminal could act on shown escaped, as in a repr.
+
+    Identifiers, table names and error messages printed by the CLI come from stored records that
+    anyone with write access to a store chose: an escape sequence in a component identifier must
+    not clear the screen, retitle the window or hide the lines printed before it (``\\r``,
+    ``\\x1b[2J``, a right-to-left override). Newlines and tabs stay; so does one ``\\r`` that
+    opens a write (how a progress bar redraws its line). Everything else that is not printable
+    (C0/C1 controls, format and separator characters) becomes its ``\\x..``/``\\u....`` escape.
+    """
+    head = "\r" if text.startswith("\r") else ""
+    body = text[len(head) :]
+    if all(c.isprintable() or c in "\n\t" for c in body):
+        return text
+    return head + "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in body)
+
+
 class ScrubbingStream:
-    """A text stream wrapper that scrubs everything written through it."""
+    """A text stream wrapper that scrubs everything written through it.
+
+    It also makes the text :func:`terminal_safe`: what the CLI prints is data from the stores.
+    """
 
     def __init__(self, stream: TextIO, scrub: Scrubber) -> None:
         """Wrap ``stream``."""
@@ -75,8 +88,8 @@ class ScrubbingStream:
         self._scrub = scrub
 
     def write(self, text: str) -> int:
-        """Write the scrubbed text."""
-        self._stream.write(self._scrub(text))
+        """Write the scrubbed, terminal-safe text."""
+        self._stream.write(terminal_safe(self._scrub(text)))
         return len(text)
 
     def flush(self) -> None:

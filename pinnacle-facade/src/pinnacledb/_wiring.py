@@ -8,22 +8,50 @@ from typing import TYPE_CHECKING, Any
 from pinnacledb._config import (
     CFG,
     DEFAULT_ARTIFACT_URI,
+    DEFAULT_COMPUTE_URI,
     DEFAULT_DATABACKEND_URI,
     DEFAULT_GC_GRACE_SECONDS,
     DEFAULT_METADATA_URI,
     Config,
     ResolvedConfig,
+    Setting,
+    check_grace_seconds,
     resolve_config,
 )
+from pinnacledb._schemes import SCHEMES
 
 if TYPE_CHECKING:
+    from pinnacle_protocols.compute import ComputeBackend
     from pinnacle_protocols.protocols import ArtifactStore, DataBackend, MetadataStore
     from pinnacledb._registry import Role, StoreRegistry
     from pinnacledb.base._lazy import LazyStore
     from pinnacledb.base.datalayer import Datalayer
     from pinnacledb.components._base import Component
 
-__all__ = ["pinnacle", "resolve_stores"]
+__all__ = [
+    "DATABACKEND_SCHEME_FALLBACKS",
+    "EMBEDDED_FALLBACK_DATABACKEND",
+    "EMBEDDED_FALLBACK_SOURCE",
+    "pinnacle",
+    "resolve_stores",
+]
+
+#: The embedded default's databackend when DuckDB (pinnacle-ibis) is not installed:
+#: SQLite through pinnacle-sql's SQLAlchemy databackend, next to the metadata.
+EMBEDDED_FALLBACK_DATABACKEND = "sqlalchemy+sqlite://.pinnacledb/data.db"
+#: Where ``pinnacle info`` says the databackend came from when the fallback was taken.
+EMBEDDED_FALLBACK_SOURCE = (
+    f"default (embedded; its DuckDB databackend ({DEFAULT_DATABACKEND_URI}) needs "
+    "pinnacle-ibis[duckdb], which is not installed, so SQLite through pinnacle-sql)"
+)
+#: Databackend scheme -> the scheme whose store serves it when no package registers it.
+#: pinnacle-sql's SQLAlchemy databackend reads and writes the same SQLite files as
+#: pinnacle-ibis's ``sqlite://`` (same column storage, same schema table).
+DATABACKEND_SCHEME_FALLBACKS = {
+    scheme: facts.databackend_fallback
+    for scheme, facts in SCHEMES.items()
+    if facts.databackend_fallback is not None
+}
 
 
 def pinnacle(
@@ -31,10 +59,12 @@ def pinnacle(
     *,
     metadata_store: str | MetadataStore | None = None,
     artifact_store: str | ArtifactStore | None = None,
+    compute: str | ComputeBackend | None = None,
     trust_serializers: Collection[str] | None = None,
     gc_grace_seconds: float | None = None,
     components: Iterable[type[Component]] = (),
     registry: StoreRegistry | None = None,
+    relocate_artifacts: bool = False,
 ) -> Datalayer:
     """Build a :class:`~pinnacledb.base.datalayer.Datalayer`.
 
@@ -42,34 +72,52 @@ def pinnacle(
     (``PINNACLEDB_DATABACKEND``, ``PINNACLEDB_METADATA``, ``PINNACLEDB_ARTIFACT_STORE``), the
     config file (``pinnacledb.toml``, or ``[tool.pinnacledb]`` in ``pyproject.toml``), the
     default rule. The default rule: with nothing configured, DuckDB data, SQLite metadata and
-    filesystem artifacts under ``.pinnacledb/``; otherwise metadata and artifacts go where the
-    databackend says (``default_metadata_uri()``/``default_artifact_uri()``) when a store for
-    that scheme is installed (MongoDB: all three on one database; SQL: metadata in the same
-    database), else to ``sqlite://.pinnacledb/metadata.db`` and
+    filesystem artifacts under ``.pinnacledb/`` (without pinnacle-ibis, the data goes to
+    SQLite, ``sqlalchemy+sqlite://.pinnacledb/data.db``, through pinnacle-sql); otherwise
+    metadata and artifacts go where the databackend says
+    (``default_metadata_uri()``/``default_artifact_uri()``) when a store for that scheme is
+    installed (MongoDB: all three on one database; SQL: metadata in the same database), else
+    to ``sqlite://.pinnacledb/metadata.db`` and
     ``filesystem://.pinnacledb/artifacts/``.
 
-    Stores connect on first use. ``CFG`` is read, never written.
+    A ``sqlite://`` databackend is pinnacle-ibis's; without it, pinnacle-sql's SQLAlchemy
+    databackend serves the same file. Stores connect on first use. ``CFG`` is read, never
+    written.
 
     Args:
         databackend: URI (or store object) of the user's data.
         metadata_store: URI (or store object) of the metadata store.
         artifact_store: URI (or store object) of the artifact store.
+        compute: URI (or object) of the compute backend jobs such as ``db.predict`` run on:
+            ``local://`` (default, in this process), ``processes://?workers=N``,
+            ``dask://HOST:PORT`` or ``dask+local://?workers=N`` (``pip install pinnacle-dask``),
+            ``ray://HOST:PORT`` or ``ray+local://?workers=N`` (``pip install pinnacle-ray``).
+            Also ``CFG.compute``, ``PINNACLEDB_COMPUTE`` or the config file key ``compute``.
         trust_serializers: Code-executing serializers (``{"pickle"}``) allowed on load.
-        gc_grace_seconds: Grace period of ``db.gc()``.
+        gc_grace_seconds: Grace period of ``db.gc()``: a finite number of seconds >= 0.
         components: Extra component classes ``db.load`` may build.
         registry: Scheme registry (default: the installed entry points).
+        relocate_artifacts: The artifacts were moved: record ``artifact_store`` as this
+            deployment's artifact store, replacing the location recorded in the metadata store.
+            (On first use the resolved artifact store URI is recorded there; later Datalayers
+            whose artifact store is left to the default use it, from any directory, and one
+            configured elsewhere raises ``ConfigError``.)
 
     Raises:
-        ConfigError: bad configuration (names the key), an unknown scheme
+        ConfigError: bad configuration (names the key or argument: a store that is neither a
+            URI string nor an object with the methods of its Protocol, a grace period that is
+            not a finite number >= 0), an unknown scheme
             (``UnknownSchemeError``, says what to install) or a scheme claimed twice
             (``SchemeConflictError``).
     """
+    from pinnacledb.base._artifact_home import ArtifactHome
     from pinnacledb.base.datalayer import Datalayer
 
     resolved, slots = resolve_stores(
         databackend=databackend,
         metadata_store=metadata_store,
         artifact_store=artifact_store,
+        compute=compute,
         trust_serializers=trust_serializers,
         gc_grace_seconds=gc_grace_seconds,
         registry=registry,
@@ -80,10 +128,17 @@ def pinnacle(
         databackend=slots["databackend"],
         metadata=slots["metadata"],
         artifact_store=slots["artifact_store"],
+        compute=slots["compute"],
         trust_serializers=trust,
         gc_grace_seconds=DEFAULT_GC_GRACE_SECONDS if grace is None else grace,
         components=components,
         config=resolved,
+        artifact_home=ArtifactHome(
+            defaulted=resolved.artifact_store.source.startswith("default"),
+            relocate=relocate_artifacts,
+            source=resolved.artifact_store.source,
+            registry=registry,
+        ),
     )
 
 
@@ -92,25 +147,30 @@ def resolve_stores(
     databackend: Any = None,
     metadata_store: Any = None,
     artifact_store: Any = None,
+    compute: Any = None,
     trust_serializers: Collection[str] | None = None,
     gc_grace_seconds: float | None = None,
     registry: StoreRegistry | None = None,
     cfg: Config = CFG,
-) -> tuple[ResolvedConfig, dict[str, LazyStore]]:
-    """The resolved configuration and the three (lazy) store slots, with sources filled in."""
+) -> tuple[ResolvedConfig, dict[str, LazyStore[Any]]]:
+    """The resolved configuration and the (lazy) slots of the three stores and the compute
+    backend, with sources filled in."""
     from attrs import evolve
 
     from pinnacle_protocols.errors import ConfigError
-    from pinnacledb._config import Setting
+    from pinnacle_protocols.uri import RedactedURI
     from pinnacledb._registry import StoreRegistry
     from pinnacledb.serializers import SerializerRegistry
 
+    if gc_grace_seconds is not None:
+        gc_grace_seconds = check_grace_seconds(gc_grace_seconds)
     explicit: dict[str, Any] = {
         "databackend": databackend,
         "metadata": metadata_store,
         "artifact_store": artifact_store,
         "trust_serializers": None,
         "gc_grace_seconds": gc_grace_seconds,
+        "compute": compute,
     }
     if trust_serializers is not None:
         if isinstance(trust_serializers, str):
@@ -130,7 +190,15 @@ def resolve_stores(
     embedded = db_setting.value is None
     if embedded:
         db_setting = Setting(value=DEFAULT_DATABACKEND_URI, source="default (embedded)")
-    backend = _slot(reg, "databackend", db_setting.value, embedded=embedded)
+        duckdb = RedactedURI.parse(DEFAULT_DATABACKEND_URI).scheme
+        fallback = RedactedURI.parse(EMBEDDED_FALLBACK_DATABACKEND).scheme
+        if not reg.has("databackend", duckdb) and reg.has("databackend", fallback):
+            db_setting = Setting(
+                value=EMBEDDED_FALLBACK_DATABACKEND, source=EMBEDDED_FALLBACK_SOURCE
+            )
+    backend, note = _slot(reg, "databackend", db_setting.value, embedded=embedded)
+    if note:
+        db_setting = Setting(value=db_setting.value, source=f"{db_setting.source}; {note}")
 
     md_setting = resolved.metadata
     art_setting = resolved.artifact_store
@@ -140,23 +208,42 @@ def resolve_stores(
         art_setting = _default_for(reg, "artifact_store", backend, embedded, DEFAULT_ARTIFACT_URI)
     slots = {
         "databackend": backend,
-        "metadata": _slot(reg, "metadata", md_setting.value, embedded=False),
-        "artifact_store": _slot(reg, "artifact_store", art_setting.value, embedded=False),
+        "metadata": _slot(reg, "metadata", md_setting.value, embedded=False)[0],
+        "artifact_store": _slot(reg, "artifact_store", art_setting.value, embedded=False)[0],
     }
+    compute_setting = resolved.compute
+    if compute_setting.value is None:
+        compute_setting = Setting(value=DEFAULT_COMPUTE_URI, source="default")
+    slots["compute"] = _slot(reg, "compute", compute_setting.value, embedded=False)[0]
     resolved = evolve(
-        resolved, databackend=db_setting, metadata=md_setting, artifact_store=art_setting
+        resolved,
+        databackend=db_setting,
+        metadata=md_setting,
+        artifact_store=art_setting,
+        compute=compute_setting,
     )
     return resolved, slots
 
 
-def _slot(reg: StoreRegistry, role: Role, value: Any, *, embedded: bool) -> LazyStore:
+def _slot(
+    reg: StoreRegistry, role: Role, value: Any, *, embedded: bool
+) -> tuple[LazyStore[Any], str | None]:
+    """The slot for ``value``, and a note when another package's store serves its scheme."""
     from pinnacle_protocols.errors import UnknownSchemeError
     from pinnacle_protocols.uri import RedactedURI
     from pinnacledb.base._lazy import LazyStore
 
-    if not isinstance(value, str):
-        return LazyStore(role, instance=value)
-    uri = RedactedURI.parse(value)
+    if not isinstance(value, (str, RedactedURI)):
+        return LazyStore(role, instance=value), None
+    uri = RedactedURI.parse(value)  # a RedactedURI is used as it is
+    substitute = DATABACKEND_SCHEME_FALLBACKS.get(uri.scheme) if role == "databackend" else None
+    if substitute and not reg.has(role, uri.scheme) and reg.has(role, substitute):
+        entry = reg.entry(role, substitute, shown_uri=str(uri))
+        note = (
+            f"{uri.scheme}:// served by {entry.distribution}'s {entry.class_path} "
+            f"(pinnacle-ibis, which registers {uri.scheme}://, is not installed)"
+        )
+        return LazyStore(role, uri=value, entry=entry), note
     try:
         entry = reg.entry(role, uri.scheme, shown_uri=str(uri))
     except UnknownSchemeError as exc:
@@ -169,28 +256,36 @@ def _slot(reg: StoreRegistry, role: Role, value: Any, *, embedded: bool) -> Lazy
                 "PINNACLEDB_DATABACKEND)."
             ) from exc
         raise
-    return LazyStore(role, uri=value, entry=entry)
+    return LazyStore(role, uri=value, entry=entry), None
 
 
 def _default_for(
-    reg: StoreRegistry, role: Role, backend: LazyStore, embedded: bool, fallback: str
-) -> Any:
+    reg: StoreRegistry,
+    role: Role,
+    backend: LazyStore[DataBackend],
+    embedded: bool,
+    fallback: str,
+) -> Setting:
+    """The databackend's proposal for ``role`` when a store for its scheme is installed, else
+    ``fallback``. The proposal stays a :class:`RedactedURI` (its password is revealed only to
+    the store's factory); a plain string from a third-party backend is parsed here, once."""
     from pinnacle_protocols.errors import InvalidURIError
     from pinnacle_protocols.uri import RedactedURI
-    from pinnacledb._config import Setting
 
     if embedded:
         return Setting(value=fallback, source="default (embedded)")
     store = backend.get()
-    method = "default_metadata_uri" if role == "metadata" else "default_artifact_uri"
-    proposed = getattr(store, method)()
+    if role == "metadata":
+        method, proposed = "default_metadata_uri", store.default_metadata_uri()
+    else:
+        method, proposed = "default_artifact_uri", store.default_artifact_uri()
     if proposed:
         try:
-            scheme = RedactedURI.parse(proposed).scheme
+            uri: RedactedURI | None = RedactedURI.parse(proposed)
         except InvalidURIError:
-            scheme = ""
-        if scheme and reg.has(role, scheme):
-            return Setting(value=proposed, source=f"default (databackend.{method}())")
+            uri = None
+        if uri is not None and uri.scheme and reg.has(role, uri.scheme):
+            return Setting(value=uri, source=f"default (databackend.{method}())")
     return Setting(
         value=fallback, source=f"default (fallback: no {role} store for the databackend)"
     )

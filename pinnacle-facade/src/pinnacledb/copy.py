@@ -13,6 +13,19 @@ What is copied, in this order:
    never leaves a destination record pointing at a missing artifact.
 2. **Jobs**, with their ids (``create_job``).
 3. **Tables** named with ``tables=`` (or every table with ``all_tables=True``), in batches.
+4. **Vector index builds**: for each vector index whose pointer (metadata key
+   ``pinnacledb.vector_index.<identifier>``) is missing at the destination, the artifacts it
+   names (base build and change files) and then the pointer itself, so the destination searches
+   without rebuilding. A destination pointer that differs is left as it is (listed in the
+   plan); a source pointer that is malformed or names a missing artifact is not copied (the
+   destination's first search says ``IndexNotBuilt``, and ``db.catch_up()`` or ``pinnacle
+   index rebuild ID`` builds the index there from the listener's outputs). Copy the listener's
+   source table and its outputs table too (``all_tables=True``), or the copied build indexes
+   rows the destination does not have (search re-reads rows, so it never returns them, and
+   ``catch_up`` rebuilds once the counts differ).
+
+Copied listeners and vector indexes take effect at the destination at once: the copy moves the
+destination's listener-set epoch, which every process there checks on its next write.
 
 Idempotent and resumable: a version already at the destination with the same content hash is
 skipped; one with *different* content is a conflict. Conflicts are collected before anything is
@@ -54,28 +67,31 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 from attrs import field, frozen
 
 from pinnacle_protocols.errors import (
     ArtifactCorrupted,
     ComponentNotFound,
+    IndexNotBuilt,
     JobNotFound,
-    PinnacleError,
     SchemaError,
     TableExists,
     TableNotFound,
+    UnsupportedOperation,
     VersionConflict,
 )
+from pinnacle_protocols.protocols import SupportsNativeCopy, SupportsScan, SupportsSortedScan
 from pinnacle_protocols.records import ArtifactRef, ComponentKey, ComponentRecord, DType, JobRecord
-from pinnacle_protocols.uri import redact
+from pinnacledb._schemes import schemes_where
 
 if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
     from pinnacle_protocols.protocols import ArtifactStore, DataBackend, MetadataStore
     from pinnacle_protocols.records import Field, Schema
     from pinnacledb.base.datalayer import Datalayer
+    from pinnacledb.vector_search import Pointer
 
 __all__ = [
     "Conflict",
@@ -96,14 +112,10 @@ DEFAULT_BATCH_SIZE: Final = 10_000
 DEFAULT_WORKERS: Final = 4
 #: Columns of these types do not give a portable total order (ordering is left to the engine).
 _UNORDERED: Final = frozenset({DType.JSON, DType.VECTOR, DType.BYTES})
-#: Column types an ibis source streams as Arrow batches without engine-specific decoding.
-_STREAMABLE: Final = frozenset({DType.INT, DType.FLOAT, DType.STR, DType.BOOL})
 #: Column types that keyset pages order and filter by.
 _KEY_TYPES: Final = frozenset({DType.INT, DType.FLOAT, DType.STR, DType.BOOL, DType.DATETIME})
-#: MongoDB's duplicate key error code.
-_DUPLICATE_KEY: Final = 11000
 #: Artifact stores that publish a stream with a local rename (no spooling needed).
-_LOCAL_SCHEMES: Final = frozenset({"filesystem", "file", "memory"})
+_LOCAL_SCHEMES: Final = schemes_where("local_publish")
 _SPOOL_IN_MEMORY: Final = 8 << 20
 #: Blobs up to this size are copied as one ``bytes`` value (memory: ``workers`` x this).
 _IN_MEMORY: Final = _SPOOL_IN_MEMORY
@@ -177,6 +189,9 @@ class CopyPlan:
         tables: The tables to copy.
         conflicts: Differences that make the copy refuse to start.
         children: Each source version's children (lineage), for versions that have some.
+        indexes_to_copy: Vector indexes whose stored build pointer the copy writes.
+        indexes_differing: Vector indexes with another pointer at the destination (left).
+        index_artifacts: Artifacts of those builds missing at the destination.
     """
 
     source: tuple[str, str, str]
@@ -191,6 +206,9 @@ class CopyPlan:
     tables: tuple[TablePlan, ...]
     conflicts: tuple[Conflict, ...]
     children: Mapping[ComponentKey, tuple[ComponentKey, ...]] = field(factory=dict)
+    indexes_to_copy: tuple[str, ...] = ()
+    indexes_differing: tuple[str, ...] = ()
+    index_artifacts: tuple[ArtifactRef, ...] = ()
 
     @property
     def bytes_to_copy(self) -> int:
@@ -221,6 +239,17 @@ class CopyPlan:
                 else ""
             ),
         ]
+        if self.indexes_to_copy or self.indexes_differing:
+            lines.append(
+                f"vector index builds to copy: {len(self.indexes_to_copy)} "
+                f"({len(self.index_artifacts)} artifacts, "
+                f"{sum(r.size for r in self.index_artifacts)} B)"
+                + (
+                    f"; {len(self.indexes_differing)} differ at the destination, left as they are"
+                    if self.indexes_differing
+                    else ""
+                )
+            )
         for t in self.tables:
             lines.append(
                 f"table {t.name}: {t.rows} rows at the source, {t.done} at the destination, "
@@ -248,6 +277,8 @@ class CopyReport:
         jobs_copied: Jobs written.
         rows_copied: Rows written per table.
         dry_run: Whether nothing was written.
+        indexes_copied: Vector index build pointers written (their artifacts are counted in
+            ``artifacts_copied`` and ``bytes_copied``).
     """
 
     plan: CopyPlan
@@ -257,6 +288,7 @@ class CopyReport:
     jobs_copied: int
     rows_copied: dict[str, int]
     dry_run: bool
+    indexes_copied: int = 0
 
 
 def progress_key(src: Datalayer, table: str) -> str:
@@ -412,7 +444,7 @@ def plan_copy(
     sb, db_ = src.databackend, dst.databackend
     for name in _table_names(sb, tables, all_tables):
         schema = (
-            _declared_schema(sb, name) if _native_mongo(sb, db_) else _source_schema(sb, db_, name)
+            _declared_schema(sb, name) if _native_copy(sb, db_) else _source_schema(sb, db_, name)
         )
         plan, conflict = _table_plan(src, dst, name)
         table_plans.append(plan)
@@ -430,6 +462,7 @@ def plan_copy(
                         ):
                             size = src.artifact_store.size(sha)
                             data_missing[sha] = ArtifactRef(sha256=sha, size=size)
+    indexes, differing, index_missing = _index_plan(src, dst, {*missing, *data_missing})
     return CopyPlan(
         source=_uris(src),
         destination=_uris(dst),
@@ -443,7 +476,69 @@ def plan_copy(
         children={k: tuple(v) for k, v in children.items() if v},
         tables=tuple(table_plans),
         conflicts=tuple(conflicts),
+        indexes_to_copy=indexes,
+        indexes_differing=differing,
+        index_artifacts=index_missing,
     )
+
+
+def _source_pointer(src: Datalayer, identifier: str) -> Pointer | None:
+    """The source index's pointer, if it is well formed and its artifacts are all there."""
+    from pinnacledb.vector_search import Pointer, pointer_key
+
+    try:
+        ptr = Pointer.from_json(src.metadata.get_metadata(pointer_key(identifier)), identifier)
+    except IndexNotBuilt:
+        return None
+    if ptr is None or not all(src.artifact_store.exists(r) for r in ptr.refs):
+        return None
+    return ptr
+
+
+def _index_plan(
+    src: Datalayer, dst: Datalayer, planned: set[str]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[ArtifactRef, ...]]:
+    """Indexes whose pointer to copy, those differing at the destination, and the artifacts
+    of the builds to copy that the destination lacks (and the plan does not copy already)."""
+    from pinnacledb.vector_search import pointer_key
+
+    to_copy: list[str] = []
+    differing: list[str] = []
+    missing: dict[str, ArtifactRef] = {}
+    for identifier in sorted({k.identifier for k in src.metadata.show_components("vector_index")}):
+        ptr = _source_pointer(src, identifier)
+        if ptr is None:
+            continue
+        have = dst.metadata.get_metadata(pointer_key(identifier))
+        if have is not None:
+            if have != ptr.to_json():
+                differing.append(identifier)
+            continue
+        to_copy.append(identifier)
+        for ref in ptr.refs:
+            if ref.sha256 not in planned and not dst.artifact_store.exists(ref):
+                missing[ref.sha256] = ref
+    return tuple(to_copy), tuple(differing), tuple(missing.values())
+
+
+def _copy_index_pointers(src: Datalayer, dst: Datalayer, plan: CopyPlan) -> tuple[int, int, int]:
+    """Each planned index's artifacts, then its pointer (unless one appeared meanwhile)."""
+    from pinnacledb.vector_search import pointer_key
+
+    copied = arts = nbytes = 0
+    for identifier in plan.indexes_to_copy:
+        ptr = _source_pointer(src, identifier)  # read again: it may have moved since the plan
+        if ptr is None:
+            continue
+        for ref in ptr.refs:
+            if not dst.artifact_store.exists(ref):
+                nbytes += _copy_artifact(src.artifact_store, dst.artifact_store, ref)
+                arts += 1
+        key = pointer_key(identifier)
+        if dst.metadata.get_metadata(key) is None:
+            dst.metadata.set_metadata(key, ptr.to_json())
+            copied += 1
+    return copied, arts, nbytes
 
 
 def _missing_at(store: ArtifactStore, refs: list[ArtifactRef], workers: int) -> list[ArtifactRef]:
@@ -463,19 +558,9 @@ def _column_batches(
     sb: DataBackend, table: str, schema: Schema | None, cols: list[str], batch_size: int
 ) -> Iterator[list[dict[str, Any]]]:
     """The values of ``cols`` in every row of ``table``, streamed in batches."""
-    if schema is None:  # a MongoDB collection without a portable schema
-        collection = sb.native_database()[table]  # type: ignore[attr-defined]
-        with contextlib.closing(
-            collection.find({}, dict.fromkeys(cols, 1), batch_size=batch_size)
-        ) as cursor:
-            batch: list[dict[str, Any]] = []
-            for doc in cursor:
-                batch.append(doc)
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+    if schema is None:  # a table without a portable schema, copied natively
+        if isinstance(sb, SupportsScan):
+            yield from sb.scan(table, columns=cols, batch_size=batch_size)
         return
     yield from read_batches(sb, table, schema=schema, batch_size=batch_size)[1]
 
@@ -640,20 +725,19 @@ def _copy_jobs(src: Datalayer, dst: Datalayer, plan: CopyPlan) -> int:
 
 
 # ---------------------------------------------------------------------- tables
-def _is_mongo(backend: DataBackend) -> bool:
-    """A MongoDB databackend: native ids and a pymongo ``Database`` behind it."""
-    return bool(getattr(backend, "has_native_ids", False)) and callable(
-        getattr(backend, "native_database", None)
+def _native_copy(sb: DataBackend, db_: DataBackend) -> bool:
+    """Whether a table goes from ``sb`` to ``db_`` as native rows (same engine, e.g. raw
+    MongoDB documents)."""
+    return (
+        isinstance(sb, SupportsNativeCopy)
+        and isinstance(db_, SupportsNativeCopy)
+        and sb.copies_natively_to(db_)
     )
 
 
-def _native_mongo(sb: DataBackend, db_: DataBackend) -> bool:
-    """Whether a table goes from ``sb`` to ``db_`` as raw MongoDB documents."""
-    return _is_mongo(sb) and _is_mongo(db_)
-
-
 def _declared_schema(backend: DataBackend, table: str) -> Schema | None:
-    """The table's portable schema, or None for a collection without one (MongoDB)."""
+    """The table's portable schema, or None for a table without one (e.g. a MongoDB
+    collection written by another program)."""
     try:
         return backend.table_schema(table)
     except (TableNotFound, NotImplementedError, SchemaError):
@@ -665,8 +749,8 @@ def _declared_schema(backend: DataBackend, table: str) -> Schema | None:
 def _resumable_order(sb: DataBackend, schema: Schema | None) -> bool:
     """Whether the source yields rows in one fixed total order, so that a resumed copy can
     continue after the rows already at the destination (else the copy restarts the table)."""
-    if _is_mongo(sb):
-        return True  # documents are read in ``_id`` order
+    if isinstance(sb, SupportsScan):
+        return True  # rows are read in native id order
     return schema is not None and not any(f.dtype in _UNORDERED for f in schema.fields)
 
 
@@ -681,7 +765,7 @@ def _copy_table(
     sb, db_ = src.databackend, dst.databackend
     dmd = dst.metadata
     key = progress_key(src, table.name)
-    native = _native_mongo(sb, db_)
+    native = _native_copy(sb, db_)
     schema = _declared_schema(sb, table.name) if native else _source_schema(sb, db_, table.name)
     marker = dmd.get_metadata(key)
     if not isinstance(marker, dict):
@@ -694,9 +778,9 @@ def _copy_table(
         _recreate(db_, table.name, schema)  # ours (marker present): restart from an empty table
         done = 0
     if native:
-        total, batches, write = _mongo_documents(sb, db_, table.name, done, batch_size)
+        total, batches, write = _native_documents(sb, db_, table.name, done, batch_size)
     else:
-        keep_id = getattr(sb, "has_native_ids", False) and getattr(db_, "has_native_ids", False)
+        keep_id = sb.has_native_ids and db_.has_native_ids
         assert schema is not None
         total, batches = read_batches(
             sb, table.name, schema=schema, skip=done, batch_size=batch_size, keep_id=keep_id
@@ -731,11 +815,8 @@ def _create_destination(db_: DataBackend, table: str, schema: Schema | None) -> 
     with contextlib.suppress(TableExists):  # a concurrent copy created it
         if schema is not None:
             db_.create_table(table, schema)
-        else:  # a MongoDB collection without a portable schema
-            from pymongo.errors import CollectionInvalid
-
-            with contextlib.suppress(CollectionInvalid):
-                db_.native_database().create_collection(table)  # type: ignore[attr-defined]
+        elif isinstance(db_, SupportsNativeCopy):  # copied natively, no portable schema
+            db_.create_native_table(table)
 
 
 def _recreate(db_: DataBackend, table: str, schema: Schema | None) -> None:
@@ -743,82 +824,24 @@ def _recreate(db_: DataBackend, table: str, schema: Schema | None) -> None:
         db_.drop_table(table)
         db_.create_table(table, schema)
     else:
-        db_.native_database()[table].delete_many({})  # type: ignore[attr-defined]
+        db_.delete(table, None)
 
 
-# ---------------------------------------------------------------------- MongoDB -> MongoDB
-def _mongo_documents(
+# ---------------------------------------------------------------------- native copies
+def _native_documents(
     sb: DataBackend, db_: DataBackend, table: str, done: int, batch_size: int
 ) -> tuple[int, Iterator[list[Any]], Callable[[list[Any]], int]]:
-    """Raw BSON documents of ``table`` in ``_id`` order after the first ``done``, in batches,
-    and the writer that inserts a batch at the destination (skipping ``_id`` already there).
-
-    Documents are never decoded: every BSON type (ObjectId, datetime, binary subtypes,
-    Decimal128, int32 versus int64) and the field order arrive as they were.
-    """
-    from bson.codec_options import CodecOptions
-    from bson.raw_bson import RawBSONDocument
-
-    raw = CodecOptions(document_class=RawBSONDocument)
-    source = sb.native_database().get_collection(table, codec_options=raw)  # type: ignore[attr-defined]
-    target = db_.native_database().get_collection(table, codec_options=raw)  # type: ignore[attr-defined]
-    where = f"copy collection {table!r} from {sb.uri} to {db_.uri}"
-    with _mongo_errors(where):
-        total = int(source.count_documents({}))
-
-    def batches() -> Iterator[list[Any]]:
-        with _mongo_errors(where):
-            cursor = source.find({}, sort=[("_id", 1)], skip=done, batch_size=batch_size)
-            try:
-                batch: list[Any] = []
-                for doc in cursor:
-                    batch.append(doc)
-                    if len(batch) >= batch_size:
-                        yield batch
-                        batch = []
-                if batch:
-                    yield batch
-            finally:
-                cursor.close()
+    """Native rows of ``table`` (MongoDB: raw BSON documents) in native id order after the
+    first ``done``, in batches, and the writer that inserts a batch at the destination
+    (skipping native ids already there); see :class:`SupportsNativeCopy`."""
+    assert isinstance(sb, SupportsNativeCopy)
+    assert isinstance(db_, SupportsNativeCopy)
+    total = sb.count(table)
 
     def write(docs: list[Any]) -> int:
-        with _mongo_errors(where):
-            return _insert_new(target, docs)
+        return db_.insert_native(table, docs)
 
-    return total, batches(), write
-
-
-def _insert_new(target: Any, docs: list[Any]) -> int:
-    """Insert ``docs`` in order, skipping those whose ``_id`` the collection has already;
-    return how many were inserted. Ordered inserts leave a prefix of the batch on a crash."""
-    from pymongo.errors import BulkWriteError
-
-    inserted = 0
-    while docs:
-        try:
-            target.insert_many(docs, ordered=True)
-        except BulkWriteError as exc:
-            details = exc.details
-            errors = details.get("writeErrors") or []
-            if not errors or any(e.get("code") != _DUPLICATE_KEY for e in errors):
-                raise
-            inserted += int(details.get("nInserted", 0))
-            docs = docs[int(errors[0]["index"]) + 1 :]
-            continue
-        inserted += len(docs)
-        break
-    return inserted
-
-
-@contextlib.contextmanager
-def _mongo_errors(action: str) -> Iterator[None]:
-    from pymongo.errors import PyMongoError
-
-    try:
-        yield
-    except PyMongoError as exc:
-        text = redact(str(exc))
-        raise PinnacleError(f"{action}: {type(exc).__name__}: {text[:600]}") from exc
+    return total, sb.native_rows(table, skip=done, batch_size=batch_size), write
 
 
 # ---------------------------------------------------------------------- streamed reads
@@ -834,10 +857,11 @@ def read_batches(
     """The row count of ``table`` and its rows after the first ``skip``, in batches of at
     most ``batch_size`` rows, read without holding the table in memory.
 
-    * MongoDB: one cursor in ``_id`` order, ``batch_size`` documents per round trip; rows
-      keep their ``_id`` only with ``keep_id``.
-    * ibis engine, every column ``int``/``float``/``str``/``bool``: Arrow batches of
-      ``native(table)`` ordered by every column (``skip`` is an SQL offset).
+    * A backend with :class:`SupportsScan` (MongoDB): its ``scan``, one cursor in native id
+      order, ``batch_size`` rows per round trip; rows keep their ``_id`` only with ``keep_id``.
+    * A backend with :class:`SupportsSortedScan` (the ibis engines, when every column is
+      ``int``/``float``/``str``/``bool``): its ``scan_sorted``, batches streamed by the
+      engine ordered by every column (``skip`` is an SQL offset).
     * Anything else (other column types, other backends): keyset pages through the portable
       API, ``select(where=<after the last key>, order_by=<key>, limit=batch_size)``, where the
       key is every ``int``/``float``/``str``/``bool``/``datetime`` column; the rows sharing the
@@ -845,43 +869,33 @@ def read_batches(
       the largest group of rows with equal keys; a table with no such column is one group,
       and a page ending on a NaN key reads the rest of the table at once).
 
-    The order is total (``skip`` is exact) for MongoDB and for tables without ``json``/
-    ``vector``/``bytes`` columns.
+    The order is total (``skip`` is exact) for ``SupportsScan`` backends and for tables
+    without ``json``/``vector``/``bytes`` columns.
     """
     names = list(schema.names)
     total = sb.count(table)
-    if _is_mongo(sb):
-        return total, _mongo_rows(
+    if isinstance(sb, SupportsScan):
+        return total, _scanned_rows(
             sb, table, schema, skip=skip, batch_size=batch_size, keep_id=keep_id
         )
-    if all(f.dtype in _STREAMABLE for f in schema.fields):
-        native = sb.native(table)
-        if type(native).__module__.startswith("ibis"):
-            expr = native.select(*names).order_by(names)
-            if skip:
-                expr = expr.limit(None, offset=skip)
-            return total, _skip(_arrow_batches(expr, schema, batch_size), 0, batch_size)
+    if isinstance(sb, SupportsSortedScan):
+        try:
+            pages = sb.scan_sorted(table, columns=names, batch_size=batch_size, skip=skip)
+        except UnsupportedOperation:  # column types it does not stream
+            pass
+        else:
+            return total, _skip(pages, 0, batch_size)
     return total, _skip(_keyset_pages(sb, table, schema, batch_size), skip, batch_size)
 
 
-def _mongo_rows(
-    sb: DataBackend, table: str, schema: Schema, *, skip: int, batch_size: int, keep_id: bool
+def _scanned_rows(
+    sb: SupportsScan, table: str, schema: Schema, *, skip: int, batch_size: int, keep_id: bool
 ) -> Iterator[list[dict[str, Any]]]:
-    scan = cast("_Scannable", sb).scan
-    with _mongo_errors(f"read table {table!r} of {sb.uri}"):
-        for batch in scan(table, columns=list(schema.names), batch_size=batch_size, skip=skip):
-            if not keep_id:
-                for row in batch:
-                    row.pop("_id", None)
-            yield batch
-
-
-class _Scannable(Protocol):
-    """pinnacle-mongo's databackend: whole tables in ``_id`` order, batch by batch."""
-
-    def scan(
-        self, table: str, *, columns: list[str], batch_size: int, skip: int
-    ) -> Iterator[list[dict[str, Any]]]: ...
+    for batch in sb.scan(table, columns=list(schema.names), batch_size=batch_size, skip=skip):
+        if not keep_id:
+            for row in batch:
+                row.pop("_id", None)
+        yield batch
 
 
 def _keyset_pages(
@@ -955,20 +969,6 @@ def _skip(
         yield buffer
 
 
-def _arrow_batches(expr: Any, schema: Schema, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    casts = {DType.INT: int, DType.FLOAT: float, DType.BOOL: bool, DType.STR: str}
-    fields = [(f.name, casts[f.dtype]) for f in schema.fields]
-    for batch in expr.to_pyarrow_batches(chunk_size=batch_size):
-        rows = batch.to_pylist()
-        for row in rows:
-            for name, cast_ in fields:
-                value = row[name]
-                if value is not None:
-                    row[name] = cast_(value)
-        if rows:
-            yield rows
-
-
 def copy_deployment(
     src: Datalayer,
     dst: Datalayer,
@@ -1028,17 +1028,21 @@ def copy_deployment(
             plan.conflicts,
         )
     versions, arts, nbytes = _copy_components(src, dst, plan, progress, workers)
+    if any(k.type_id in ("listener", "vector_index") for k in plan.to_copy):
+        dst._listeners.bump()  # every process at the destination sees the new listener set
     jobs = _copy_jobs(src, dst, plan)
     rows = {
         t.name: _copy_table(src, dst, t, batch_size=batch_size, progress=progress)
         for t in plan.tables
     }
+    indexes, index_arts, index_bytes = _copy_index_pointers(src, dst, plan)
     return CopyReport(
         plan=plan,
         versions_copied=versions,
-        artifacts_copied=arts,
-        bytes_copied=nbytes,
+        artifacts_copied=arts + index_arts,
+        bytes_copied=nbytes + index_bytes,
         jobs_copied=jobs,
         rows_copied=rows,
         dry_run=False,
+        indexes_copied=indexes,
     )

@@ -11,11 +11,14 @@ metadata store:
   bound of when its artifacts were last claimed, and a RUNNING job whose owner process is still
   running (checked when gc runs on the same host, :mod:`pinnacledb.base._owner`) claims its
   artifacts now, however long the write takes.
+  Vector index upkeep journals its puts the same way (kind ``vector_index``) and deletes the
+  job once the index pointer names the artifact (a pointer is a reference, see below), so
+  frequent writes do not pile up job records.
 * First seen. An unreferenced artifact that no journal job mentions (written by another tool,
   or before this scheme existed) gets a "first seen" time in the metadata key
   ``pinnacle.gc.first_seen`` the first time ``gc`` meets it (not in dry runs).
 
-An artifact is deleted only if (1) no component record references it
+An artifact is deleted only if (1) no component record or vector index pointer references it
 (``MetadataStore.referenced_artifacts()``), (2) no row of a table with by-reference DataType
 columns holds it, and (3) its last claim (newest journal job naming it, or its first-seen time)
 is older than the grace period. A RUNNING journal job that does not name its artifacts (other
@@ -42,6 +45,7 @@ import attrs
 from attrs import frozen
 
 from pinnacle_protocols.errors import ComponentNotFound, TableNotFound
+from pinnacle_protocols.protocols import SupportsStaleTempCleanup
 from pinnacle_protocols.records import ArtifactRef, JobRecord, JobStatus
 from pinnacle_protocols.serialization import utcnow
 from pinnacledb.base._components import JOURNAL_KINDS
@@ -70,6 +74,8 @@ class GCReport:
         deleted: Actually deleted (empty on a dry run).
         dry_run: Whether nothing was changed.
         blocked_by: Journal jobs in flight that made gc delete nothing, if any.
+        temp_files: Temp files left by killed puts and older than the grace period, removed
+            (counted only, on a dry run); 0 for stores that stage no temp files.
     """
 
     scanned: int
@@ -79,37 +85,56 @@ class GCReport:
     deleted: tuple[ArtifactRef, ...]
     dry_run: bool
     blocked_by: tuple[str, ...] = ()
-
-    @property
-    def bytes_deletable(self) -> int:
-        """Total size of the deletable artifacts."""
-        return sum(r.size for r in self.deletable)
+    temp_files: int = 0
 
 
 class TextProgress:
-    """A dependency-free text progress bar (``scanning [#####.....] 50/100``) on a stream."""
+    """A dependency-free text progress report on a stream.
 
-    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
-        """Draw on ``stream`` (default stderr)."""
+    On a terminal it is a bar redrawn in place (``scanning  [#####.....] 50/100``); on anything
+    else (a log file, a pipe, CI) each update is a plain line, written at most every tenth of a
+    phase and at its end, so logs get no ``\\r`` frames.
+    """
+
+    def __init__(
+        self, stream: TextIO | None = None, width: int = 30, *, tty: bool | None = None
+    ) -> None:
+        """Draw on ``stream`` (default stderr); ``tty`` overrides ``stream.isatty()``."""
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
+        self.tty = _isatty(self.stream) if tty is None else tty
         self._last: tuple[str, int] | None = None
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        """Redraw when the bar changes; finish the line when a phase is complete."""
-        filled = self.width if total <= 0 else int(self.width * done / total)
+        """Report when the bar (a tenth, off a terminal) changes and when a phase completes."""
+        steps = self.width if self.tty else 10
+        filled = steps if total <= 0 else min(steps, int(steps * done / total))
         if (phase, filled) == self._last and done != total:
             return
         self._last = (phase, filled)
-        bar = "#" * filled + "." * (self.width - filled)
-        end = "\n" if done >= total else ""
-        self.stream.write(f"\r{phase:<9} [{bar}] {done}/{total}{end}")
+        if self.tty:
+            bar = "#" * filled + "." * (self.width - filled)
+            end = "\n" if done >= total else ""
+            self.stream.write(f"\r{phase:<9} [{bar}] {done}/{total}{end}")
+        else:
+            percent = 100 if total <= 0 else min(100, int(100 * done / total))
+            self.stream.write(f"{phase:<9} {done}/{total} ({percent}%)\n")
         self.stream.flush()
 
 
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _data_references(db: Datalayer) -> set[str]:
-    """sha256 values held by by-reference DataType columns of tables with a Table component."""
-    refs: set[str] = set()
+    """sha256 values held by by-reference DataType columns of tables with a Table component,
+    and the stored builds vector index pointers name."""
+    from pinnacledb.vector_search import pointer_references
+
+    refs: set[str] = pointer_references(db)
     md = db.metadata
     for key in md.show_components("table"):
         try:
@@ -255,6 +280,11 @@ def collect_garbage(
                     progress("deleting", j, len(deletable))
         if first_seen != stored_seen:
             md.set_metadata(FIRST_SEEN_KEY, dict(first_seen))
+    # A put killed half-way leaves its temp file; one younger than the grace period may
+    # belong to a put still running, so the same grace applies.
+    temp_files = 0
+    if isinstance(store, SupportsStaleTempCleanup):
+        temp_files = store.remove_stale_temp_files(grace_seconds, dry_run=dry_run)
     return GCReport(
         scanned=len(all_refs),
         referenced=sum(1 for r in all_refs if r.sha256 in referenced),
@@ -263,4 +293,5 @@ def collect_garbage(
         deleted=tuple(deleted),
         dry_run=dry_run,
         blocked_by=tuple(blocked),
+        temp_files=temp_files,
     )

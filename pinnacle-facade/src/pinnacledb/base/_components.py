@@ -37,18 +37,21 @@ import cattrs
 
 from pinnacle_protocols.errors import (
     ArtifactCorrupted,
+    ArtifactNotFound,
     ComponentNotFound,
     InvalidRecord,
     PinnacleError,
 )
 from pinnacle_protocols.protocols import ArtifactStore, MetadataStore
 from pinnacle_protocols.records import (
+    MAX_DEPTH,
     ArtifactRef,
     ComponentKey,
     ComponentRecord,
     JobRecord,
     JobStatus,
     JSONValue,
+    check_depth,
 )
 from pinnacle_protocols.serialization import converter as base_converter
 from pinnacle_protocols.serialization import utcnow
@@ -63,6 +66,7 @@ from pinnacledb.components._base import (
 from pinnacledb.serializers import SerializerRegistry
 
 __all__ = [
+    "FIELD_MAX_DEPTH",
     "JOURNAL_KINDS",
     "REF_KEY",
     "ComponentIO",
@@ -73,8 +77,15 @@ logger = logging.getLogger("pinnacledb")
 
 #: Marks a reference to another component inside record data.
 REF_KEY: Final = "__component__"
+#: The deepest nesting of lists and dicts in a component field: a record's data holds each
+#: field two levels deep (``data["fields"][name]``), and record data nests at most MAX_DEPTH.
+FIELD_MAX_DEPTH: Final = MAX_DEPTH - 2
+_FIELD_HINT = (
+    f"a component field nests at most MAX_DEPTH - 2 = {MAX_DEPTH - 2} levels, as its record's data "
+    "holds it 2 levels deep; flatten the value or store it as an artifact"
+)
 #: Job kinds that are write-ahead journal entries for artifact writes (read by gc).
-JOURNAL_KINDS: Final = frozenset({"apply", "insert", "update"})
+JOURNAL_KINDS: Final = frozenset({"apply", "insert", "update", "vector_index"})
 
 
 def _is_component_type(tp: Any) -> bool:
@@ -236,6 +247,12 @@ class ComponentIO:
             raise InvalidRecord(
                 f"{component.type_id} {component.identifier!r} references itself (a cycle)"
             )
+        if len(active) >= MAX_DEPTH:
+            raise InvalidRecord(
+                f"{component.type_id} {component.identifier!r}: components reference each other "
+                f"more than {MAX_DEPTH} levels deep; the limit is "
+                f"pinnacle_protocols.records.MAX_DEPTH = {MAX_DEPTH}"
+            )
         active.add(id(component))
         try:
             cls = type(component)
@@ -243,6 +260,11 @@ class ComponentIO:
             child_keys: list[ComponentKey] = []
             seen: set[int] = set()
             for attr in data_fields(cls):
+                where = f"{component.type_id} {component.identifier!r}: field {attr.name!r}"
+                # before any recursive walk; the record's data holds a field 2 levels deep
+                check_depth(
+                    getattr(component, attr.name), where, limit=FIELD_MAX_DEPTH, hint=_FIELD_HINT
+                )
                 for child in _children(getattr(component, attr.name)):
                     if id(child) not in seen:
                         seen.add(id(child))
@@ -267,7 +289,10 @@ class ComponentIO:
                 for name in missing:
                     self._put(refs[name], blobs[name][1])
                 if stored is None:
-                    stored = self._metadata().create_component(record)
+                    # The check above saves the puts of an unchanged component; this one is
+                    # atomic with the allocation, so racing applies of identical content
+                    # (several processes) share one version.
+                    stored = self._metadata().create_component(record, reuse_unchanged=True)
                 for child_key in child_keys:  # idempotent: also repairs edges a crash lost
                     self._metadata().create_parent_child(stored.key, child_key)
             except Exception as exc:
@@ -314,6 +339,15 @@ class ComponentIO:
         }
         for ser in serializers.values():
             self.serializers.get(ser)  # unknown or not installed: fail before writing anything
+        # Refuse now what db.load would refuse whatever the reader trusts (a method a data-only
+        # artifact could not be loaded with), rather than store a component nobody can load.
+        cls.verify_record(
+            {a.name: getattr(component, a.name) for a in data_fields(cls)},
+            code_artifacts=frozenset(
+                n for n, ser in serializers.items() if self.serializers.get(ser).executes_code
+            ),
+            shown=f"{component.type_id} {component.identifier!r}",
+        )
         try:
             return ComponentRecord(
                 type_id=component.type_id,
@@ -394,12 +428,7 @@ class ComponentIO:
                 f"{_show(key)}: class {name!r} is a {cls.type_id!r}, not a {record.type_id!r}"
             )
         self._resolve_types(cls)
-        serializers = data.get("serializers") or {}
-        if not isinstance(serializers, dict) or set(serializers) != set(record.artifacts):
-            raise InvalidRecord(f"{_show(key)}: artifacts and their serializers do not match")
-        # Refuse untrusted code-executing serializers before a single byte is read.
-        for art_name, ser in serializers.items():
-            self.serializers.check_trusted(str(ser), f"artifact {art_name!r} of {_show(key)}")
+        serializers = self._stored_serializers(cls, record)
         stored_fields = data.get("fields") or {}
         if not isinstance(stored_fields, dict):
             raise InvalidRecord(f"{_show(key)}: stored fields are not a mapping")
@@ -425,18 +454,80 @@ class ComponentIO:
                 raise InvalidRecord(
                     f"{_show(key)}: field {fname!r} does not fit {known[fname].type}: {exc}"
                 ) from exc
+        self._check_serializers(cls, key, kwargs, serializers)
+        # The class refuses stored values that would choose code (Model.predict_method)
+        # before an artifact is read; an object loaded with a trusted code-executing
+        # serializer already trusts the record's writer.
+        code_artifacts = frozenset(
+            n for n, ser in serializers.items() if self.serializers.get(ser).executes_code
+        )
+        cls.verify_record(kwargs, code_artifacts=code_artifacts, shown=_show(key))
         store = self._artifacts() if record.artifacts else None
         for art_name, ref in record.artifacts.items():
             assert store is not None
             blob = store.get(ref)  # raises ArtifactCorrupted / ArtifactNotFound: verified first
             kwargs[art_name] = self.serializers.loads(
-                str(serializers[art_name]), blob, what=f"artifact {art_name!r} of {_show(key)}"
+                serializers[art_name], blob, what=f"artifact {art_name!r} of {_show(key)}"
             )
             del blob
         component = cls(identifier=record.identifier, **kwargs)
         component.version = record.version
         cache[key] = component
         return component
+
+    def _stored_serializers(self, cls: type[Component], record: ComponentRecord) -> dict[str, str]:
+        """The record's artifact -> serializer names, checked before a single byte is read.
+
+        Every artifact must be an artifact field of ``cls`` (else a data field could be passed
+        in as an artifact, unchecked), every serializer a name, and code-executing serializers
+        must be trusted.
+        """
+        key = record.key
+        stored = record.data.get("serializers") or {}
+        if not isinstance(stored, dict) or set(stored) != set(record.artifacts):
+            raise InvalidRecord(f"{_show(key)}: artifacts and their serializers do not match")
+        undeclared = sorted(set(record.artifacts) - set(artifact_fields(cls)))
+        if undeclared:
+            raise InvalidRecord(
+                f"{_show(key)}: the stored record has artifacts {undeclared} that "
+                f"{cls.__qualname__} does not declare as artifact fields; refusing to load it"
+            )
+        out: dict[str, str] = {}
+        for art_name, ser in stored.items():
+            if not isinstance(ser, str):
+                raise InvalidRecord(f"{_show(key)}: serializer of {art_name!r} is not a name")
+            self.serializers.check_trusted(ser, f"artifact {art_name!r} of {_show(key)}")
+            out[art_name] = ser
+        return out
+
+    @staticmethod
+    def _check_serializers(
+        component_cls: type[Component],
+        key: ComponentKey,
+        fields: Mapping[str, Any],
+        stored: Mapping[str, str],
+    ) -> None:
+        """Each artifact is read with the serializer its class declares, not any the record names.
+
+        A fixed ``artifact(serializer=...)`` must match; an ``artifact(serializer_field=...)``
+        must match the stored value of that field (or its default).
+        """
+        cls = component_cls
+        for name, spec in artifact_fields(cls).items():
+            if name not in stored:
+                continue
+            if spec.serializer is not None:
+                expected = spec.serializer
+            else:
+                assert spec.serializer_field is not None
+                attr = attrs.fields_dict(cls)[spec.serializer_field]
+                expected = fields.get(spec.serializer_field, attr.default)
+            if stored[name] != expected:
+                raise InvalidRecord(
+                    f"{_show(key)}: artifact {name!r} is recorded with serializer "
+                    f"{stored[name]!r}, but {cls.__qualname__} declares {expected!r} for it; "
+                    "refusing to load it"
+                )
 
     def _resolve_refs(self, value: Any, cache: dict[ComponentKey, Component]) -> Any:
         if isinstance(value, dict):
@@ -494,7 +585,17 @@ class _HashingBuffer(io.BytesIO):
 
 
 def _exists(store: ArtifactStore | None, ref: ArtifactRef) -> bool:
-    return store is not None and store.exists(ref)
+    """Whether ``ref`` is stored at its full size (one metadata lookup, like exists()).
+
+    A truncated blob counts as missing, so re-applying the component puts it again (and the
+    put replaces it). Flipped bytes of the right size need ``pinnacle doctor --deep`` to find.
+    """
+    if store is None:
+        return False
+    try:
+        return store.size(ref) == ref.size
+    except ArtifactNotFound:
+        return False
 
 
 def _show(key: ComponentKey) -> str:

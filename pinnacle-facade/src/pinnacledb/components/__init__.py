@@ -12,19 +12,25 @@ from pinnacledb.components._base import (
     data_fields,
     registry_key,
 )
+from pinnacledb.components.listener import Listener
 from pinnacledb.components.model import LinearModel, Model
 from pinnacledb.components.table import DataType, Schema, Table
+from pinnacledb.components.text import HashingTextEncoder
+from pinnacledb.components.vector_index import VectorIndex
 
 __all__ = [
     "ArtifactSpec",
     "Component",
     "ComponentRegistry",
     "DataType",
+    "HashingTextEncoder",
     "LinearModel",
+    "Listener",
     "Model",
     "Schema",
     "Table",
     "UnknownComponentClass",
+    "VectorIndex",
     "artifact",
     "artifact_fields",
     "builtin_components",
@@ -35,4 +41,4 @@ __all__ = [
 
 def builtin_components() -> list[type[Component]]:
     """The component classes every Datalayer knows."""
-    return [Model, LinearModel, DataType, Schema, Table]
+    return [Model, LinearModel, HashingTextEncoder, DataType, Schema, Table, Listener, VectorIndex]

@@ -103,6 +103,23 @@ class Component:
     identifier: str = field(validator=_check_identifier)
     version: int | None = field(default=None, eq=False)
 
+    @classmethod
+    def verify_record(
+        cls, fields: Mapping[str, Any], *, code_artifacts: frozenset[str], shown: str
+    ) -> None:
+        """Refuse stored values that would choose code to run, before any artifact is read.
+
+        ``db.load`` calls it with the record's structured data fields. A subclass whose fields
+        name code (a method to call, ...) checks them here against what the class declares;
+        see :meth:`pinnacledb.components.Model.verify_record`. The base class accepts all.
+
+        Args:
+            fields: The stored data fields (absent fields take the class default).
+            code_artifacts: Artifact fields that will be loaded with a code-executing
+                serializer the Datalayer trusts: their writer is already trusted to run code.
+            shown: The component as shown in messages (``model 'm' v1``).
+        """
+
 
 def _is_attrs(cls: type) -> bool:
     return attrs.has(cls)
@@ -191,6 +208,12 @@ class ComponentRegistry:
                 f"or call db.register_component(YourClass) before loading"
             )
         return cls
+
+    def type_ids(self) -> list[str]:
+        """The ``type_id`` of every registered class (entry points included), sorted."""
+        if not self._entry_points_loaded:
+            self._load_entry_points()
+        return sorted({cls.type_id for cls in self._classes.values()})
 
     def _load_entry_points(self) -> None:
         from importlib.metadata import entry_points

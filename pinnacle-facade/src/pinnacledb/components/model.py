@@ -2,41 +2,117 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import keyword
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import attrs
 from attrs import define, field
 
-from pinnacle_protocols.errors import PinnacleError
+from pinnacle_protocols.errors import InvalidRecord, PinnacleError, UntrustedMethodError
 from pinnacledb.components._base import Component, artifact
 
-__all__ = ["LinearModel", "Model"]
+__all__ = ["LinearModel", "Model", "check_method_name"]
+
+
+def check_method_name(name: object) -> str:
+    """``name`` if it is a public method name; dunder and private names are never called.
+
+    Raises:
+        InvalidRecord: not an identifier, a keyword, or starts with ``_``.
+    """
+    if (
+        not isinstance(name, str)
+        or not name.isidentifier()
+        or keyword.iskeyword(name)
+        or name.startswith("_")
+    ):
+        raise InvalidRecord(
+            f"predict_method must be the name of a public method (no leading '_', no dunder), "
+            f"got {name!r}"
+        )
+    return name
+
+
+def _valid_method(_inst: object, _attr: object, value: object) -> None:
+    check_method_name(value)
 
 
 @define(kw_only=True)
 class Model(Component):
     """A Python object with a predict method; the object is stored as an artifact.
 
+    **Which method a stored model may call.** ``predict_method`` is read back from the
+    metadata store by ``db.load`` / ``db.predict``, so whoever can write that store could
+    otherwise make ``db.predict`` call any method of the loaded object (e.g. a numpy array's
+    ``tofile(path)``, a file write with no pickle involved). A loaded model is therefore only
+    allowed to call:
+
+    * a name its class declares in :attr:`predict_methods` (``{"predict"}`` for ``Model``;
+      a subclass declares its own, e.g. ``predict_methods = Model.predict_methods |
+      {"embed"}``, and is registered like any component class); or
+    * any public name when its ``object`` is loaded with a code-executing serializer
+      (``pickle``, ``dill``, ``cloudpickle``) that the Datalayer trusts: trusting it already
+      means trusting whoever wrote the record to run code.
+
+    Anything else raises :class:`~pinnacle_protocols.errors.UntrustedMethodError` before an
+    artifact is read; ``db.apply`` already refuses a model that no reader could load (an
+    undeclared method on an object stored with a data-only serializer). Names starting with
+    ``_`` (dunders, private methods) are never called, whatever the trust. A model built in
+    code and used directly (``model.predict(...)``) may name any public method.
+
     Attributes:
         object: The model object (an sklearn estimator, a callable class, ...).
-        predict_method: Name of the method ``db.predict`` calls.
+        predict_method: Name of the public method ``db.predict`` calls.
         serializer: How ``object`` is stored (``"pickle"`` by default; loading pickle needs
             ``trust_serializers={"pickle"}``).
         batched: Whether the method takes a list of inputs (True) or one input per call.
     """
 
     type_id: ClassVar[str] = "model"
+    #: Method names a stored record of this class may name without further trust.
+    predict_methods: ClassVar[frozenset[str]] = frozenset({"predict"})
 
     object: Any = artifact(serializer_field="serializer", default=None)  # noqa: RUF009
-    predict_method: str = "predict"
+    predict_method: str = field(default="predict", validator=_valid_method)
     serializer: str = "pickle"
-    batched: bool = True
+    batched: bool = field(default=True, validator=attrs.validators.instance_of(bool))
+
+    @classmethod
+    def verify_record(
+        cls, fields: Mapping[str, Any], *, code_artifacts: frozenset[str], shown: str
+    ) -> None:
+        """Refuse a stored ``predict_method`` the class does not declare (see the class doc).
+
+        Raises:
+            UntrustedMethodError: the method is neither declared nor covered by serializer
+                trust; the message says how to allow it.
+            InvalidRecord: the stored name is private, a dunder or not a name at all.
+        """
+        method = fields.get("predict_method", "predict")
+        try:
+            check_method_name(method)
+        except InvalidRecord as exc:
+            raise InvalidRecord(f"{shown}: {exc}; refusing to load it") from exc
+        if method in cls.predict_methods or "object" in code_artifacts:
+            return
+        declared = ", ".join(repr(m) for m in sorted(cls.predict_methods))
+        raise UntrustedMethodError(
+            f"{shown}: the stored record names predict_method {method!r}, which "
+            f"{cls.__qualname__} does not declare (it declares {declared}); refusing to load a "
+            f"model that would call it. To allow it, declare it on a component class: "
+            f"`class MyModel({cls.__qualname__}): component_name = 'my_model'; "
+            f"predict_methods = {cls.__qualname__}.predict_methods | {{{method!r}}}` "
+            f"(registered with db.register_component(MyModel)), or store the object with a "
+            f"code-executing serializer you trust (serializer='pickle' and "
+            f"trust_serializers={{'pickle'}}), which already trusts whoever writes this store."
+        )
 
     def predict(self, inputs: Sequence[Any]) -> list[Any]:
         """Outputs for a batch of inputs, one per input."""
         if self.object is None:
             raise PinnacleError(f"model {self.identifier!r} has no object to predict with")
-        method = getattr(self.object, self.predict_method, None)
+        method = getattr(self.object, check_method_name(self.predict_method), None)
         if method is None:
             raise PinnacleError(
                 f"model {self.identifier!r}: {type(self.object).__name__} has no method "

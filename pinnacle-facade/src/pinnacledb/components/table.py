@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define, field
@@ -46,6 +46,11 @@ class DataType(Component):
         return serializers.loads(
             self.encoder, data, what=f"a value of datatype {self.identifier!r}"
         )
+
+    def decoder(self, serializers: SerializerRegistry) -> Callable[[bytes], Any]:
+        """:meth:`decode` as a function of the bytes, checked and looked up once (for a
+        column of values)."""
+        return serializers.loader(self.encoder, what=f"a value of datatype {self.identifier!r}")
 
 
 def _check_fields(_inst: object, _attr: object, value: Mapping[str, Any]) -> None:

@@ -1,0 +1,623 @@
+"""Vector indexes: apply, search (with ``where``), upkeep, repair, second-process search.
+
+Real backends: SQLite, DuckDB (the embedded default) and PostgreSQL; the Hypothesis state
+machine at the end runs on the in-memory reference stores (restart = a new Datalayer on the
+same stores) so it stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+import pytest
+from attrs import define
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from pinnacle_protocols.errors import (
+    ComponentInUse,
+    IndexNotBuilt,
+    InvalidRecord,
+    NotVectorOutputs,
+)
+from pinnacle_protocols.memory import MemoryArtifactStore, MemoryDataBackend, MemoryMetadataStore
+from pinnacle_protocols.records import JobStatus
+from pinnacle_protocols.vectors import Measure, VectorId, brute_force
+from pinnacledb import HashingTextEncoder, LinearModel, Listener, Model, VectorIndex, pinnacle
+from pinnacledb.base.datalayer import Datalayer
+from pinnacledb.vector_search import POINTER_PREFIX, VectorIndexEngine
+from pinnacledb.vectors import engine_names
+
+
+class MakeDB:
+    """Datalayers on one stack: each call is a new process's view of it."""
+
+    def __init__(self, stores: dict[str, Any]) -> None:
+        self.stores = stores
+        self.made: list[Datalayer] = []
+        uri = stores.get("databackend")
+        #: How the CLI names the same stack.
+        self.cli_args = [] if uri is None else ["--databackend", uri]
+
+    def __call__(self) -> Datalayer:
+        db = pinnacle(**self.stores, components=[Planar])
+        self.made.append(db)
+        return db
+
+
+def planar(x: float) -> list[float]:
+    """The test embedding of a number (never the zero vector)."""
+    return [math.cos(x), math.sin(x), x / 10 + 0.5]
+
+
+@define(kw_only=True)
+class Planar(Model):
+    """A data-only model (no artifact, nothing to trust): x -> planar(x)."""
+
+    component_name: ClassVar[str | None] = "test_planar"
+    serializer: str = "json"
+
+    def predict(self, inputs: Any) -> list[Any]:
+        return [planar(float(x)) for x in inputs]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("duckdb", marks=[pytest.mark.duckdb, pytest.mark.sqlite]),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def make(request: pytest.FixtureRequest) -> Iterator[MakeDB]:
+    """Factory of Datalayers on one stack: each call is a new process's view of it."""
+    stores: dict[str, Any] = {}
+    if request.param == "sqlite":
+        stores = {"databackend": "sqlite://data.db"}
+    elif request.param == "postgres":
+        stores = {"databackend": request.getfixturevalue("pg_uri")}
+    factory = MakeDB(stores)
+    yield factory
+    for db in factory.made:
+        with contextlib.suppress(Exception):
+            db.close()
+
+
+def _setup(
+    db: Datalayer,
+    n: int = 40,
+    *,
+    measure: Measure = "l2",
+    engine: str = "exact",
+    where: dict[str, Any] | None = None,
+) -> None:
+    db.create_table("t", {"id": "int", "x": "float", "tag": "str"})
+    db.insert("t", [{"id": i, "x": i * 0.37, "tag": _tag(i)} for i in range(n)])
+    listener = Listener(
+        identifier="emb", model=Planar(identifier="planar"), table="t", inputs="x", where=where
+    )
+    db.apply(VectorIndex(identifier="idx", listener=listener, measure=measure, engine=engine))
+
+
+def _tag(i: int) -> str:
+    return "rare" if i % 10 == 3 else ("a" if i % 2 else "b")
+
+
+def expected(
+    db: Datalayer,
+    q: list[float],
+    n: int,
+    where: dict[str, Any] | None = None,
+    measure: Measure = "l2",
+) -> list[tuple[Any, float]]:
+    rows = db.select("t", where)
+    return brute_force(measure, {r["id"]: planar(r["x"]) for r in rows}, q, n)
+
+
+def same(got: list[Any], want: list[tuple[Any, float]]) -> None:
+    """Same scores in order, each id's score its true one (tie-order free)."""
+    assert [h.score for h in got] == pytest.approx([s for _, s in want], abs=1e-4)
+    truth = dict(want)
+    for h in got:
+        if h.id in truth:
+            assert h.score == pytest.approx(truth[h.id], abs=1e-4)
+
+
+# ---------------------------------------------------------------------- apply + search
+def test_apply_stores_a_build_another_process_searches_without_rebuilding(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = make()
+    _setup(db)
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.artifact is not None
+    assert ptr.count == 40
+    assert ptr.dim == 3
+    assert ptr.index_version == 0
+    assert db.artifact_store.exists(ptr.artifact)
+    kinds = {(j.kind, j.status) for j in db.show_jobs()}
+    assert ("vector_index.build", JobStatus.SUCCESS) in kinds
+    # lineage: the index uses the listener
+    key = db.metadata.get_component("vector_index", "idx").key
+    assert [c.type_id for c in db.metadata.get_children(key)] == ["listener"]
+    assert db.show("vector_index") == ["idx"]
+
+    q = planar(2.0)
+    hits = db.search("idx", like=q, n=5)
+    same(hits, expected(db, q, 5))
+    assert hits[0]["x"] == pytest.approx(0.37 * 5)
+    assert set(hits[0]) == {"id", "x", "tag"}
+
+    def no_rebuild(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a second process must not rebuild")
+
+    other = make()
+    monkeypatch.setattr(VectorIndexEngine, "build_engine", no_rebuild)
+    again = other.search("idx", like=np.array(q), n=5)
+    assert [(h.id, h.score) for h in again] == [(h.id, h.score) for h in hits]
+
+
+def test_like_a_raw_input_goes_through_the_listener_model(make: MakeDB) -> None:
+    db = make()
+    _setup(db)
+    same(db.search("idx", like=2.0, n=3), expected(db, planar(2.0), 3))
+
+
+def test_where_is_exact_about_the_filter(make: MakeDB) -> None:
+    db = make()
+    _setup(db, n=60)
+    q = planar(0.4)
+    # few matches (prefilter fallback): all 6 'rare' rows, nothing else, even with n=10
+    rare = db.search("idx", like=q, n=10, where={"tag": "rare"})
+    assert len(rare) == 6
+    assert {h["tag"] for h in rare} == {"rare"}
+    same(rare, expected(db, q, 10, {"tag": "rare"}))
+    # many matches (over-fetch): n results, best first, all matching
+    for where in ({"tag": "a"}, {"x": {"$gt": 10.0}}, {"$or": [{"tag": "rare"}, {"id": 0}]}):
+        hits = db.search("idx", like=q, n=7, where=where)
+        same(hits, expected(db, q, 7, where))
+    assert db.search("idx", like=q, n=0) == []
+
+
+def test_upkeep_follows_insert_update_delete_in_every_process(make: MakeDB) -> None:
+    db, other = make(), make()
+    _setup(db)
+    q = planar(1.0)
+    assert [h.id for h in other.search("idx", like=q, n=1)] == [3]  # 3 * 0.37 = 1.11
+    db.insert("t", [{"id": 100, "x": 1.0, "tag": "b"}, {"id": 101, "x": 1.02, "tag": "a"}])
+    same(other.search("idx", like=q, n=4), expected(db, q, 4))
+    assert other.search("idx", like=q, n=1)[0].id == 100
+    other.update("t", {"id": 100}, {"x": 30.0})
+    same(db.search("idx", like=q, n=4), expected(db, q, 4))
+    assert db.search("idx", like=q, n=1)[0].id == 101
+    db.delete("t", {"tag": "a"})
+    got = other.search("idx", like=q, n=40, where={"tag": {"$ne": "zzz"}})
+    assert {h["tag"] for h in got} <= {"b", "rare"}
+    same(got, expected(db, q, 40))
+    assert db._vectors.pointer("idx").count == db.count("t")  # type: ignore[union-attr]
+
+
+def test_listener_where_limits_what_is_indexed(make: MakeDB) -> None:
+    db = make()
+    _setup(db, where={"tag": {"$ne": "rare"}})
+    hits = db.search("idx", like=planar(1.1), n=100)
+    assert len(hits) == 36
+    assert all(h["tag"] != "rare" for h in hits)
+    db.update("t", {"id": 4}, {"tag": "rare"})  # leaves the listener's where: out of the index
+    assert 4 not in {h.id for h in db.search("idx", like=planar(1.1), n=100)}
+
+
+def test_non_vector_outputs_are_refused_naming_the_listener_and_dtype(make: MakeDB) -> None:
+    db = make()
+    db.create_table("t", {"id": "int", "x": "float", "tag": "str"})
+    db.insert("t", [{"id": 1, "x": 1.0, "tag": "a"}])
+    lin = Listener(
+        identifier="lin",
+        model=LinearModel(identifier="m", weights=np.array([2.0]), bias=0.0),
+        table="t",
+        inputs="x",
+    )
+    with pytest.raises(NotVectorOutputs, match=r"listener 'lin' outputs dtype 'float'"):
+        db.apply(VectorIndex(identifier="bad", listener=lin))
+    assert db.show("vector_index") == []
+    with pytest.raises(InvalidRecord, match="measure"):
+        VectorIndex(identifier="x", listener=lin, measure="hamming")
+
+
+def test_ragged_json_outputs_are_refused_and_leave_no_record(make: MakeDB) -> None:
+    db = make()
+    db.create_table("t", {"id": "int", "x": "float", "tag": "str"})
+    db.insert("t", [{"id": i, "x": float(i), "tag": "a"} for i in range(3)])
+    enc = HashingTextEncoder(identifier="enc", dim=8)
+    listener = Listener(identifier="txt", model=enc, table="t", inputs="tag")
+    db.apply(VectorIndex(identifier="ok", listener=listener))  # json arrays of one length: fine
+    assert len(db.search("ok", like="a", n=5)) == 3
+    db.databackend.insert(  # a bypassing write leaves a ragged output behind
+        listener.output_table,
+        [
+            {
+                "id": "x",
+                "source_id": 99,
+                "model": "enc",
+                "model_version": 0,
+                "job_id": "j",
+                "input_hash": "h",
+                "output": [1.0, 2.0],
+            }
+        ],
+    )
+    with pytest.raises(NotVectorOutputs, match=r"listener 'txt'.*dimensions \[2, 8\]"):
+        db.apply(VectorIndex(identifier="ragged", listener=listener))
+    assert db.show("vector_index") == ["ok"]
+
+
+# ---------------------------------------------------------------------- repair
+def test_missing_or_corrupt_build_raises_and_catch_up_or_the_cli_repairs(
+    make: MakeDB, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pinnacledb.cli import main
+
+    db = make()
+    _setup(db)
+    q = planar(3.0)
+    want = [h.id for h in db.search("idx", like=q, n=5)]
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.artifact is not None
+    db.artifact_store.delete(ptr.artifact)
+    fresh = make()
+    with pytest.raises(IndexNotBuilt, match="pinnacle index rebuild idx"):
+        fresh.search("idx", like=q, n=5)
+    report = fresh.catch_up(stale=False)
+    assert report.indexes == {"idx": "rebuilt"}
+    assert [h.id for h in fresh.search("idx", like=q, n=5)] == want
+    assert fresh.catch_up(stale=False).indexes == {"idx": "current"}
+
+    fresh.metadata.set_metadata(POINTER_PREFIX + "idx", None)  # the pointer itself is gone
+    third = make()
+    with pytest.raises(IndexNotBuilt, match="has no stored build"):
+        third.search("idx", like=q, n=5)
+    capsys.readouterr()
+    assert main(["index", "rebuild", "idx", *make.cli_args]) == 0
+    assert "'idx' rebuilt: 40 vectors" in capsys.readouterr().out
+    assert [h.id for h in make().search("idx", like=q, n=5)] == want
+
+
+def test_stale_count_is_found_by_catch_up_without_stale(make: MakeDB) -> None:
+    db = make()
+    _setup(db)
+    db.databackend.delete("t", {"id": 3})  # bypasses pinnacledb: outputs and index keep it
+    db.catch_up(stale=False)  # listener removes the orphan output; its upkeep drops the vector
+    assert 3 not in {h.id for h in db.search("idx", like=planar(1.1), n=40)}
+    assert db._vectors.pointer("idx").count == 39  # type: ignore[union-attr]
+
+
+def test_a_new_model_version_rebuilds_the_index(make: MakeDB) -> None:
+    db = make()
+    _setup(db)
+
+    @define(kw_only=True)
+    class Shifted(Planar):
+        component_name: ClassVar[str | None] = "test_shifted"
+
+        def predict(self, inputs: Any) -> list[Any]:
+            return [planar(float(x) + 1.0) for x in inputs]
+
+    listener = Listener(identifier="emb", model=Shifted(identifier="planar"), table="t", inputs="x")
+    db.apply(listener)
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.model_version == 1
+    top = db.search("idx", like=planar(1.0 + 1.0), n=1)[0]
+    assert top.id == 3
+
+
+def test_remove_is_protected_by_lineage_and_clears_the_pointer(make: MakeDB) -> None:
+    db = make()
+    _setup(db)
+    with pytest.raises(ComponentInUse, match="vector_index 'idx'"):
+        db.remove("listener", "emb")
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.artifact is not None
+    report = db.gc(grace_seconds=0)
+    assert ptr.artifact not in report.deleted  # the pointer keeps the current build
+    assert db.artifact_store.exists(ptr.artifact)
+    db.remove("vector_index", "idx")
+    assert db._vectors.pointer("idx") is None
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "b"}])  # no index upkeep any more
+    assert db._vectors.pointer("idx") is None
+
+
+# ---------------------------------------------------------------------- incremental upkeep
+def _record_puts(db: Datalayer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of every artifact ``db`` puts from now on."""
+    store = db.artifact_store
+    sizes: list[int] = []
+    put = store.put
+
+    def counting(data: Any) -> Any:
+        ref = put(data)
+        sizes.append(ref.size)
+        return ref
+
+    monkeypatch.setattr(store, "put", counting)
+    return sizes
+
+
+def test_a_write_stores_one_small_change_file_and_leaves_no_job_record(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = make()
+    _setup(db, n=400)
+    base = db._vectors.pointer("idx")
+    assert base is not None
+    assert base.artifact is not None
+    assert base.deltas == ()
+    jobs = len(db.show_jobs())
+    puts = _record_puts(db, monkeypatch)
+
+    db.insert("t", [{"id": 1000, "x": 1.0, "tag": "b"}, {"id": 1001, "x": 1.5, "tag": "a"}])
+    db.update("t", {"id": 5}, {"x": 33.0})
+    db.delete("t", {"id": 7})
+    db.delete("t", {"id": 123456})  # not in the index: nothing to store
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.artifact == base.artifact  # the base build is not stored again
+    assert len(ptr.deltas) == 3
+    assert ptr.delta_rows == 2 + 1 + 1
+    assert ptr.count == 401
+    assert len(puts) == 3
+    assert max(puts) * 20 < base.artifact.size  # change files, not the whole index again
+    assert len(db.show_jobs()) == jobs  # no journal (or any) job record per write
+    for q in (planar(1.0), planar(3.3)):
+        same(db.search("idx", like=q, n=5), expected(db, q, 5))
+        same(make().search("idx", like=q, n=5), expected(db, q, 5))  # base + change files
+
+
+def test_another_process_reads_only_the_change_files_it_has_not_applied(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, other = make(), make()
+    _setup(db, n=200)
+    q = planar(1.0)
+    other.search("idx", like=q, n=3)  # loads the base
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "b"}])
+    db.insert("t", [{"id": 501, "x": 1.01, "tag": "b"}])
+    store = other.artifact_store
+    read: list[str] = []
+    get = store.get
+
+    def counting(ref: Any) -> bytes:
+        read.append(ref.sha256)
+        return get(ref)
+
+    monkeypatch.setattr(store, "get", counting)
+    same(other.search("idx", like=q, n=3), expected(db, q, 3))
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert read == [d.sha256 for d in ptr.deltas]  # the two change files, not the base
+
+
+def test_change_files_are_compacted_into_a_new_base_and_gc_drops_the_old_chain(
+    make: MakeDB,
+) -> None:
+    db = make()
+    _setup(db)
+    db._vectors.max_deltas = 3
+    first = db._vectors.pointer("idx")
+    assert first is not None
+    for i in range(3):
+        db.insert("t", [{"id": 100 + i, "x": 0.5 + i, "tag": "a"}])
+    chain = db._vectors.pointer("idx")
+    assert chain is not None
+    assert len(chain.deltas) == 3
+    db.insert("t", [{"id": 200, "x": 2.2, "tag": "b"}])  # the 4th change: compaction
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.deltas == ()
+    assert ptr.delta_rows == 0
+    assert ptr.artifact != first.artifact
+    assert ptr.count == 44
+    report = db.gc(grace_seconds=0)
+    assert {r.sha256 for r in report.deleted} == {r.sha256 for r in chain.refs}
+    q = planar(2.0)
+    same(make().search("idx", like=q, n=6), expected(db, q, 6))
+
+    db._vectors.max_deltas = 100  # now by rows: more than max(3, 0.1 * count) ids changed
+    db._vectors.compact_min_rows = 3
+    db.insert("t", [{"id": 300 + i, "x": i / 3, "tag": "a"} for i in range(3)])
+    assert len(db._vectors.pointer("idx").deltas) == 1  # type: ignore[union-attr]
+    db.insert("t", [{"id": 400 + i, "x": i / 5, "tag": "b"} for i in range(3)])
+    assert db._vectors.pointer("idx").deltas == ()  # type: ignore[union-attr]
+    same(make().search("idx", like=q, n=6), expected(db, q, 6))
+
+
+def test_a_missing_or_foreign_change_file_raises_and_catch_up_rebuilds(make: MakeDB) -> None:
+    db = make()
+    _setup(db)
+    db.insert("t", [{"id": 100, "x": 1.0, "tag": "a"}])
+    db.insert("t", [{"id": 101, "x": 2.0, "tag": "a"}])
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert len(ptr.deltas) == 2
+    q = planar(1.0)
+    want = [h.id for h in db.search("idx", like=q, n=5)]
+    # the change files in the wrong order: each names its position, so both are refused
+    swapped = attrs.evolve(ptr, deltas=ptr.deltas[::-1], stamp="swapped")
+    db.metadata.set_metadata(POINTER_PREFIX + "idx", swapped.to_json())
+    with pytest.raises(IndexNotBuilt, match="position"):
+        make().search("idx", like=q, n=5)
+    db.metadata.set_metadata(POINTER_PREFIX + "idx", ptr.to_json())
+    db.artifact_store.delete(ptr.deltas[1])
+    fresh = make()
+    with pytest.raises(IndexNotBuilt, match="pinnacle index rebuild idx"):
+        fresh.search("idx", like=q, n=5)
+    assert fresh.catch_up(stale=False).indexes == {"idx": "rebuilt"}
+    assert [h.id for h in make().search("idx", like=q, n=5)] == want
+
+
+def test_a_failed_upkeep_leaves_a_failed_job_and_the_next_write_repairs(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = make()
+    _setup(db)
+    store = db.artifact_store
+    put = store.put
+
+    def broken(data: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "put", broken)
+    db.insert("t", [{"id": 100, "x": 1.0, "tag": "a"}])  # the data write is kept
+    failed = [j for j in db.show_jobs() if j.status is JobStatus.FAILED]
+    assert {j.kind for j in failed} == {"vector_index", "vector_index.upkeep"}
+    assert all("disk full" in (j.error or "") for j in failed)
+    monkeypatch.setattr(store, "put", put)
+    db.insert("t", [{"id": 101, "x": 2.0, "tag": "a"}])
+    # the pointer never named the lost change: the next write's change follows the old chain
+    assert [h.id for h in make().search("idx", like=planar(2.0), n=1)] == [101]
+    assert 100 not in {h.id for h in make().search("idx", like=planar(1.0), n=5)}
+    assert db.catch_up(stale=False).indexes == {"idx": "rebuilt"}  # count mismatch found
+    q = planar(1.0)
+    same(make().search("idx", like=q, n=5), expected(db, q, 5))
+
+
+# ---------------------------------------------------------------------- copy
+def test_copy_carries_the_build_and_the_target_searches_without_rebuilding(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = make()
+    _setup(db)
+    db.insert("t", [{"id": 100, "x": 1.0, "tag": "a"}])  # base build + one change file
+    dst = pinnacle(
+        databackend=MemoryDataBackend.from_uri("memory://"),
+        metadata_store=MemoryMetadataStore.from_uri("memory://"),
+        artifact_store=MemoryArtifactStore.from_uri("memory://"),
+        components=[Planar],
+    )
+    plan = db.copy_to(dst, all_tables=True, dry_run=True).plan
+    assert plan.indexes_to_copy == ("idx",)
+    assert len(plan.index_artifacts) == 2
+    assert "vector index builds to copy: 1 (2 artifacts" in plan.describe()
+    report = db.copy_to(dst, all_tables=True)
+    assert report.indexes_copied == 1
+    assert dst._vectors.pointer("idx") == db._vectors.pointer("idx")
+
+    def no_rebuild(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the copy's target must not rebuild")
+
+    monkeypatch.setattr(VectorIndexEngine, "build_engine", no_rebuild)
+    for q in (planar(1.0), planar(4.0)):
+        same(dst.search("idx", like=q, n=5), expected(db, q, 5))
+    dst.insert("t", [{"id": 101, "x": 1.0, "tag": "b"}])  # upkeep goes on at the target
+    assert 101 in {h.id for h in dst.search("idx", like=planar(1.0), n=2)}
+    again = db.copy_to(dst, all_tables=True)  # the target's own pointer is left alone
+    assert again.indexes_copied == 0
+    assert again.plan.indexes_differing == ("idx",)
+    assert 101 in {h.id for h in dst.search("idx", like=planar(1.0), n=2)}
+
+
+# ---------------------------------------------------------------------- ANN engines
+ANN = [e for e in ("faiss", "usearch", "hnswlib") if e in engine_names()]
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("engine", ANN)
+def test_ann_engines_return_only_current_matching_rows(engine: str) -> None:
+    db = pinnacle("sqlite://data.db", components=[Planar])
+    _setup(db, n=80, engine=engine, measure="cosine")
+    db.delete("t", {"id": {"$lt": 10}})
+    db.insert("t", [{"id": 1000, "x": 0.5, "tag": "rare"}])
+    again = pinnacle("sqlite://data.db", components=[Planar])
+    for where in (None, {"tag": "rare"}, {"tag": "a"}):
+        hits = again.search("idx", like=planar(0.5), n=8, where=where)
+        live = {r["id"] for r in db.select("t", where)}
+        assert len(hits) == min(8, len(live))
+        assert {h.id for h in hits} <= live
+    assert again.search("idx", like=planar(0.5), n=1, where={"tag": "rare"})[0].id == 1000
+
+
+# ---------------------------------------------------------------------- state machine
+class IndexMachine(RuleBasedStateMachine):
+    """Insert, update, delete, search with and without where, restart; ``exact`` == brute
+    force over the current rows (through base builds, change files and compactions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stores: dict[str, Any] = {
+            "databackend": MemoryDataBackend.from_uri("memory://"),
+            "metadata_store": MemoryMetadataStore.from_uri("memory://"),
+            "artifact_store": MemoryArtifactStore.from_uri("memory://"),
+        }
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.restart()
+
+    @initialize(measure=st.sampled_from(["l2", "cosine", "dot"]))
+    def setup(self, measure: Measure) -> None:
+        self.measure = measure
+        self.db.create_table("t", {"id": "int", "x": "float", "tag": "str"})
+        listener = Listener(identifier="emb", model=Planar(identifier="p"), table="t", inputs="x")
+        self.db.apply(VectorIndex(identifier="idx", listener=listener, measure=measure))
+
+    xs = st.integers(-40, 40).map(lambda i: i / 8)
+
+    @rule(
+        ids=st.lists(st.integers(0, 30), min_size=1, max_size=4, unique=True),
+        x=xs,
+        tag=st.sampled_from("ab"),
+    )
+    def insert(self, ids: list[int], x: float, tag: str) -> None:
+        new = [i for i in ids if i not in self.rows]
+        rows: dict[int, dict[str, Any]] = {i: {"id": i, "x": x + i / 100, "tag": tag} for i in new}
+        if rows:
+            self.db.insert("t", list(rows.values()))
+            self.rows.update(rows)
+
+    @rule(lo=st.integers(0, 30), x=xs)
+    def update(self, lo: int, x: float) -> None:
+        self.db.update("t", {"id": {"$gte": lo, "$lt": lo + 3}}, {"x": x})
+        for i, r in self.rows.items():
+            if lo <= i < lo + 3:
+                r["x"] = x
+
+    @rule(tag=st.sampled_from("ab"), lo=st.integers(0, 30))
+    def delete(self, tag: str, lo: int) -> None:
+        self.db.delete("t", {"tag": tag, "id": {"$gte": lo}})
+        self.rows = {i: r for i, r in self.rows.items() if not (r["tag"] == tag and i >= lo)}
+
+    @rule()
+    def restart(self) -> None:
+        self.db = pinnacle(**self.stores, components=[Planar])
+        self.db._vectors.max_deltas = 3  # change files and compactions both happen
+
+    @rule(q=xs, n=st.integers(1, 8), tag=st.sampled_from([None, "a", "b"]))
+    def search(self, q: float, n: int, tag: str | None) -> None:
+        where = None if tag is None else {"tag": tag}
+        hits = self.db.search("idx", like=planar(q), n=n, where=where)
+        vectors: dict[VectorId, Sequence[float]] = {
+            i: planar(r["x"]) for i, r in self.rows.items() if tag is None or r["tag"] == tag
+        }
+        same(hits, brute_force(self.measure, vectors, planar(q), n))
+        assert all(tag is None or h["tag"] == tag for h in hits)
+
+    @invariant()
+    def pointer_counts_the_rows(self) -> None:
+        ptr = self.db._vectors.pointer("idx")
+        if ptr is not None:
+            assert ptr.count == len(self.rows)
+
+
+TestIndexMachine = IndexMachine.TestCase
+TestIndexMachine.settings = settings(
+    max_examples=15,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
