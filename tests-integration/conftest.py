@@ -39,6 +39,57 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+#: Node id prefixes that run on one pytest-xdist worker together (scope name -> prefixes).
+#: ``bash scripts/test`` runs two workers with ``--dist loadscope`` (a test class, or a module's
+#: functions, is one unit, so class- and module-scoped fixtures are built once); tests that
+#: start a local Ray instance must share one worker: two local Ray instances on one machine
+#: compete for its resources and ports. This conftest is the suite's only one loaded by the
+#: xdist controller for a whole run (it is in ``testpaths``); Pants, which runs each package's
+#: tests without xdist, never sees it.
+_SHARED_SCOPES = {
+    "ray": ("packages/pinnacle-ray/", "tests-integration/test_compute_runners.py"),
+}
+
+
+def _scope_of(nodeid: str) -> str | None:
+    for scope, prefixes in _SHARED_SCOPES.items():
+        if nodeid.startswith(prefixes):
+            return scope
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the shared-scope (Ray) tests first, on a fresh xdist worker, before other scopes
+    have started clusters and pools in its process. (CI saw every Ray test time out; the cause
+    was Ray's ``uv run`` propagation, see pinnacle_ray._connection, not the order. Running the
+    scope first still keeps its local Ray instance from sharing a worker with later pools.)
+    Without xdist this order is the run's order; with it, the scheduler below hands the shared
+    scopes out first."""
+    items.sort(key=lambda item: _scope_of(item.nodeid) is None)  # stable: order kept otherwise
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` with the shared scopes of :data:`_SHARED_SCOPES`."""
+    if config.getoption("dist", None) != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class _Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope_of(nodeid) or str(super()._split_scope(nodeid))
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # xdist orders the queue by scope size (--loadscope-reorder, its default), which put
+            # the Ray scope last: hand out the shared scopes first, to a fresh worker.
+            for scope in reversed(_SHARED_SCOPES):
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
+
+    return _Scheduling(config, log)
+
+
 _SESSION: dict[str, Any] = {}
 
 

@@ -606,3 +606,382 @@ def test_unserializable_component_stores_nothing(
     assert _snapshot(db) == before, "a failed apply left something behind"
     assert [j for j in db.show_jobs() if j.status.value == "running"] == []
     db.close()
+
+
+# ---------------------------------------------------------------------------- nesting depth
+def _nested_list(levels: int) -> Any:
+    """A list nested ``levels`` deep (``[[...[1]...]]``), built without recursion."""
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _nested_dict(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+def _nested_and(levels: int) -> dict[str, Any]:
+    """A filter (matching ``i == 1``) whose dicts and lists nest ``levels`` deep."""
+    where: dict[str, Any] = {"i": 1} if levels % 2 else {"i": {"$eq": 1}}  # depth 1 or 2
+    for _ in range((levels - 1) // 2):
+        where = {"$and": [where]}  # +2 levels
+    return where
+
+
+def _nested_not(levels: int) -> dict[str, Any]:
+    """A filter of ``$not`` nested ``levels - 2`` deep (matching ``i != 1`` for even ``levels``),
+    half of them with a second operator, so no double negation cancels out."""
+    op: dict[str, Any] = {"$ne": 1}
+    for n in range(levels - 2):
+        op = {"$not": op, "$ne": 7} if n % 2 else {"$not": op}
+    return {"i": op}
+
+
+def test_depth_helpers_measure_what_they_say() -> None:
+    """The builders above give the depths the tests claim (scalar 0, each list or dict 1)."""
+    from pinnacle_protocols.records import MAX_DEPTH, check_depth
+
+    for build in (_nested_list, _nested_dict, _nested_and, _nested_not):
+        check_depth(build(MAX_DEPTH), "x")
+        with pytest.raises(InvalidRecord):
+            check_depth(build(MAX_DEPTH + 1), "x")
+
+
+@pytest.mark.parametrize("target", _target_params("databackend"))
+def test_deeply_nested_input_on_databackends(target: Target, fresh_store: Any) -> None:
+    """JSON cells and filters nested 10,000 deep raise SchemaError / FilterError naming the
+    limit (never RecursionError) on every databackend; at the limit they work."""
+    from pinnacle_protocols.records import MAX_DEPTH
+
+    db = pinnacle(fresh_store, metadata_store="memory://", artifact_store="memory://")
+    db.create_table("deep", {"i": "int", "j": "json"})
+    at_limit = _nested_dict(MAX_DEPTH)
+    db.insert("deep", [{"i": 1, "j": at_limit}, {"i": 2, "j": None}])
+    assert [r["j"] for r in db.select("deep", {"i": 1})] == [at_limit]
+    for levels in (MAX_DEPTH + 1, 10_000):
+        for value in (_nested_list(levels), _nested_dict(levels)):
+            with pytest.raises(SchemaError, match=f"nested more than {MAX_DEPTH} levels"):
+                db.insert("deep", [{"i": 3, "j": value}])
+            if type(fresh_store).supports_update:
+                with pytest.raises(SchemaError, match="MAX_DEPTH"):
+                    db.update("deep", {"i": 2}, {"j": value})
+    assert db.count("deep") == 2
+    assert [r["i"] for r in db.select("deep", _nested_and(MAX_DEPTH))] == [1]
+    calls: list[Callable[[Any], object]] = [
+        lambda w: db.select("deep", w),
+        lambda w: db.count("deep", w),
+    ]
+    if type(fresh_store).supports_update:
+        calls.append(lambda w: db.update("deep", w, {"i": 9}))
+    if type(fresh_store).supports_delete:
+        calls.append(lambda w: db.delete("deep", w))
+    for levels in (MAX_DEPTH + 1, 10_000):
+        for where in (_nested_and(levels), _nested_not(levels)):
+            for call in calls:
+                with pytest.raises(FilterError, match=f"nested more than {MAX_DEPTH} levels"):
+                    call(where)
+    assert sorted(r["i"] for r in db.select("deep")) == [1, 2]
+
+
+# nx-27017 has no `$not`; the shared filter compiler collapses a double negation, so the nested
+# filter reaches it as the plain test and passes there too.
+@pytest.mark.parametrize("target", _target_params("databackend"))
+def test_nested_not_filter_at_the_depth_limit(target: Target, fresh_store: Any) -> None:
+    """``$not`` nested as deep as the limit allows works on every databackend (SQLite's parser
+    overflows at about 45 nested ``NOT (...)``, so the limit must stay below that)."""
+    from pinnacle_protocols.records import MAX_DEPTH
+
+    db = pinnacle(fresh_store, metadata_store="memory://", artifact_store="memory://")
+    db.create_table("deep", {"i": "int"})
+    db.insert("deep", [{"i": 1}, {"i": 2}])
+    assert sorted(r["i"] for r in db.select("deep", _nested_not(MAX_DEPTH))) == [2]
+    assert db.count("deep", _nested_not(MAX_DEPTH - 1)) == 1
+
+
+@pytest.mark.parametrize("target", _target_params("metadata"))
+def test_deeply_nested_input_on_metadata_stores(target: Target, fresh_store: Any) -> None:
+    """Records, metadata values and component fields nested 10,000 deep raise InvalidRecord
+    naming the limit on every metadata store; at the limit they round-trip."""
+    from pinnacle_protocols.records import MAX_DEPTH
+    from pinnacledb.base._components import FIELD_MAX_DEPTH
+
+    db = pinnacle(
+        "memory://", metadata_store=fresh_store, artifact_store="memory://", components=[Loose]
+    )
+    fine = _nested_dict(FIELD_MAX_DEPTH)
+    db.apply(Loose(identifier="fine", value=fine))
+    loaded = db.load("loose", "fine")
+    assert isinstance(loaded, Loose)
+    assert loaded.value == fine
+    fresh_store.set_metadata("deep-ok", _nested_list(MAX_DEPTH))
+    assert fresh_store.get_metadata("deep-ok") == _nested_list(MAX_DEPTH)
+    for levels in (FIELD_MAX_DEPTH + 1, 10_000):
+        with pytest.raises(InvalidRecord, match="MAX_DEPTH"):
+            db.apply(Loose(identifier="deep", value=_nested_list(levels)))
+    for levels in (MAX_DEPTH + 1, 10_000):
+        with pytest.raises(InvalidRecord, match=f"nested more than {MAX_DEPTH} levels"):
+            fresh_store.create_component(
+                ComponentRecord(type_id="loose", identifier="raw", data={"v": _nested_dict(levels)})
+            )
+        with pytest.raises(InvalidRecord, match="MAX_DEPTH"):
+            fresh_store.set_metadata("deep", _nested_list(levels))
+    assert db.show("loose") == ["fine"]
+    assert fresh_store.get_metadata("deep") is None
+
+
+def test_components_referencing_each_other_too_deep() -> None:
+    """A chain of 10,000 child components is InvalidRecord naming the limit, nothing stored."""
+    db = pinnacle(
+        "memory://", metadata_store="memory://", artifact_store="memory://", components=[Loose]
+    )
+    chain = Loose(identifier="c0")
+    for n in range(1, 10_000):
+        chain = Loose(identifier=f"c{n}", value=[chain])
+    with pytest.raises(InvalidRecord, match="MAX_DEPTH"):
+        db.apply(chain)
+    assert db.show("loose") == []
+
+
+# ---------------------------------------------------------------------------- uncreatable paths
+UNCREATABLE = "/proc/1/nope"  # not even root can create a directory under /proc/1
+
+_PATH_CASES = [
+    ("sqlite-data", "databackend", f"sqlite://{UNCREATABLE}/x.db", "sqlite"),
+    ("sqlite-metadata", "metadata", f"sqlite://{UNCREATABLE}/x.db", "sqlite"),
+    ("sqlalchemy-sqlite-data", "databackend", f"sqlalchemy+sqlite://{UNCREATABLE}/x.db", "sqlite"),
+    ("duckdb-data", "databackend", f"duckdb://{UNCREATABLE}/x.duckdb", "duckdb"),
+    ("duckdb-metadata", "metadata", f"duckdb://{UNCREATABLE}/x.duckdb", "duckdb"),
+    ("filesystem-artifacts", "artifact_store", f"filesystem://{UNCREATABLE}/art", "file"),
+    ("file-artifacts", "artifact_store", f"file://{UNCREATABLE}/art", "file"),
+    ("pandas-dir", "databackend", f"pandas://{UNCREATABLE}/dir", "pandas"),
+]
+
+
+def _use(db: Datalayer, role: str) -> None:
+    if role == "databackend":
+        db.create_table("t", {"i": "int"})
+    else:
+        _touch(db, role)
+
+
+@pytest.mark.parametrize(
+    ("role", "uri"),
+    [pytest.param(r, u, id=i, marks=[getattr(pytest.mark, m)]) for i, r, u, m in _PATH_CASES],
+)
+def test_uncreatable_path_is_a_typed_error(role: str, uri: str) -> None:
+    """A file or directory that cannot be created: BackendUnavailable naming the directory and
+    what to do (never a raw FileNotFoundError, never "check that the server runs")."""
+    with pytest.raises(BackendUnavailable) as info:
+        _use(_build(_all_memory(role, uri)), role)
+    message = str(info.value)
+    assert UNCREATABLE in message
+    assert "cannot create the directory" in message
+    assert "server" not in message
+    assert "write" in message
+
+
+@pytest.mark.duckdb
+def test_duckdb_file_locked_by_another_process_names_it(tmp_path: Path) -> None:
+    """DuckDB's lock held by another process: the error names its PID, not a server."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "c.execute('create table x (i int)'); print('ready', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        db = pinnacle(f"duckdb://{path}", metadata_store="memory://", artifact_store="memory://")
+        with pytest.raises(BackendUnavailable) as info:
+            db.list_tables()
+        message = str(info.value)
+        assert f"PID {holder.pid}" in message
+        assert "locked by another process" in message
+        assert "server" not in message
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+_NO_DRIVER = """
+import sys
+sys.modules[sys.argv[1]] = None  # the driver is not installed
+from pinnacle_protocols.errors import ConfigError
+from pinnacledb import pinnacle
+db = pinnacle(sys.argv[2], metadata_store="memory://", artifact_store="memory://")
+try:
+    db.list_tables()
+except ConfigError as exc:
+    print("ConfigError:", exc)
+except Exception as exc:
+    print("wrong:", type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "uri", "extra"),
+    [
+        pytest.param(
+            "MySQLdb", "mysql://root@127.0.0.1:1/test", "mysql", marks=pytest.mark.mariadb
+        ),
+        pytest.param(
+            "psycopg", "postgres://u@127.0.0.1:1/test", "postgres", marks=pytest.mark.postgres
+        ),
+    ],
+)
+def test_missing_python_driver_is_a_config_error(module: str, uri: str, extra: str) -> None:
+    """A databackend whose Python driver is missing: ConfigError with the pip line, no server
+    hint (a subprocess with the driver blocked in sys.modules; no real server is needed)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_DRIVER, module, uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]
+    assert out.startswith("ConfigError:"), out
+    assert f"pip install 'pinnacle-ibis[{extra}]'" in out
+    assert module in out
+    assert "server" not in out
+
+
+# ---------------------------------------------------------------------------- portable errors
+BAD_LIMITS: list[Any] = [2**70, 2**63, 2**31, -1, True, False, 1.0, 2.5, "3", math.inf]
+
+
+@pytest.mark.parametrize("target", _target_params("databackend"))
+def test_limits_and_infinite_operands_are_portable(target: Target, fresh_store: Any) -> None:
+    """A limit that is not an int in 0..2**31-1 and an infinite filter operand raise
+    FilterError on every databackend (before any driver sees them); good limits work."""
+    db = pinnacle(fresh_store, metadata_store="memory://", artifact_store="memory://")
+    db.create_table("t", FILTER_SCHEMA)
+    db.insert("t", FILTER_ROWS)
+    wrong: list[str] = []
+    for limit in BAD_LIMITS:
+        try:
+            db.select("t", limit=limit)
+            wrong.append(f"limit={limit!r}: no error")
+        except FilterError as exc:
+            if "limit" not in str(exc):
+                wrong.append(f"limit={limit!r}: {exc}")
+        except Exception as exc:
+            wrong.append(f"limit={limit!r}: {type(exc).__name__}: {str(exc)[:120]}")
+    for where in (
+        {"f": math.inf},
+        {"f": {"$lt": math.inf}},
+        {"f": {"$gt": -math.inf}},
+        {"i": {"$lte": math.inf}},
+        {"f": {"$in": [1.0, math.inf]}},
+        {"f": {"$not": {"$ne": -math.inf}}},
+    ):
+        try:
+            db.count("t", where)
+            wrong.append(f"{where}: no error")
+        except FilterError:
+            pass
+        except Exception as exc:
+            wrong.append(f"{where}: {type(exc).__name__}: {str(exc)[:120]}")
+    assert not wrong, f"{target.name}: {wrong}"
+    assert len(db.select("t", limit=2**31 - 1)) == 4
+    assert len(db.select("t", limit=0)) == 0
+    assert len(db.select("t", limit=2)) == 2
+
+
+@pytest.mark.parametrize("target", _target_params("metadata"))
+@pytest.mark.parametrize("version", ["0", 0.0, True, -1, b"0"])
+def test_version_of_the_wrong_type_is_named(
+    target: Target, fresh_store: Any, version: object
+) -> None:
+    """``load(version="0")`` says what a version is, instead of "no version 0"."""
+    db = pinnacle(
+        "memory://", metadata_store=fresh_store, artifact_store="memory://", components=[Note]
+    )
+    db.apply(Note(identifier="n", text="x"))
+    calls: list[Callable[[], object]] = [
+        lambda: db.load("note", "n", version),  # type: ignore[arg-type]
+        lambda: db.get_record("note", "n", version),  # type: ignore[arg-type]
+        lambda: db.remove("note", "n", version),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(InvalidRecord, match="version must be an int >= 0"):
+            call()
+    assert db.show("note", "n") == [0]
+    loaded = db.load("note", "n", 0)
+    assert isinstance(loaded, Note)
+
+
+def _sql_metadata_params() -> list[Any]:
+    return [
+        p
+        for p in _target_params("metadata")
+        if p.values[0].name in ("sqlite", "duckdb", "postgres", "mariadb")
+    ]
+
+
+@pytest.mark.parametrize("target", _sql_metadata_params())
+def test_non_json_record_is_invalid_record(target: Target, fresh_store: Any) -> None:
+    """A stored record (component, job, metadata value) that is not JSON: InvalidRecord naming
+    it, never a raw JSONDecodeError (records rewritten behind pinnacledb's back in SQL)."""
+    import hashlib
+
+    import sqlalchemy as sa
+
+    from pinnacle_protocols.records import JobRecord
+
+    fresh_store.create_component(ComponentRecord(type_id="note", identifier="n", data={}))
+    fresh_store.create_job(JobRecord(job_id="j1", kind="k"))
+    fresh_store.set_metadata("owner", {"a": 1})
+    engine = fresh_store._get_engine()
+    with engine.begin() as conn:
+        owner = hashlib.sha256(b"owner").hexdigest()
+        for table, column, where in (
+            ("_pinnacle_components", "record", ""),
+            ("_pinnacle_jobs", "record", ""),
+            ("_pinnacle_meta", "value", f" WHERE key_hash = '{owner}'"),
+        ):
+            conn.execute(sa.text(f"UPDATE {table} SET {column} = '{{not json'{where}"))
+    with pytest.raises(InvalidRecord, match=r"component 'note'/'n' is not valid JSON"):
+        fresh_store.get_component("note", "n")
+    with pytest.raises(InvalidRecord, match=r"job 'j1' is not valid JSON"):
+        fresh_store.get_job("j1")
+    with pytest.raises(InvalidRecord, match="not valid JSON"):
+        fresh_store.show_jobs()
+    with pytest.raises(InvalidRecord, match=r"metadata 'owner' is not valid JSON"):
+        fresh_store.get_metadata("owner")
+
+
+@pytest.mark.parametrize("target", _target_params("databackend"))
+def test_names_differing_only_in_case(target: Target, fresh_store: Any) -> None:
+    """A table whose name differs from an existing one only in case is TableExists, and two
+    columns differing only in case are SchemaError, on every databackend; nothing is created."""
+    from pinnacle_protocols.errors import TableExists
+
+    db = pinnacle(fresh_store, metadata_store="memory://", artifact_store="memory://")
+    db.create_table("CaseT", {"i": "int"})
+    with pytest.raises(TableExists, match="differs only in case"):
+        db.create_table("caset", {"i": "int"})
+    with pytest.raises(TableExists):
+        db.create_table("CaseT", {"i": "int"})
+    with pytest.raises(SchemaError, match="differ only in case"):
+        db.create_table("cols", {"A": "int", "a": "int"})
+    assert db.list_tables() == ["CaseT"]
+    db.insert("CaseT", [{"i": 1}])
+    assert db.count("CaseT") == 1

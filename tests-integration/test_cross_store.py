@@ -3,22 +3,28 @@
 Each combination is wired by ``pinnacle()`` from URIs (the default rule fills in what is not
 given), runs :func:`pinnacle_it.scenario.run_scenario` (apply, load, predict, remove, gc, data
 changes) and must produce exactly the summary of the in-memory reference stores: the same
-versions, artifact sha256, predictions, errors and gc results.
+versions, artifact sha256, predictions, errors and gc results. On every combination, too,
+untrusted pickle never runs and a stored record cannot choose the method ``db.predict`` calls.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 import pytest
 from pinnacle_it.scenario import Pipeline, Summary, run_scenario
 from pinnacle_it.services import Services
 
-from pinnacledb import pinnacle
+from pinnacle_protocols.errors import UntrustedMethodError, UntrustedSerializerError
+from pinnacle_protocols.records import ComponentRecord
+from pinnacledb import DataType, Model, Table, pinnacle
 from pinnacledb.base.datalayer import Datalayer
 
 Build = Callable[[Services, Path, list[Callable[[], None]]], Datalayer]
@@ -294,3 +300,89 @@ def test_reference_summary_is_right(reference: Summary) -> None:
         ("schema", "points", 0),
         ("table", "points", 0),
     ]
+
+
+# ----------------------------------------------------------------- trust, on every combination
+class _RunsCode:
+    """A pickle payload that makes a directory when unpickled: visible proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def _same_stores(db: Datalayer, **options: Any) -> Datalayer:
+    return pinnacle(
+        db.databackend,
+        metadata_store=db.metadata,
+        artifact_store=db.artifact_store,
+        components=[Pipeline],
+        **options,
+    )
+
+
+@pytest.mark.parametrize("stack", _params(), indirect=True)
+def test_untrusted_pickle_never_runs(stack: tuple[Combo, Datalayer], tmp_path: Path) -> None:
+    """A pickle artifact and a pickle-encoded column are refused before a byte is unpickled.
+
+    A no-op trust check makes the payload create its marker and this test fail; the trusting
+    Datalayer at the end shows that the payload would indeed have run.
+    """
+    _, db = stack
+    model_marker, row_marker = tmp_path / "model-ran", tmp_path / "row-ran"
+    db.apply(Model(identifier="evil", object=_RunsCode(model_marker), serializer="pickle"))
+    pickled = DataType(identifier="pickled", encoder="pickle")
+    db.apply(Table.of("evil_rows", id="int", v=pickled))
+    db.insert("evil_rows", [{"id": 1, "v": _RunsCode(row_marker)}])
+
+    fresh = _same_stores(db)  # a reader that trusts nothing
+    with pytest.raises(UntrustedSerializerError, match="trust_serializers"):
+        fresh.load("model", "evil")
+    with pytest.raises(UntrustedSerializerError):
+        fresh.predict("evil", "evil_rows", inputs="id")
+    with pytest.raises(UntrustedSerializerError):
+        fresh.select("evil_rows")
+    assert not model_marker.exists()
+    assert not row_marker.exists()
+    assert "outputs__evil" not in fresh.list_tables()
+
+    trusting = _same_stores(db, trust_serializers={"pickle"})
+    trusting.load("model", "evil")
+    trusting.select("evil_rows")
+    assert model_marker.is_dir()
+    assert row_marker.is_dir()
+
+
+@pytest.mark.parametrize("stack", _params(), indirect=True)
+def test_stored_record_cannot_choose_a_method(
+    stack: tuple[Combo, Datalayer], tmp_path: Path
+) -> None:
+    """A record written straight into the metadata store names ``ndarray.tofile`` as the
+    predict method of a numpy artifact (no trust needed): refused, nothing written."""
+    _, db = stack
+    target = tmp_path / "planted.pth"
+    db.create_table("paths", {"id": "int", "p": "str"})
+    db.insert("paths", [{"id": 1, "p": str(target)}])
+    buf = io.BytesIO()
+    np.save(buf, np.frombuffer(b"import os\n", dtype=np.uint8), allow_pickle=False)
+    ref = db.artifact_store.put(buf.getvalue())
+    db.metadata.create_component(
+        ComponentRecord(
+            type_id="model",
+            identifier="planted",
+            data={
+                "class": "model",
+                "fields": {"predict_method": "tofile", "batched": False, "serializer": "numpy"},
+                "serializers": {"object": "numpy"},
+            },
+            artifacts={"object": ref},
+        )
+    )
+    for reader in (db, _same_stores(db, trust_serializers={"pickle"})):
+        with pytest.raises(UntrustedMethodError, match="'tofile'"):
+            reader.predict("planted", "paths", inputs="p")
+    assert not target.exists()
+    assert "outputs__planted" not in db.list_tables()
+    assert db.show_jobs("predict") == []

@@ -5,6 +5,11 @@ facade has put the artifacts and before the rows reach the table), time passes b
 grace period and a gc runs: an insert of many large values that takes longer than the grace
 period, racing a scheduled ``pinnacle gc``. The rows must not end up pointing at deleted
 artifacts.
+
+gc runs twice inside the insert: once right after the puts (it first sees the new artifacts and
+records when) and again after the grace period has passed since then. Only the write-ahead
+journal (the insert's RUNNING job, whose owner is alive) protects the artifacts at the second
+run, so a gc that ignored the journal would delete them there.
 """
 
 from __future__ import annotations
@@ -30,15 +35,18 @@ class SlowInsert:
         self.inner = inner
         self.db: Datalayer | None = None
         self.gc_deleted: list[str] = []
+        self.gc_runs = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def insert(self, table: str, rows: Any) -> int:
         assert self.db is not None
-        time.sleep(GRACE * 1.2)
-        report = self.db.gc(grace_seconds=GRACE)
-        self.gc_deleted = [r.sha256 for r in report.deleted]
+        for _ in range(2):  # first sight of the artifacts, then past the grace period
+            report = self.db.gc(grace_seconds=GRACE)
+            self.gc_deleted += [r.sha256 for r in report.deleted]
+            self.gc_runs += 1
+            time.sleep(GRACE * 1.2)
         count: int = self.inner.insert(table, rows)
         return count
 
@@ -62,6 +70,11 @@ def test_gc_during_slow_insert_keeps_its_artifacts(tmp_path: Path) -> None:
         db.insert("t", [{"id": i, "v": np.arange(100.0) + i} for i in range(3)])
         rows = db.select("t", order_by=["id"])  # decoding reads (and verifies) every vector
         assert [r["id"] for r in rows] == [0, 1, 2]
+        assert backend.gc_runs == 2
         assert backend.gc_deleted == []
+        # Once the rows are written the artifacts are referenced: still kept after the grace.
+        time.sleep(GRACE * 1.2)
+        assert db.gc(grace_seconds=GRACE).deleted == ()
+        assert len(db.select("t")) == 3
     finally:
         db.close()

@@ -2,12 +2,16 @@
 
 A child process applies ~1.6 MB models and inserts rows whose vectors go to the artifact store,
 in a loop, on SQLite (data and metadata in one file, the default rule's layout) and filesystem
-artifacts. The parent kills it with SIGKILL after a random (seeded) delay. After every kill:
+artifacts. The parent kills it with SIGKILL, in turn: after a random (seeded) delay; in the
+middle of a put (its temp file half written); and between publishing a blob and writing the
+record or row that references it (the child's first put stops at that point and tells the
+parent). After every kill:
 
 * ``pinnacle doctor`` on the same stores passes;
 * no record points at a missing or corrupt artifact, and every model loads;
-* ``gc`` (grace 0) deletes exactly the unreferenced artifacts and marks the dead apply's
-  journal job abandoned;
+* ``gc`` (grace 0) deletes exactly the unreferenced artifacts, removes every temp file the
+  killed put left in ``.pinnacle-tmp`` (and reports them), and marks the dead apply's journal
+  job abandoned;
 * a re-apply succeeds (and re-applying unchanged is a no-op).
 """
 
@@ -30,6 +34,12 @@ from pinnacledb.cli import main as cli_main
 
 TRIALS = 12
 SEED = derived_seed("sigkill")
+#: Where each trial's kill lands, in turn.
+MODES = ("random", "mid-put", "published")
+
+
+def _temp_files(root: Path) -> list[Path]:
+    return sorted((root / "artifacts" / ".pinnacle-tmp").glob("*.part"))
 
 
 def _uris(root: Path) -> dict[str, str]:
@@ -94,15 +104,22 @@ def test_sigkill_during_apply(
     mid_apply = 0
     log: list[str] = []
     for trial in range(TRIALS):
-        ready = ctx.Event()
-        proc = ctx.Process(target=apply_forever, args=(uris, rng.randrange(2**31), ready))
+        mode = MODES[trial % len(MODES)]
+        ready, paused = ctx.Event(), ctx.Event()
+        pause_at = None if mode == "random" else mode
+        proc = ctx.Process(
+            target=apply_forever, args=(uris, rng.randrange(2**31), ready, pause_at, paused)
+        )
         t0 = time.monotonic()
         proc.start()
         try:
             assert ready.wait(120), "the child did not start"
             t_ready = time.monotonic() - t0
             delay = rng.uniform(0.0, 1.5)
-            time.sleep(delay)
+            if mode == "random":
+                time.sleep(delay)
+            else:
+                assert paused.wait(120), f"trial {trial}: the child never reached {mode}"
             assert proc.pid is not None
             os.kill(proc.pid, signal.SIGKILL)
         finally:
@@ -121,12 +138,24 @@ def test_sigkill_during_apply(
             referenced, _ = _check_records(db)
             stored = {r.sha256 for r in db.artifact_store.iter_refs()}
             orphans = stored - referenced
-            running = [j.job_id for j in db.show_jobs() if j.status.value == "running"]
+            running = [j for j in db.show_jobs() if j.status.value == "running"]
+            temps = _temp_files(tmp_path)
+            if mode == "mid-put":
+                assert temps, f"trial {trial}: a put killed half-way left no temp file"
+            if mode == "published":
+                assert orphans, f"trial {trial}: the published blob is not an orphan"
+                claimed: set[Any] = set()
+                for job in running:
+                    listed = job.args.get("artifacts")
+                    claimed.update(listed if isinstance(listed, list) else [])
+                assert orphans <= claimed, f"trial {trial}: orphans not in the running journal"
             report = db.gc(grace_seconds=0)
             assert {r.sha256 for r in report.deleted} == orphans, f"trial {trial}: gc"
+            assert report.temp_files == len(temps), f"trial {trial}: gc temp files"
+            assert _temp_files(tmp_path) == [], f"trial {trial}: temp files left after gc"
             assert {r.sha256 for r in db.artifact_store.iter_refs()} == referenced
             abandoned = [j.job_id for j in db.show_jobs() if j.error and "abandoned" in j.error]
-            assert set(running) <= set(abandoned), "gc did not mark the dead job abandoned"
+            assert {j.job_id for j in running} <= set(abandoned), "gc did not mark it abandoned"
             assert not [j for j in db.show_jobs() if j.status.value == "running"]
             mid_apply += bool(running)
             _check_records(db)
@@ -142,8 +171,10 @@ def test_sigkill_during_apply(
             assert np.array_equal(loaded.weights, np.arange(5.0) + trial)
         finally:
             db.close()
+        when = f"after {delay:.3f} s" if mode == "random" else f"at {mode}"
         log.append(
-            f"trial {trial}: kill after {delay:.3f} s, {len(orphans)} orphans, {len(running)} "
+            f"trial {trial}: kill {when}, {len(orphans)} orphans, "
+            f"{len(temps)} temp files, {len(running)} "
             f"running journal jobs (child ready in {t_ready:.1f} s, doctor {t_doctor:.1f} s, "
             f"checks {time.monotonic() - t1 - t_doctor:.1f} s)"
         )

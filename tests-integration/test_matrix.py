@@ -4,8 +4,9 @@ One class per target (``TestDatabackend_postgres``, ``TestMetadata_mongoeco``,
 ``TestArtifactStore_s3``...) for every target whose scheme an installed distribution registers
 (see ``pinnacle_it/targets.py``); each carries its backend's marker, so ``pytest -m postgres``
 selects PostgreSQL. Stores are built by the entry point of the target's scheme. State machines
-run at the dev size whatever the Hypothesis profile: the packages run their own contracts at
-the ci size, this matrix checks that every installed store passes the same suite.
+run at the dev size whatever the Hypothesis profile (the packages run their own contracts at
+the ci size, this matrix checks that every installed store passes the same suite), except under
+the ``deep`` profile, which ``scripts/fuzz`` runs over this matrix for a time budget.
 """
 
 from __future__ import annotations

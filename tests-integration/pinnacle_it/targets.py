@@ -117,86 +117,17 @@ MONGOECO_SIZE: Final[Mapping[str, Any]] = {"max_examples": 10, "stateful_step_co
 
 
 def _gaps() -> dict[str, dict[str, Any]]:
-    """Known gaps per target id, copied from the owning package's contract tests.
-
-    Built lazily (it needs pytest and the error classes); see :func:`known_gaps`.
-    """
-    import pytest
-
-    from pinnacle_protocols.errors import PinnacleError
-
-    notyet = pytest.mark.notyet
-    mongoeco_lt_null = "mongoeco: $lt/$lte match documents whose field is null (no type bracketing)"
-    nx_not = "nx-27017: \"Operator '$not' is not currently implemented\""
-    nx_corrupt = (
-        "nx-27017: update_one on _pinnacle_artifacts.chunks modifies nothing (its GridFS keeps "
-        "chunks outside the collection API), so the test cannot corrupt a blob"
-    )
-    return {
-        # pinnacle-mongo tests/test_contracts.py TestDataBackendMongoeco
-        "databackend-mongoeco": {
-            "test_filter[lte]": notyet(
-                reason=f"{mongoeco_lt_null}: got k in {{0, 1, 2}}, want {{0, 1}}",
-                raises=AssertionError,
-            ),
-            "test_filter_order[str-lt-code-point]": notyet(
-                reason=f"{mongoeco_lt_null}: got k in {{2, 3}}, want {{3}}",
-                raises=AssertionError,
-            ),
-        },
-        # pinnacle-mongo tests/test_contracts.py TestDataBackendNx27017
-        "databackend-nx27017": {
-            "test_create_list_drop_tables": notyet(
-                reason="nx-27017: collection names are spliced into SQL: "
-                "create_collection('select') fails with 'near \"select\": syntax error'",
-                raises=PinnacleError,
-            ),
-            "test_filter[not-matches-null]": notyet(reason=nx_not, raises=PinnacleError),
-            # json NULL is matched with $not
-            "test_filter[json-null]": notyet(reason=nx_not, raises=PinnacleError),
-            "test_filter[not-in]": notyet(reason=nx_not, raises=PinnacleError),
-            "test_filter[bytes-eq-empty]": notyet(
-                reason="nx-27017: {$eq: b''} matches no document (binary equality is broken)",
-                raises=AssertionError,
-            ),
-            "test_filter[bytes-eq-nul]": notyet(
-                reason="nx-27017: {$eq: b'\\x00a'} matches no document",
-                raises=AssertionError,
-            ),
-            "test_update": notyet(
-                reason="nx-27017: update_many with {$ne: 1} skips documents whose field is null",
-                raises=AssertionError,
-            ),
-            "test_delete": notyet(
-                reason="nx-27017: delete_many with {$ne: 2} skips documents whose field is null",
-                raises=AssertionError,
-            ),
-            "test_state_machine": notyet(
-                reason="nx-27017: hostile table names are spliced into SQL, $not is not "
-                "implemented, and 0 / bools / bytes compare wrongly",
-                raises=(PinnacleError, AssertionError),
-            ),
-        },
-        # pinnacle-mongo tests/test_contracts.py TestArtifactStoreNx27017
-        "artifact_store-gridfs-nx27017": {
-            "test_drop_force_deletes_everything": notyet(
-                reason="nx-27017: drop_collection('_pinnacle_artifacts.files') fails with "
-                "\"Invalid bucket name: '_pinnacle_artifacts'\"",
-                raises=PinnacleError,
-            ),
-            "test_put_is_idempotent": notyet(
-                reason="nx-27017: GridIn.abort() of an upload whose files document was never "
-                "written fails with 'File with id ... not found'",
-                raises=PinnacleError,
-            ),
-            "test_get_detects_corruption": notyet(reason=nx_corrupt, raises=AssertionError),
-            "test_open_detects_corruption_at_eof": notyet(reason=nx_corrupt, raises=AssertionError),
-            "test_state_machine": notyet(
-                reason="nx-27017: dropping the bucket and re-putting streamed bytes fail",
-                raises=PinnacleError,
-            ),
-        },
-    }
+    """Known gaps per target id: the MongoDB test servers' list, which pinnacle-mongo keeps
+    (:data:`pinnacle_mongo.testing.CONTRACT_GAPS`) for its own contract tests and this matrix."""
+    try:
+        from pinnacle_mongo.testing import CONTRACT_GAPS, contract_gap_marks
+    except ImportError:  # pinnacle-mongo not installed: no mongo targets either
+        return {}
+    gaps: dict[str, dict[str, Any]] = {}
+    for role, kind in CONTRACT_GAPS:
+        name = f"gridfs-{kind}" if role == "artifact_store" else kind
+        gaps[f"{role}-{name}"] = contract_gap_marks(role, kind)
+    return gaps
 
 
 def known_gaps(target_id: str) -> dict[str, Any]:

@@ -17,7 +17,15 @@ from attrs import define
 
 from pinnacledb import Component, DataType, LinearModel, Table, artifact, pinnacle
 
-__all__ = ["PRELOAD", "Versioned", "apply_forever", "context", "write_versions"]
+__all__ = [
+    "PRELOAD",
+    "Versioned",
+    "apply_forever",
+    "apply_identical",
+    "context",
+    "identical_component",
+    "write_versions",
+]
 
 #: Modules the forkserver imports once, so that every child starts in milliseconds.
 PRELOAD = [
@@ -31,7 +39,9 @@ PRELOAD = [
     "pinnacle_ibis.engines",
     "ibis",
     "ibis.backends.sqlite",
+    "ibis.backends.duckdb",
     "pinnacle_it.workers",
+    "pinnacle_it.listener_workers",
 ]
 
 
@@ -77,10 +87,64 @@ def _db(uris: Mapping[str, str]) -> Any:
     )
 
 
-def apply_forever(uris: Mapping[str, str], seed: int, ready: Any) -> None:  # pragma: no cover
-    """Apply models and insert by-reference rows until killed (the SIGKILL test's child)."""
+class _StallingReader:
+    """A binary reader that hands out one small chunk, then signals and hangs (mid-put)."""
+
+    def __init__(self, inner: Any, stalled: Any) -> None:
+        self.inner = inner
+        self.stalled = stalled
+        self.calls = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self.calls:
+            self.stalled.set()
+            time.sleep(3600)  # killed here, with the temp file half written
+        self.calls += 1
+        data: bytes = self.inner.read(64 * 1024)
+        return data
+
+
+def _pause_puts(point: str, paused: Any) -> None:  # pragma: no cover - child processes
+    """Make the first put stop at ``point`` ("mid-put" or "published") and set ``paused``."""
+    import io
+
+    from pinnacle_fs import FsspecArtifactStore
+
+    original = FsspecArtifactStore.put
+
+    def put(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        if point == "mid-put":
+            if isinstance(data, bytes | bytearray | memoryview):
+                data = io.BytesIO(bytes(data))
+            data = _StallingReader(data, paused)
+        ref = original(self, data, *args, **kwargs)
+        if point == "published":
+            paused.set()  # the blob is in place; its record or row is not written yet
+            time.sleep(3600)
+        return ref
+
+    FsspecArtifactStore.put = put  # type: ignore[method-assign]
+
+
+def apply_forever(
+    uris: Mapping[str, str],
+    seed: int,
+    ready: Any,
+    pause_at: str | None = None,
+    paused: Any = None,
+) -> None:  # pragma: no cover
+    """Apply models and insert by-reference rows until killed (the SIGKILL test's child).
+
+    With ``pause_at`` ("mid-put", "published") the first put stops there and sets ``paused``,
+    so the parent's kill lands exactly in that window.
+    """
     import numpy as np
 
+    if pause_at is not None:
+        _pause_puts(pause_at, paused)
     db = _db(uris)
     db.show()
     db.count("vectors")
@@ -144,6 +208,34 @@ def write_versions(
         results.put((writer, out, None))
     except BaseException as exc:
         results.put((writer, out, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        db.close()
+
+
+def identical_component() -> Versioned:
+    """The component every writer of the identical-content race applies (same bytes)."""
+    return Versioned(
+        identifier="same", writer=0, step=0, own=own_array(0, 0), common=common_array()
+    )
+
+
+def apply_identical(
+    uris: Mapping[str, str], writer: int, barrier: Any, results: Any
+) -> None:  # pragma: no cover - runs in the child processes
+    """Apply :func:`identical_component` at the same moment as the other writers, twice."""
+    db = _db(uris)
+    db.show()
+    versions: list[int] = []
+    try:
+        barrier.wait(120)
+        for _ in range(2):
+            rec = db.apply(identical_component())
+            assert rec.version is not None
+            versions.append(rec.version)
+        results.put((writer, versions, None))
+    except BaseException as exc:
+        results.put((writer, versions, f"{type(exc).__name__}: {exc}"))
         raise
     finally:
         db.close()

@@ -1,0 +1,223 @@
+"""``db.predict`` on every runner — ``local://``, ``processes://``, ``dask+local://`` and
+``ray+local://`` — gives identical outputs tables, on DuckDB (file), SQLite, PostgreSQL and a
+MongoDB wire server (mongoeco); and no password reaches a Dask task key, the scheduler's logs,
+our logs or a job record. A listener's
+backfill, its partitioned re-run and ``db.catch_up`` give identical outputs on ``local://``,
+``processes://`` and ``dask+local://``, on the same four engines.
+
+The pools are started once for the module (a LocalCluster takes seconds) and handed to each
+Datalayer as an object, as ``pinnacle(compute=...)`` allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pinnacle_it.services import Services
+
+from pinnacle_dask import DaskComputeBackend
+from pinnacle_protocols.compute import ComputeBackend
+from pinnacle_protocols.records import JobStatus
+from pinnacle_protocols.uri import RedactedURI
+from pinnacle_ray import RayComputeBackend
+from pinnacledb import LinearModel, Model, pinnacle
+from pinnacledb.base.datalayer import Datalayer
+from pinnacledb.compute import processes_backend
+
+#: PostgreSQL here uses trust authentication, so any password is accepted: a real password
+#: travels through the whole path without being needed.
+PASSWORD = "pw-must-not-leak-7f3a"
+
+RUNNERS = (
+    "local://",
+    "processes://?workers=2",
+    "dask+local://?workers=2",
+    "ray+local://?workers=2",
+)
+
+
+@pytest.fixture(scope="module")
+def runners() -> Iterator[dict[str, ComputeBackend | str]]:
+    pool = processes_backend("processes://?workers=2")
+    dask = DaskComputeBackend.from_uri("dask+local://?workers=2")
+    ray = RayComputeBackend.from_uri("ray+local://?workers=2")
+    yield {"local://": "local://", RUNNERS[1]: pool, RUNNERS[2]: dask, RUNNERS[3]: ray}
+    pool.close()
+    dask.close()
+    ray.close()
+
+
+def _stores(kind: str, base: Path, services: Services) -> dict[str, Any]:
+    if kind == "duckdb":
+        return {
+            "databackend": f"duckdb://{base}/data.duckdb",
+            "metadata_store": f"sqlite://{base}/metadata.db",
+            "artifact_store": f"filesystem://{base}/artifacts/",
+        }
+    if kind == "sqlite":
+        return {
+            "databackend": "sqlite://rel/data.db",
+            "metadata_store": "sqlite://rel/metadata.db",
+            "artifact_store": "filesystem://rel/artifacts/",
+        }
+    if kind == "mongoeco":
+        mongo = services.require("mongoeco")
+        name = f"pinnacle_it_runners_{uuid.uuid4().hex[:16]}"
+        return {"databackend": mongo.uri(name), "artifact_store": f"filesystem://{base}/art/"}
+    server = services.sql("postgres")
+    u = RedactedURI.parse(server.uri_of(server.create_database()))
+    import attrs
+
+    with_password = attrs.evolve(u, username=u.username or "postgres", password=PASSWORD)
+    return {"databackend": with_password.reveal(), "artifact_store": f"filesystem://{base}/art/"}
+
+
+def _fill(db: Datalayer, n: int) -> None:
+    db.create_table("pts", {"id": "int", "x": "float", "label": "str"})
+    db.insert(
+        "pts", [{"id": i, "x": float(i), "label": "odd" if i % 2 else "even"} for i in range(n)]
+    )
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(20, 1))
+    db.apply(LinearModel.fit("line", xs, 3 * xs[:, 0] - 1))
+    # a pickled model of a builtin: workers unpickle it by name
+    db.apply(
+        Model(
+            identifier="double",
+            object={float(i): 2.0 * i for i in range(1000)},
+            predict_method="get",
+            batched=False,
+            serializer="pickle",
+        )
+    )
+
+
+def _outputs(db: Datalayer, table: str) -> list[tuple[Any, ...]]:
+    return sorted(
+        (r["source_id"], r["model"], r["model_version"], round(r["output"], 9))
+        for r in db.select(table)
+    )
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("duckdb", marks=pytest.mark.duckdb),
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mongoeco", marks=pytest.mark.mongoeco),
+    ],
+)
+def test_predict_gives_identical_outputs_on_every_runner(
+    kind: str,
+    tmp_path: Path,
+    services: Services,
+    runners: dict[str, ComputeBackend | str],
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.INFO)
+    stores = _stores(kind, tmp_path, services)
+    results: dict[str, Any] = {}
+    seen_text: list[str] = []
+    for name in RUNNERS:
+        db = pinnacle(**stores, compute=runners[name], trust_serializers={"pickle"})
+        try:
+            if name == RUNNERS[0]:
+                _fill(db, 300)
+            for table in db.list_tables():
+                if table.startswith("outputs__"):
+                    db.drop_table(table)
+            line = db.predict("line", "pts", inputs="x", batch_size=32, partition_size=64)
+            db.predict("line", "pts", inputs="x", batch_size=32, partition_size=64)  # rerun
+            odd = db.predict("double", "pts", inputs="x", where={"label": "odd"}, retries=1)
+            assert (line.rows, odd.rows) == (300, 150)
+            job = db.job(line.job.job_id)
+            assert job.status is JobStatus.SUCCESS
+            assert (job.tasks_total, job.tasks_done, job.rows_done) == (5, 5, 300)
+            assert job.runner == name
+            results[name] = (_outputs(db, "outputs__line"), _outputs(db, "outputs__double"))
+            seen_text += [repr(j) for j in db.jobs(limit=None)]
+            seen_text.append(repr(db))
+        finally:
+            db.close()
+    assert len(results["local://"][0]) == 300
+    for name in RUNNERS[1:]:
+        assert results[name] == results["local://"], name
+
+    dask = runners[RUNNERS[2]]
+    assert isinstance(dask, DaskComputeBackend)
+
+    def scheduler_view(dask_scheduler: Any) -> list[str]:
+        out = [str(k) for k in dask_scheduler.tasks]
+        out += [repr(t) for t in getattr(dask_scheduler, "transition_log", [])]
+        out += [repr(e) for e in dask_scheduler.get_events()]
+        return out
+
+    scheduler = dask.run_on_scheduler(scheduler_view)
+    assert any("pinnacle-predict-" in s for s in scheduler)
+    out, err = capfd.readouterr()
+    for text in [*scheduler, *seen_text, out, err, caplog.text]:
+        assert PASSWORD not in text
+
+
+def _listener_outputs(db: Datalayer, table: str) -> list[tuple[Any, ...]]:
+    return sorted(
+        (r["id"], r["source_id"], r["model_version"], r["input_hash"], round(r["output"], 9))
+        for r in db.select(table)
+    )
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("duckdb", marks=pytest.mark.duckdb),
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mongoeco", marks=pytest.mark.mongoeco),
+    ],
+)
+def test_listener_backfill_gives_identical_outputs_on_every_runner(
+    kind: str, tmp_path: Path, services: Services, runners: dict[str, ComputeBackend | str]
+) -> None:
+    """The backfill at apply, a partitioned re-run of it and a catch_up run on the runner."""
+    from pinnacledb import Listener
+
+    stores = _stores(kind, tmp_path, services)
+    results: dict[str, Any] = {}
+    for n, name in enumerate(RUNNERS[:3]):
+        db = pinnacle(**stores, compute=runners[name], trust_serializers={"pickle"})
+        try:
+            if n == 0:
+                _fill(db, 300)
+            ident = f"lx{n}"
+            line = db.load("model", "line")
+            assert isinstance(line, Model)
+            db.apply(Listener(identifier=ident, model=line, table="pts", inputs="x"))
+            (job,) = [j for j in db.show_jobs("listener.backfill") if j.args["listener"] == ident]
+            assert job.status is JobStatus.SUCCESS, job.error
+            assert (job.runner, job.rows_done, job.tasks_done) == (name, 300, job.tasks_total)
+            engine = db._listeners
+            active = engine.snapshot().by_id[ident]
+            again = engine.backfill(active, batch_size=32, partition_size=64)
+            assert (again.status, again.tasks_total, again.rows_done) == (JobStatus.SUCCESS, 5, 300)
+            # writes that bypass pinnacledb: outputs lost, a stale input; catch_up on the runner
+            db.databackend.delete(active.output_table, {"source_id": {"$lt": 40}})
+            db.databackend.update("pts", {"id": 299}, {"x": -1.0})
+            report = db.catch_up(ident)
+            assert (report.computed[ident], report.recomputed[ident]) == (40, 1)
+            assert db.job(report.jobs[ident]).runner == name
+            results[name] = _listener_outputs(db, active.output_table)
+            db.databackend.update("pts", {"id": 299}, {"x": 299.0})
+            db.remove("listener", ident, force=True)
+        finally:
+            db.close()
+    assert len(results["local://"]) == 300
+    for name in RUNNERS[1:3]:
+        assert results[name] == results["local://"], name
