@@ -11,7 +11,20 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("facade", "fs", "sql", "ibis", "mongo", "copy")
+ORDER = (
+    "facade",
+    "fs",
+    "sql",
+    "ibis",
+    "select",
+    "insert",
+    "datatypes",
+    "mongo",
+    "copy",
+    "vectors",
+    "listeners",
+    "compute",
+)
 HEADER = """# Benchmark results
 
 Latest figures of every benchmark, each section with the command that produced it. Every

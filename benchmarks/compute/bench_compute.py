@@ -1,0 +1,193 @@
+"""db.predict on each runner: local://, processes://?workers=2, dask+local://?workers=2.
+
+Two workloads over a SQLite table (data and metadata on SQLite files, artifacts on the local
+filesystem):
+
+* CPU-bound: a model doing ``--work`` pure-Python loop iterations per row (a few ms per batch);
+  target: each pool runner >= 1.6x faster than ``local://`` on 2 cores.
+* trivial: ``2 * x``; target: ``dask+local://`` <= 1.5x the time of ``local://``.
+
+Pools are started (and warmed with one small job) before timing: the figures are the job, not
+the cluster start-up, which is reported separately.
+
+Like with like: the same two workloads written directly on Dask (a LocalCluster of the same
+shape as ``dask+local://``, ``client.map`` of one function per partition of ids: open the
+SQLite file with ``sqlite3``, select the partition, run the same ``Busy`` model in the same
+batches, replace the partition's rows of an outputs table in one transaction), with the same
+number of partitions as ``db.predict``; the ratio is pinnacledb's time over raw Dask's.
+
+    python benchmarks/compute/bench_compute.py --rows 200000 --trivial-rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sqlite3
+import tempfile
+import time
+from typing import Any
+
+from pinnacledb import Model, pinnacle
+from pinnacledb.predict import DEFAULT_PARTITIONS
+
+
+class Busy:
+    """Pure-Python CPU work per input (pickled by value with cloudpickle)."""
+
+    def __init__(self, work: int) -> None:
+        self.work = work
+
+    def predict(self, xs: list[float]) -> list[float]:
+        out = []
+        for x in xs:
+            acc = 0.0
+            for i in range(self.work):
+                acc += (x * i) % 7
+            out.append(acc)
+        return out
+
+
+def raw_partition(path: str, table: str, lo: int, hi: int, work: int, batch: int) -> int:
+    """One raw-Dask task: the partition ``lo <= id < hi`` through ``Busy(work)`` into ``table``."""
+    con = sqlite3.connect(path, timeout=300)
+    try:
+        rows = con.execute("SELECT id, x FROM t WHERE id >= ? AND id < ? ORDER BY id", (lo, hi))
+        pairs = rows.fetchall()
+        model = Busy(work)
+        out: list[tuple[int, float]] = []
+        for start in range(0, len(pairs), batch):
+            chunk = pairs[start : start + batch]
+            out += zip((i for i, _ in chunk), model.predict([x for _, x in chunk]), strict=True)
+        with con:
+            con.execute(f"DELETE FROM {table} WHERE source_id >= ? AND source_id < ?", (lo, hi))
+            con.executemany(f"INSERT INTO {table} (source_id, output) VALUES (?, ?)", out)
+        return len(out)
+    finally:
+        con.close()
+
+
+def raw_dask(
+    path: str, workers: int, jobs: list[tuple[str, int, int]], batch: int
+) -> dict[str, float]:
+    """Time each ``(name, work, rows)`` job on a LocalCluster shaped like ``dask+local://``."""
+    from distributed import Client, LocalCluster
+
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # dask.distributed leaves Client and LocalCluster unannotated
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        con = sqlite3.connect(path, timeout=300)
+        with con:
+            for name, _work, _rows in [("warm", 1, 0), *jobs]:
+                con.execute(f"CREATE TABLE IF NOT EXISTS raw_{name} (source_id INT, output REAL)")
+        con.close()
+        for name, work, rows in [("warm", 1, 2000), *jobs]:
+            # the partitioning of db.predict: DEFAULT_PARTITIONS parts, whole batches each
+            per = math.ceil(rows / DEFAULT_PARTITIONS)
+            size = max(batch, math.ceil(per / batch) * batch)
+            bounds = [(lo, min(rows, lo + size)) for lo in range(0, rows, size)]
+            started = time.perf_counter()
+            futures = client.map(
+                raw_partition,
+                [path] * len(bounds),
+                [f"raw_{name}"] * len(bounds),
+                [lo for lo, _ in bounds],
+                [hi for _, hi in bounds],
+                [work] * len(bounds),
+                [batch] * len(bounds),
+                pure=False,
+            )
+            assert sum(client.gather(futures)) == rows
+            times[name] = time.perf_counter() - started
+            if name == "warm":
+                print(f"raw dask: start-up + warm-up job {time.perf_counter() - t0:.1f} s")
+            else:
+                print(f"{'raw dask client.map':<28} {name:<8} {rows:>8} rows  {times[name]:8.2f} s")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--trivial-rows", type=int, default=1_000_000)
+    parser.add_argument("--work", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(__import__(__name__))
+    base = tempfile.mkdtemp(prefix="bench-compute-")
+    stores: dict[str, Any] = {
+        "databackend": f"sqlite://{base}/data.db",
+        "metadata_store": f"sqlite://{base}/metadata.db",
+        "artifact_store": f"filesystem://{base}/artifacts/",
+    }
+    n = max(args.rows, args.trivial_rows)
+    with pinnacle(**stores, trust_serializers={"cloudpickle"}) as db:
+        db.create_table("t", {"id": "int", "x": "float"})
+        step = 100_000
+        for start in range(0, n, step):
+            db.insert(
+                "t", [{"id": i, "x": float(i % 1000)} for i in range(start, min(n, start + step))]
+            )
+        db.apply(Model(identifier="busy", object=Busy(args.work), serializer="cloudpickle"))
+        db.apply(Model(identifier="double", object=Busy(1), serializer="cloudpickle"))
+
+    runners = [
+        "local://",
+        f"processes://?workers={args.workers}",
+        f"dask+local://?workers={args.workers}",
+    ]
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    times: dict[tuple[str, str], float] = {}
+    for runner in runners:
+        db = pinnacle(**stores, compute=runner, trust_serializers={"cloudpickle", "pickle"})
+        t0 = time.perf_counter()
+        db.predict("double", "t", inputs="x", where={"id": {"$lt": 2000}}, output="warm")
+        print(f"{runner}: start-up + warm-up job {time.perf_counter() - t0:.1f} s")
+        for name, model, rows in (
+            ("cpu", "busy", args.rows),
+            ("trivial", "double", args.trivial_rows),
+        ):
+            t0 = time.perf_counter()
+            result = db.predict(
+                model,
+                "t",
+                inputs="x",
+                where={"id": {"$lt": rows}},
+                output=f"out_{name}",
+                batch_size=1000,
+            )
+            times[(runner, name)] = time.perf_counter() - t0
+            assert result.rows == rows
+            print(f"{runner:<28} {name:<8} {rows:>8} rows  {times[(runner, name)]:8.2f} s")
+        db.close()
+    raw = raw_dask(
+        f"{base}/data.db",
+        args.workers,
+        [("cpu", args.work, args.rows), ("trivial", 1, args.trivial_rows)],
+        batch=1000,
+    )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    local_cpu = times[("local://", "cpu")]
+    local_triv = times[("local://", "trivial")]
+    for runner in runners[1:]:
+        print(f"cpu speed-up {runner}: {local_cpu / times[(runner, 'cpu')]:.2f}x (target >= 1.6x)")
+        overhead = times[(runner, "trivial")] / local_triv
+        print(f"trivial overhead {runner}: {overhead:.2f}x (target <= 1.5x)")
+    dask = runners[2]
+    for name in ("cpu", "trivial"):
+        ratio = times[(dask, name)] / raw[name]
+        print(f"{name} {dask} / raw dask client.map: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""db.insert from dicts and from Arrow against ibis and the raw driver, in the same run.
+
+Rows: 4 numbers (2 int, 2 float) and 1 string, inserted in batches of ``--batch`` rows up to
+``--rows`` rows into a fresh file database, on DuckDB and SQLite. Sides per engine:
+
+* ``db.insert(dicts)`` / ``db.insert(arrow)``: the facade (``pinnacle(...)``: the ibis
+  databackend, SQLite metadata, filesystem artifacts), a list of dicts or a ``pyarrow.Table``
+  per batch;
+* ``ibis from_pylist`` / ``ibis arrow``: ``con.insert(name, pa.Table.from_pylist(batch))`` and
+  ``con.insert(name, table)`` on an ibis connection;
+* ``raw dicts`` / ``raw arrow``: the driver's fastest path. DuckDB: ``pa.Table.from_pylist``
+  then ``INSERT INTO t SELECT * FROM <registered arrow>`` (for Arrow input without the
+  conversion); SQLite: ``executemany`` of named parameters fed the dicts themselves, and of
+  tuples zipped from the Arrow columns.
+
+The same batch (``--batch`` rows, made once) is inserted ``rows / batch`` times, so the rows'
+own memory is not what is measured. Sides alternate over ``--repeat`` runs; medians shown.
+``--fresh`` also times the first insert of one batch in a fresh process, imports and
+connection included, for the facade and the raw driver. ``--stream`` measures the peak RSS
+of inserting a generator of that many rows (made lazily) through ``db.insert``.
+
+Run: ``python benchmarks/insert/bench_insert.py --write benchmarks/RESULTS_insert.md``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+COLUMNS = {"id": "int", "n": "int", "x": "float", "y": "float", "s": "str"}
+DDL = {
+    "duckdb": "CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE, y DOUBLE, s VARCHAR)",
+    "sqlite": "CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE, y DOUBLE, s TEXT)",
+}
+
+
+def make_batch(rows: int) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "n": i % 97, "x": i * 0.5, "y": 1.0 / (i + 1), "s": f"row-{i % 1000}"}
+        for i in range(rows)
+    ]
+
+
+class Run:
+    """One side on one engine: a fresh database directory per call."""
+
+    def __init__(self, engine: str, batch: list[dict[str, Any]], arrow: pa.Table, n: int):
+        self.engine = engine
+        self.batch = batch
+        self.arrow = arrow
+        self.n = n
+
+    # ---------------------------------------------------------------- sides
+    def facade(self, tmp: Path, arrow: bool) -> float:
+        from pinnacledb import pinnacle
+
+        db = pinnacle(
+            f"{self.engine}:///{tmp}/data.db",
+            metadata_store=f"sqlite:///{tmp}/meta.db",
+            artifact_store=f"filesystem://{tmp}/artifacts",
+        )
+        db.create_table("t", COLUMNS)
+        data: Any = self.arrow if arrow else self.batch
+        db.insert("t", data)  # warm: connection, schema cache, metadata lookup
+        db.delete("t", None)
+        t0 = time.perf_counter()
+        for _ in range(self.n):
+            db.insert("t", data)
+        took = time.perf_counter() - t0
+        assert db.count("t") == self.n * len(self.batch)
+        db.close()
+        return took
+
+    def ibis(self, tmp: Path, arrow: bool) -> float:
+        import ibis
+
+        con = getattr(ibis, self.engine).connect(str(tmp / "data.db"))
+        con.raw_sql(DDL[self.engine])
+        con.insert("t", self.arrow)
+        con.raw_sql("DELETE FROM t")
+        t0 = time.perf_counter()
+        for _ in range(self.n):
+            con.insert("t", self.arrow if arrow else pa.Table.from_pylist(self.batch))
+        took = time.perf_counter() - t0
+        con.disconnect()
+        return took
+
+    def raw(self, tmp: Path, arrow: bool) -> float:
+        return (self._raw_duckdb if self.engine == "duckdb" else self._raw_sqlite)(tmp, arrow)
+
+    def _raw_duckdb(self, tmp: Path, arrow: bool) -> float:
+        import duckdb
+
+        con = duckdb.connect(str(tmp / "data.db"))
+        con.execute(DDL["duckdb"])
+        t0 = time.perf_counter()
+        for _ in range(self.n):
+            data = self.arrow if arrow else pa.Table.from_pylist(self.batch)
+            con.register("src", data)
+            con.execute("INSERT INTO t SELECT * FROM src")
+            con.unregister("src")
+        took = time.perf_counter() - t0
+        con.close()
+        return took
+
+    def _raw_sqlite(self, tmp: Path, arrow: bool) -> float:
+        import sqlite3
+
+        con = sqlite3.connect(str(tmp / "data.db"))
+        con.execute(DDL["sqlite"])
+        t0 = time.perf_counter()
+        for _ in range(self.n):
+            if arrow:
+                cols = [c.to_pylist() for c in self.arrow.columns]
+                con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", zip(*cols, strict=True))
+            else:
+                con.executemany("INSERT INTO t VALUES (:id, :n, :x, :y, :s)", self.batch)
+            con.commit()
+        took = time.perf_counter() - t0
+        con.close()
+        return took
+
+
+def in_tmp(fn: Callable[[Path, bool], float], arrow: bool) -> float:
+    tmp = Path(tempfile.mkdtemp(prefix="pinnacle-bench-insert-"))
+    try:
+        return fn(tmp, arrow)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+FRESH = {
+    "facade": """
+import time, tempfile; t0 = time.perf_counter()
+from pinnacledb import pinnacle
+tmp = tempfile.mkdtemp()
+db = pinnacle(f"{engine}:///{tmp}/data.db", metadata_store=f"sqlite:///{tmp}/meta.db",
+              artifact_store=f"filesystem://{tmp}/artifacts")
+db.create_table("t", {"id": "int", "n": "int", "x": "float", "y": "float", "s": "str"})
+db.insert("t", rows)
+print(time.perf_counter() - t0)
+""",
+    "raw": """
+import time, tempfile; t0 = time.perf_counter()
+tmp = tempfile.mkdtemp()
+if engine == "duckdb":
+    import duckdb, pyarrow as pa
+    con = duckdb.connect(f"{tmp}/data.db")
+    con.execute("CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE, y DOUBLE, s VARCHAR)")
+    src = pa.Table.from_pylist(rows)
+    con.execute("INSERT INTO t SELECT * FROM src")
+else:
+    import sqlite3
+    con = sqlite3.connect(f"{tmp}/data.db")
+    con.execute("CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE, y DOUBLE, s TEXT)")
+    con.executemany("INSERT INTO t VALUES (:id, :n, :x, :y, :s)", rows)
+    con.commit()
+print(time.perf_counter() - t0)
+""",
+}
+
+
+def fresh(side: str, engine: str, rows: int) -> float:
+    prelude = (
+        f"engine = {engine!r}\n"
+        f"rows = [{{'id': i, 'n': i % 97, 'x': i * 0.5, 'y': 1.0 / (i + 1), "
+        f"'s': f'row-{{i % 1000}}'}} for i in range({rows})]\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + FRESH[side]], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+STREAM = """
+import resource, tempfile, time
+from pinnacledb import pinnacle
+tmp = tempfile.mkdtemp()
+db = pinnacle(f"duckdb:///{tmp}/data.db", metadata_store=f"sqlite:///{tmp}/meta.db",
+              artifact_store=f"filesystem://{tmp}/artifacts")
+db.create_table("t", {"id": "int", "n": "int", "x": "float", "y": "float", "s": "str"})
+db.insert("t", [{"id": 0}]); db.delete("t", None)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+gen = ({'id': i, 'n': i % 97, 'x': i * 0.5, 'y': 1.0 / (i + 1), 's': f'row-{i % 1000}'}
+       for i in range(total))
+t0 = time.perf_counter()
+n = db.insert("t", gen, batch_rows=batch)
+took = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(n, took, base, peak)
+"""
+
+
+def stream(total: int, batch: int) -> tuple[int, float, int, int]:
+    code = f"total = {total}\nbatch = {batch}\n" + STREAM
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    n, took, base, peak = out.stdout.split()
+    return int(n), float(took), int(base), int(peak)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engines", default="duckdb,sqlite")
+    parser.add_argument("--fresh", type=int, default=3, help="fresh-process runs per side")
+    parser.add_argument("--stream", type=int, nargs="*", default=[], help="rows to stream")
+    parser.add_argument("--write", help="write the Markdown report to this file")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    batch = make_batch(args.batch)
+    arrow = pa.Table.from_pylist(batch)
+    n = args.rows // args.batch
+    results: dict[str, dict[str, float]] = {}
+    for engine in args.engines.split(","):
+        run = Run(engine, batch, arrow, n)
+        sides: dict[str, Callable[[], float]] = {
+            "db.insert(dicts)": partial(in_tmp, run.facade, False),
+            "ibis from_pylist": partial(in_tmp, run.ibis, False),
+            "raw dicts": partial(in_tmp, run.raw, False),
+            "db.insert(arrow)": partial(in_tmp, run.facade, True),
+            "ibis arrow": partial(in_tmp, run.ibis, True),
+            "raw arrow": partial(in_tmp, run.raw, True),
+        }
+        times: dict[str, list[float]] = {k: [] for k in sides}
+        for _ in range(args.repeat):
+            for label, fn in sides.items():
+                times[label].append(fn())
+                print(engine, label, f"{times[label][-1]:.2f}s", file=sys.stderr)
+        results[engine] = {k: statistics.median(v) for k, v in times.items()}
+        if args.fresh:
+            f_times: dict[str, list[float]] = {"facade": [], "raw": []}
+            for _ in range(args.fresh):
+                for side, found in f_times.items():
+                    found.append(fresh(side, engine, args.batch))
+            results[engine]["fresh facade"] = statistics.median(f_times["facade"])
+            results[engine]["fresh raw"] = statistics.median(f_times["raw"])
+    streams = [stream(total, args.batch) for total in args.stream]
+    load_after = os.getloadavg()
+    report = render(args, results, streams, load_before, load_after)
+    print(report)
+    if args.write:
+        Path(args.write).write_text(report, encoding="utf-8")
+
+
+def render(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, float]],
+    streams: list[tuple[int, float, int, int]],
+    before: tuple[float, float, float],
+    after: tuple[float, float, float],
+) -> str:
+    total = (args.rows // args.batch) * args.batch
+    lines = [
+        "## Insert from dicts and Arrow (issue 16)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; {total:,} rows of 4 numbers and 1 string in batches of "
+        f"{args.batch:,}, medians of {args.repeat} runs, sides alternating, fresh file "
+        "databases.",
+        "Load average (1, 5, 15 min): "
+        + ", ".join(f"{x:.2f}" for x in before)
+        + " before, "
+        + ", ".join(f"{x:.2f}" for x in after)
+        + " after (2 cores shared with other jobs: absolute times move with the load, the "
+        "ratios less).",
+        f"Reproduce: `python benchmarks/insert/bench_insert.py --rows {args.rows} --batch "
+        f"{args.batch} --repeat {args.repeat} --fresh {args.fresh}"
+        + (f" --stream {' '.join(map(str, args.stream))}" if args.stream else "")
+        + " --write benchmarks/RESULTS_insert.md`.",
+        "",
+        "| engine | side | seconds | µs/row | x raw (same input) | target |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for engine, r in results.items():
+        for label in (
+            "db.insert(dicts)",
+            "ibis from_pylist",
+            "raw dicts",
+            "db.insert(arrow)",
+            "ibis arrow",
+            "raw arrow",
+        ):
+            raw = r["raw arrow" if "arrow" in label else "raw dicts"]
+            ratio = r[label] / raw
+            target = ""
+            if label == "db.insert(dicts)":
+                target = f"<= 1.3x: {'met' if ratio <= 1.3 else '**missed**'}"
+            elif label == "db.insert(arrow)":
+                target = f"<= 1.1x: {'met' if ratio <= 1.1 else '**missed**'}"
+            lines.append(
+                f"| {engine} | {label} | {r[label]:.2f} | {r[label] / total * 1e6:.2f} | "
+                f"{ratio:.2f}x | {target} |"
+            )
+    if args.fresh:
+        lines += [
+            "",
+            f"First insert of {args.batch:,} dicts in a fresh process (imports, connection, "
+            f"create table, insert; the rows are made before the clock starts), median of "
+            f"{args.fresh}:",
+            "",
+            "| engine | facade s | raw driver s | difference s |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for engine, r in results.items():
+            f, w = r["fresh facade"], r["fresh raw"]
+            lines.append(f"| {engine} | {f:.2f} | {w:.2f} | {f - w:+.2f} |")
+    if streams:
+        lines += [
+            "",
+            f"Streaming a generator through `db.insert` on DuckDB (batches of {args.batch:,}), "
+            "peak RSS of a fresh process:",
+            "",
+            "| rows | seconds | RSS after setup MiB | peak RSS MiB |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for n, took, base, peak in streams:
+            lines.append(f"| {n:,} | {took:.1f} | {base / 1024:.0f} | {peak / 1024:.0f} |")
+    return "\n".join([*lines, "", NOTES]) + "\n"
+
+
+NOTES = """\
+Notes. The facade's list-of-dicts path turns each batch into Arrow once (columns picked with
+`itemgetter`, a C-level `set(map(type, column))` per column, then Arrow's conversion and
+compute kernels for ranges, NUL bytes, non-finite floats, time zones and vector sizes), so its
+validation is vectorised; `ibis from_pylist` does no validation at all. On DuckDB the
+canonical Arrow table is handed to the engine as is. On SQLite the driver needs Python tuples,
+so the validated Arrow columns are turned back into Python values for `executemany`: that round
+trip is what separates `db.insert` from the raw driver, which takes the dicts (or zipped Arrow
+columns) directly and validates nothing; keeping the Python columns of the fast path for
+`executemany` engines is the next step. The DuckDB insert runs one autocommitted
+`INSERT ... SELECT` (an explicit BEGIN/COMMIT around it cost ~1.3x on a file database). The
+fresh-process figure is dominated by imports (ibis, sqlglot, SQLAlchemy for the metadata
+store, DuckDB) and wiring, not by the insert: the fixed costs of issue 16 are not addressed
+here. The stream's peak RSS grows by ~100 MiB from 1M to 3M rows; the Python side holds one
+batch at a time (`pinnacle_protocols.arrow.insert_chunks`, tested lazily), and the growth was
+not separated from DuckDB's own buffer manager in this run. Measured under a load average of
+6-10 on 2 cores: single runs differ by up to 1.5x; treat ratios near a target as within noise."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Point reads through pinnacle-ibis against the raw driver with a prepared statement.
+
+Per engine (DuckDB file, SQLite file, PostgreSQL, MariaDB; a fresh database each), on a table
+of ``--rows`` rows ``(id int, x float, s str)`` with an index on ``id`` where the engine keeps
+one, three sides in the same run, interleaved so load hits them alike:
+
+* ``bound``: ``select(t, {"id": k})`` / ``count(t, {"id": {"$gte": k, "$lt": k + 10}})``, the
+  statement cached by filter shape and the operands bound as driver parameters;
+* ``ibis``: the same calls with ``_bind_filters`` off (the filter built as an ibis expression
+  and compiled each call, as before);
+* ``raw``: the DB-API connection the backend uses, ``execute(sql, params)`` of the same SQL
+  text written by hand (psycopg: ``prepare=True``), ``fetchall()`` of tuples.
+
+Warm figures are the median (p50) of ``--calls`` calls per side after ``--warmup`` calls. The
+first call in a fresh process is measured in a subprocess per side: ``from_uri`` (or the
+driver's ``connect``) and one select, imports included, median of ``--fresh`` processes.
+
+Run: ``python benchmarks/select/bench_point_reads.py --write benchmarks/RESULTS_select.md``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from pinnacle_ibis import IbisDataBackend
+from pinnacle_ibis.testing import MariaDBServer, PostgresServer
+from pinnacle_protocols.records import Schema
+
+SCHEMA = Schema.of(id="int", x="float", s="str")
+SELECT = {
+    "qmark": "SELECT {id}, {x}, {s} FROM bench WHERE {id} = ?",
+    "format": "SELECT {id}, {x}, {s} FROM bench WHERE {id} = %s",
+}
+COUNT = {
+    "qmark": "SELECT COUNT(*) FROM bench WHERE {id} >= ? AND {id} < ?",
+    "format": "SELECT COUNT(*) FROM bench WHERE {id} >= %s AND {id} < %s",
+}
+
+
+def quoted(engine: str) -> dict[str, str]:
+    q = "`" if engine == "mariadb" else '"'
+    return {c: f"{q}{c}{q}" for c in ("id", "x", "s")}
+
+
+def make_table(rows: int) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "x": pa.array([i * 0.5 for i in range(rows)], pa.float64()),
+            "s": pa.array([f"row-{i % 1000}" for i in range(rows)], pa.string()),
+        }
+    )
+
+
+def raw_runner(store: Any, engine: str, sql: str) -> Callable[[list[Any]], Any]:
+    con = store._dbapi
+    if engine == "duckdb":
+        return lambda params: con.execute(sql, params).fetchall()
+    if engine == "postgres":
+
+        def pg(params: list[Any]) -> Any:
+            with con.cursor() as cur:
+                cur.execute(sql, params, prepare=True)
+                return cur.fetchall()
+
+        return pg
+
+    def dbapi(params: list[Any]) -> Any:
+        cur = con.cursor()
+        try:
+            cur.execute(sql, params)
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    return dbapi
+
+
+def p50(fn: Callable[[int], Any], keys: list[int]) -> float:
+    samples = []
+    for k in keys:
+        t0 = time.perf_counter()
+        fn(k)
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def interleaved(
+    sides: dict[str, Callable[[int], Any]], rows: int, calls: int, warmup: int, rounds: int = 5
+) -> dict[str, float]:
+    keys = [(k * 7919) % (rows - 10) for k in range(calls)]
+    for fn in sides.values():
+        for k in keys[:warmup]:
+            fn(k)
+    per: dict[str, list[float]] = {name: [] for name in sides}
+    chunk = max(1, calls // rounds)
+    for r in range(rounds):
+        part = keys[r * chunk : (r + 1) * chunk]
+        order = list(sides) if r % 2 == 0 else list(reversed(sides))
+        for name in order:
+            per[name].append(p50(sides[name], part))
+    return {name: statistics.median(v) for name, v in per.items()}
+
+
+FRESH_OURS = """
+import sys, time
+t0 = time.perf_counter()
+from pinnacle_ibis import IbisDataBackend
+store = IbisDataBackend.from_uri(sys.argv[1])
+rows = store.select("bench", {"id": 12345 % int(sys.argv[2])})
+assert len(rows) == 1
+print(time.perf_counter() - t0)
+"""
+
+FRESH_RAW = {
+    "duckdb": "import duckdb\ncon = duckdb.connect(PATH)\nr = con.execute(SQL, [KEY]).fetchall()",
+    "sqlite": "import sqlite3\ncon = sqlite3.connect(PATH)\nr = con.execute(SQL, [KEY]).fetchall()",
+    "postgres": "import psycopg\ncon = psycopg.connect(URI)\n"
+    "r = con.execute(SQL, [KEY], prepare=True).fetchall()",
+    "mariadb": "import MySQLdb\ncon = MySQLdb.connect(**KW)\ncur = con.cursor()\n"
+    "cur.execute(SQL, [KEY])\nr = cur.fetchall()",
+}
+
+
+def fresh(argv: list[str], times: int) -> float:
+    out = []
+    for _ in range(times):
+        done = subprocess.run(argv, check=True, capture_output=True, text=True)
+        out.append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(out)
+
+
+def fresh_raw(engine: str, uri: str, path: str, sql: str, rows: int, times: int) -> float:
+    from pinnacle_protocols.uri import RedactedURI
+
+    u = RedactedURI.parse(uri)
+    kw = {"host": u.host, "port": u.port, "user": u.username, "database": u.database}
+    pg_uri = f"host={u.host} port={u.port} user={u.username} dbname={u.database}"
+    body = FRESH_RAW[engine]
+    code = (
+        f"import time\nt0 = time.perf_counter()\nPATH = {path!r}\nURI = {pg_uri!r}\n"
+        f"KW = {kw!r}\nSQL = {sql!r}\nKEY = {12345 % rows}\n{body}\n"
+        "assert len(r) == 1\nprint(time.perf_counter() - t0)\n"
+    )
+    return fresh([sys.executable, "-c", code], times)
+
+
+def bench_engine(engine: str, uri: str, path: str, args: argparse.Namespace) -> list[Any]:
+    store = IbisDataBackend.from_uri(uri)
+    store.create_table("bench", SCHEMA)
+    store.insert("bench", make_table(args.rows))
+    store.create_index("bench", ["id"])
+    style = type(store).paramstyle  # type: ignore[attr-defined]
+    names = quoted(engine)
+    select_sql = SELECT[style].format(**names)
+    count_sql = COUNT[style].format(**names)
+    raw_select = raw_runner(store, engine, select_sql)
+    raw_count = raw_runner(store, engine, count_sql)
+
+    def ours(bind: bool, fn: Callable[[int], Any]) -> Callable[[int], Any]:
+        def run(k: int) -> Any:
+            store._bind_filters = bind  # type: ignore[attr-defined]
+            return fn(k)
+
+        return run
+
+    def sel(k: int) -> Any:
+        rows = store.select("bench", {"id": k})
+        assert len(rows) == 1
+        return rows
+
+    def cnt(k: int) -> Any:
+        return store.count("bench", {"id": {"$gte": k, "$lt": k + 10}})
+
+    results: list[tuple[str, float, float | None, float]] = []
+    for label, fn, raw in (
+        ("select by id", sel, lambda k: raw_select([k])),
+        ("count, id range of 10", cnt, lambda k: raw_count([k, k + 10])),
+    ):
+        got = interleaved(
+            {"bound": ours(True, fn), "ibis": ours(False, fn), "raw": raw},
+            args.rows,
+            args.calls,
+            args.warmup,
+        )
+        results.append((f"{label}, warm p50", got["bound"], got["ibis"], got["raw"]))
+        print(engine, results[-1], flush=True)
+    store._bind_filters = True  # type: ignore[attr-defined]
+    store.close()
+    first_ours = fresh([sys.executable, "-c", FRESH_OURS, uri, str(args.rows)], args.fresh)
+    first_raw = fresh_raw(engine, uri, path, select_sql, args.rows, args.fresh)
+    results.append(("select by id, first call in a fresh process", first_ours, None, first_raw))
+    print(engine, results[-1], flush=True)
+    return results
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--fresh", type=int, default=3)
+    parser.add_argument("--engines", default="duckdb,sqlite,postgres,mariadb")
+    parser.add_argument("--write", default=None)
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    tmp = tempfile.mkdtemp(prefix="pinnacle_point_")
+    pg, maria = PostgresServer(), MariaDBServer()
+    report: dict[str, list[Any]] = {}
+    try:
+        for engine in args.engines.split(","):
+            path = ""
+            if engine == "duckdb":
+                path = os.path.join(tmp, "bench.duckdb")
+                uri = f"duckdb://{path}"
+            elif engine == "sqlite":
+                path = os.path.join(tmp, "bench.sqlite")
+                uri = f"sqlite://{path}"
+            elif engine == "postgres":
+                uri = pg.create_database()
+            else:
+                uri = maria.create_database()
+            report[engine] = bench_engine(engine, uri, path, args)
+    finally:
+        if pg.created:
+            pg.drop_all()
+        if maria.created:
+            maria.drop_all()
+    load_after = os.getloadavg()[0]
+    import ibis
+
+    lines = [
+        "## Point reads (filter shape cache) against the raw driver",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, ibis {ibis.__version__}. 1-minute load average "
+        f"{load_before:.1f} before, {load_after:.1f} after.",
+        f"Table: {args.rows:,} rows of (id int, x float, s str), index on id (not on DuckDB, "
+        f"which keeps none). Warm: median of {args.calls} calls per side after {args.warmup} "
+        f"warm-up calls, sides interleaved. Fresh process: median of {args.fresh} processes "
+        "(imports, connect and one select).",
+        "`bound`: operands as driver parameters, statement cached by filter shape (now); "
+        "`ibis`: the filter built and compiled by ibis each call (before); `raw`: the same "
+        "SQL on the same DB-API connection with parameters (psycopg `prepare=True`), "
+        "`fetchall()` of tuples (no dicts, no decoding).",
+        "Reproduce: `python benchmarks/select/bench_point_reads.py --write "
+        "benchmarks/RESULTS_select.md` (this run: "
+        f"`--rows {args.rows} --calls {args.calls} --fresh {args.fresh}`).",
+    ]
+    for engine, rows in report.items():
+        lines += [
+            "",
+            f"### {engine}",
+            "",
+            "| measurement | bound (now) | ibis (before) | raw driver | bound / raw | "
+            "ibis / raw | target |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for label, bound, ib, raw in rows:
+            ratio = bound / raw
+            before = "-" if ib is None else f"{ib / raw:.2f}x"
+            if label.startswith("select by id, warm"):
+                target = "<= 1.5x: " + ("met" if ratio <= 1.5 else "**missed**")
+            else:
+                target = "(info)"
+            lines.append(
+                f"| {label} | {fmt(bound)} | {fmt(ib)} | {fmt(raw)} | {ratio:.2f}x | "
+                f"{before} | {target} |"
+            )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        with open(args.write, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
