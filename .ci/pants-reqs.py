@@ -110,13 +110,30 @@ def render_requirements(
     return "\n".join([*header, *third_party]) + "\n"
 
 
+_VERSION_RE = re.compile(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", re.M)
+
+
+def project_version(cfg: dict[str, Any], pyproject: Path) -> str:
+    """The static ``project.version``, or the dynamic one hatch reads from ``__version__``."""
+    project = cfg["project"]
+    if "version" in project:
+        return str(project["version"])
+    source = cfg.get("tool", {}).get("hatch", {}).get("version", {}).get("path")
+    if "version" not in project.get("dynamic", []) or not source:
+        raise SystemExit(f"pants-reqs: {pyproject} has no version and no [tool.hatch.version]")
+    m = _VERSION_RE.search((pyproject.parent / source).read_text())
+    if m is None:
+        raise SystemExit(f"pants-reqs: no __version__ = '...' in {pyproject.parent / source}")
+    return m.group(1)
+
+
 def render_editable(projects: list[dict[str, Any]], pyprojects: list[Path]) -> dict[str, str]:
     """Relative path -> content of every file under 3rdparty/python/editable/."""
     files: dict[str, str] = {}
     deps = []
     for cfg, path in zip(projects, pyprojects, strict=True):
         project = cfg["project"]
-        name, version = project["name"], project["version"]
+        name, version = project["name"], project_version(cfg, path)
         dist_info = f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}.dist-info"
         files[f"{dist_info}/METADATA"] = (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"

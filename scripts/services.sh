@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Make sure the system packages and database services the full test suite needs are present
 # and running: PostgreSQL (127.0.0.1:5432, trust auth, database test), MariaDB (127.0.0.1:3306,
-# root without password, database test), and the MariaDB headers that ibis's mysqlclient builds
-# against. On this machine kind they are usually there already; on a bare Debian box this
-# installs them. Exits non-zero if a service cannot be brought up.
+# root without password, database test), the MariaDB headers that ibis's mysqlclient builds
+# against, and Debian's chromium, which the pinnacle ui browser test drives. On this machine
+# kind they are usually there already; on a bare Debian box this installs them. Exits non-zero
+# if a service cannot be brought up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_env.sh
@@ -14,6 +15,7 @@ dpkg -s pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+[ -x /usr/bin/chromium ] || missing+=(chromium)  # pinnacle ui browser test (Playwright)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "+ apt-get install ${missing[*]}" >&2
   as_root apt-get update -qq >&2 || true
