@@ -5,12 +5,16 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from pinnacle_protocols import ComponentRecord, VersionConflict
 from pinnacle_sql import SQLAlchemyMetadataStore
@@ -18,6 +22,7 @@ from pinnacle_sql.testing import backend_params
 
 PROCESSES = 8
 PER_PROCESS = 50
+T = TypeVar("T")
 
 
 def _run(target: Callable[..., object], results: Any, *args: Any) -> None:
@@ -178,3 +183,141 @@ def test_duckdb_file_held_by_another_process_fails_clearly(tmp_path: Path) -> No
         check=True,
         timeout=120,
     )
+
+
+# ------------------------------------------------------------------ in-memory SQLite, threads
+WAIT = 30.0  # seconds; only a broken interleaving ever waits this long
+
+
+class _WatchedLock:
+    """A reentrant lock that knows its owner and reports when thread ``B`` starts waiting."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+        self.b_waits = threading.Event()
+
+    def held(self) -> bool:
+        return self._owner == threading.get_ident()
+
+    def __enter__(self) -> None:
+        if threading.current_thread().name == "B" and not self.held():
+            self.b_waits.set()
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        self._depth += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+        self._lock.release()
+
+
+def _wait(flag: threading.Event, what: str) -> None:
+    if not flag.wait(WAIT):  # pragma: no cover - only if the interleaving breaks
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+class _InterleavedStore(SQLAlchemyMetadataStore):
+    """Pauses thread ``A`` inside its write transaction until thread ``B``'s first use is done.
+
+    ``B`` reports when its first use (``_ensure_ready``) has returned; any connection ``B``
+    takes without holding the store's guard waits until ``A`` is inside its transaction, so a
+    stray connection lands exactly where it does harm.
+    """
+
+    b_progress: threading.Event
+    b_ready: threading.Event
+    a_in_transaction: threading.Event
+
+    def _ensure_ready(self) -> Engine:
+        try:
+            return super()._ensure_ready()
+        finally:
+            if threading.current_thread().name == "B":
+                self.b_ready.set()
+                self.b_progress.set()
+
+    def _write_sqlite(self, fn: Callable[[Any], T], action: str) -> T:
+        if threading.current_thread().name != "A":
+            return super()._write_sqlite(fn, action)
+        _wait(self.b_progress, "B to finish or pause its first use")
+
+        def paused(cursor: Any) -> T:
+            result = fn(cursor)  # the INSERTs ran; COMMIT is next
+            self.a_in_transaction.set()
+            _wait(self.b_ready, "B's first use to return")
+            return result
+
+        return super()._write_sqlite(paused, action)
+
+
+@pytest.mark.sqlite
+@pytest.mark.memory
+def test_memory_sqlite_first_use_never_ends_another_threads_transaction() -> None:
+    """Regression: a thread waiting on the first-use lock must not touch the shared connection.
+
+    On an in-memory database every thread shares one connection. Thread A runs the first use
+    (creating the tables) while thread B waits for it; A then writes. B must see that A
+    finished the first use, under the store's guard. It used to re-run the check without the
+    guard, and returning that connection rolled back A's open write transaction: A's COMMIT
+    failed with "cannot commit - no transaction is active" (flaky in
+    test_concurrent_version_allocation[sqlite_memory]). The interleaving is forced here with
+    events: A pauses in the first use until B waits for the lock, and inside its transaction
+    until B's first use has returned.
+    """
+    store = _InterleavedStore.from_uri("sqlite://")
+    store.b_progress = threading.Event()
+    store.b_ready = threading.Event()
+    store.a_in_transaction = threading.Event()
+    init_lock, guard = _WatchedLock(), _WatchedLock()
+    store._init_lock = init_lock  # type: ignore[assignment]
+    store._guard = guard
+    engine = store._get_engine()  # builds the engine (no connection) to watch its pool
+    a_in_first_use = threading.Event()
+
+    def on_checkout(*_args: object) -> None:
+        name = threading.current_thread().name
+        if name == "A" and not a_in_first_use.is_set():
+            a_in_first_use.set()
+            _wait(init_lock.b_waits, "B to wait for the first-use lock")
+        elif name == "B" and not guard.held():
+            store.b_progress.set()
+            _wait(store.a_in_transaction, "A's write transaction")
+
+    event.listen(engine, "checkout", on_checkout)
+    errors: dict[str, BaseException] = {}
+    created: dict[str, int | None] = {}
+
+    def create(name: str) -> None:
+        try:
+            record = ComponentRecord(type_id="model", identifier="m", data={"by": name})
+            created[name] = store.create_component(record).version
+        except BaseException as exc:
+            errors[name] = exc
+
+    a = threading.Thread(target=create, args=("A",), name="A")
+    b = threading.Thread(target=create, args=("B",), name="B")
+    try:
+        a.start()
+        _wait(a_in_first_use, "A's first use")
+        b.start()
+        a.join(2 * WAIT)
+        b.join(2 * WAIT)
+        assert not a.is_alive()
+        assert not b.is_alive()
+        assert errors == {}, {name: str(exc) for name, exc in errors.items()}
+        assert sorted(v for v in created.values() if v is not None) == [0, 1]
+        assert store.show_versions("model", "m") == [0, 1]
+        for name, version in created.items():
+            assert version is not None
+            assert store.get_component("model", "m", version).data == {"by": name}
+    finally:
+        store.close()
