@@ -1192,16 +1192,27 @@ class IbisDataBackend:
         con = self._conn()
         return _result_rows(con.raw_sql(sql), con)
 
+    @classmethod
+    def default_metadata_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """``uri`` when pinnacle-sql keeps metadata there by default (sqlite, postgres, mysql),
+        else None; decided by the scheme, without building or connecting the backend."""
+        engine = _ENGINES.get(uri.scheme)
+        if engine is not None and engine.metadata:
+            return uri
+        return None
+
+    @classmethod
+    def default_artifact_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """None: SQL databases hold no artifacts, the facade falls back to the filesystem."""
+        return None
+
     def default_metadata_uri(self) -> RedactedURI | None:
         """This URI when pinnacle-sql keeps metadata there by default (sqlite, postgres, mysql)."""
-        engine = _ENGINES.get(self._uri.scheme)
-        if engine is not None and engine.metadata:
-            return self._uri
-        return None
+        return self.default_metadata_uri_for(self._uri)
 
     def default_artifact_uri(self) -> RedactedURI | None:
         """None: SQL databases hold no artifacts, the facade falls back to the filesystem."""
-        return None
+        return self.default_artifact_uri_for(self._uri)
 
     def drop(self, *, force: bool = False) -> None:
         """Drop every user table and this package's schema table (DropRefused without force).

@@ -361,7 +361,8 @@ class PandasDataBackend(DuckDBDataBackend):
             )
         return pd.DataFrame.from_records(rows, columns=names)
 
-    def default_metadata_uri(self) -> RedactedURI | None:
+    @classmethod
+    def default_metadata_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
         """None: pinnacle-sql has no store for a Parquet directory (the facade picks SQLite)."""
         return None
 

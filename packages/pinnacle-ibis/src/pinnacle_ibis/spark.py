@@ -259,7 +259,8 @@ class PySparkDataBackend(IbisDataBackend):
         con = self._conn()
         return _result_rows(con.raw_sql(sql), con)
 
-    def default_metadata_uri(self) -> RedactedURI | None:
+    @classmethod
+    def default_metadata_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
         """None: pinnacle-sql cannot keep metadata in Spark (the facade picks SQLite)."""
         return None
 

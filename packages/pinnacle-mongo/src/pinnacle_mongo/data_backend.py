@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
 
-from pinnacle_mongo._connection import Document, MongoConnection
+from pinnacle_mongo._connection import Document, MongoConnection, parse_mongo_uri
 from pinnacle_mongo._native import Aggregate, Find, parse_native_query
 from pinnacle_mongo._query import CompiledFilter, compile_filter, mongo_sort
 from pinnacle_mongo._rows import RowPlace, TableCodec, check_schema_for_mongo, encode_field
@@ -700,6 +700,20 @@ class MongoDataBackend:
             return result
 
     # ------------------------------------------------------------------ companions
+    @classmethod
+    def default_metadata_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """``uri`` itself, checked as :meth:`from_uri` checks it, without a client.
+
+        Raises:
+            InvalidURIError: not a MongoDB URI naming a database.
+        """
+        return parse_mongo_uri(uri)
+
+    @classmethod
+    def default_artifact_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """``uri`` itself (GridFS beside the data), checked as :meth:`from_uri` checks it."""
+        return parse_mongo_uri(uri)
+
     def default_metadata_uri(self) -> RedactedURI | None:
         """This backend's own URI: metadata lives in ``_pinnacle_*`` collections beside the data."""
         return self.uri

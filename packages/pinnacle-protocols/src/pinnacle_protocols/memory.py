@@ -821,13 +821,25 @@ class MemoryDataBackend(_Closable):
             order_by=query.get("order_by"),
         )
 
+    @classmethod
+    def default_metadata_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """``memory://`` for any ``memory://`` URI (InvalidURIError for another scheme)."""
+        _parse_memory_uri(uri)
+        return RedactedURI.parse("memory://")
+
+    @classmethod
+    def default_artifact_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """``memory://`` for any ``memory://`` URI (InvalidURIError for another scheme)."""
+        _parse_memory_uri(uri)
+        return RedactedURI.parse("memory://")
+
     def default_metadata_uri(self) -> RedactedURI | None:
         """``memory://``: a fresh in-memory metadata store."""
-        return RedactedURI.parse("memory://")
+        return self.default_metadata_uri_for(self._uri)
 
     def default_artifact_uri(self) -> RedactedURI | None:
         """``memory://``: a fresh in-memory artifact store."""
-        return RedactedURI.parse("memory://")
+        return self.default_artifact_uri_for(self._uri)
 
     def drop(self, *, force: bool = False) -> None:
         """Drop every table (DropRefused unless ``force=True``)."""

@@ -42,6 +42,7 @@ __all__ = [
     "StoreFactory",
     "SupportsAntiJoin",
     "SupportsArrowSelect",
+    "SupportsDefaultsFromURI",
     "SupportsGetMany",
     "SupportsIndexes",
     "SupportsMatchCount",
@@ -438,6 +439,28 @@ class DataBackend(Protocol):
 
 
 # ---------------------------------------------------------------------- optional capabilities
+@runtime_checkable
+class SupportsDefaultsFromURI(Protocol):
+    """Optional capability of a DataBackend *class*: its default proposal from the URI alone.
+
+    ``pinnacle()`` asks the class its entry point names, so the databackend is neither built
+    nor connected just to learn where metadata and artifacts go by default (a backend class
+    without it is built, and its instance asked). For a URI its ``from_uri`` accepts, each
+    answer equals what ``from_uri(uri).default_metadata_uri()`` (or
+    ``default_artifact_uri()``) returns; a URI ``from_uri`` refuses raises the same error.
+    """
+
+    @classmethod
+    def default_metadata_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """:meth:`DataBackend.default_metadata_uri` of the backend ``from_uri(uri)`` builds."""
+        ...
+
+    @classmethod
+    def default_artifact_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """:meth:`DataBackend.default_artifact_uri` of the backend ``from_uri(uri)`` builds."""
+        ...
+
+
 @runtime_checkable
 class SupportsAntiJoin(Protocol):
     """Optional DataBackend capability: the keys of one table that another table lacks.

@@ -787,6 +787,21 @@ class SQLAlchemyDataBackend:
                 return []
             return [dict(row) for row in result.mappings()]
 
+    @classmethod
+    def default_metadata_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """The same SQLite database as a ``sqlite://`` URI, without building the backend.
+
+        Raises:
+            InvalidURIError: not a ``sqlalchemy+sqlite://`` URI (as :meth:`from_uri`).
+        """
+        return _split_uri(uri)[1]
+
+    @classmethod
+    def default_artifact_uri_for(cls, uri: RedactedURI) -> RedactedURI | None:
+        """None (SQLite holds no artifacts); InvalidURIError as :meth:`from_uri`."""
+        _split_uri(uri)
+        return None
+
     def default_metadata_uri(self) -> RedactedURI | None:
         """The same SQLite database as a ``sqlite://`` URI (pinnacle-sql's metadata store)."""
         return self._sqlite_uri

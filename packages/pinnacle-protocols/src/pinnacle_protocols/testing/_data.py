@@ -37,6 +37,7 @@ from pinnacle_protocols.filters import Filter, matcher
 from pinnacle_protocols.protocols import (
     DataBackend,
     OrderBy,
+    SupportsDefaultsFromURI,
     SupportsIndexes,
     SupportsMatchCount,
     SupportsMatchCounts,
@@ -699,9 +700,14 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
 
     # ------------------------------------------------------------------ misc
     def test_default_uris(self, store: DB) -> None:
-        """default_metadata_uri / default_artifact_uri are a RedactedURI or None."""
+        """default_metadata_uri / default_artifact_uri are a RedactedURI or None; a class that
+        declares them from the URI (SupportsDefaultsFromURI) answers the same."""
         for uri in (store.default_metadata_uri(), store.default_artifact_uri()):
             assert uri is None or isinstance(uri, RedactedURI)
+        cls: object = type(store)  # the class itself may declare the proposal
+        if isinstance(cls, SupportsDefaultsFromURI):
+            assert cls.default_metadata_uri_for(store.uri) == store.default_metadata_uri()
+            assert cls.default_artifact_uri_for(store.uri) == store.default_artifact_uri()
 
     def test_drop_refused_without_force(self, store: DB) -> None:
         """drop() without force=True raises DropRefused and drops nothing."""
