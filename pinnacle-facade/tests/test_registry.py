@@ -124,8 +124,54 @@ def test_default_rule_falls_back_when_proposed_scheme_is_not_installed(
         {"fake_fallback_store": FAKE_STORE},
     )
     db = pinnacle("fakedb://x")
+    # a plain function factory declares no proposal: the backend is built and asked
+    assert db.slots["databackend"].loaded
     assert str(db.slots["metadata"].uri) == "sqlite://.pinnacledb/metadata.db"
     assert str(db.slots["artifact_store"].uri) == "filesystem://.pinnacledb/artifacts/"
+
+
+COUNTING_STORE = """
+from pinnacle_protocols.memory import MemoryDataBackend
+from pinnacle_protocols.uri import RedactedURI
+
+BUILT = []
+
+
+class CountingBackend(MemoryDataBackend):
+    @classmethod
+    def from_uri(cls, uri="memory://", **options):
+        BUILT.append(uri)
+        return super().from_uri("memory://counted", **options)
+
+    @classmethod
+    def default_metadata_uri_for(cls, uri):
+        return RedactedURI.parse("memory://proposed-metadata")
+
+    @classmethod
+    def default_artifact_uri_for(cls, uri):
+        return RedactedURI.parse("memory://proposed-artifacts")
+"""
+
+
+def test_default_rule_asks_the_entry_point_class_without_building_it(
+    fake_dist: FakeDist,
+) -> None:
+    """A backend class that declares its proposal (SupportsDefaultsFromURI) is not built by
+    pinnacle(): its from_uri runs once, at first use."""
+    fake_dist(
+        "fake-pinnacle-counting",
+        {"pinnacle.databackends": {"countdb": "fake_counting_store:CountingBackend.from_uri"}},
+        {"fake_counting_store": COUNTING_STORE},
+    )
+    db = pinnacle("countdb://somewhere")
+    built: list[str] = sys.modules["fake_counting_store"].BUILT
+    assert built == []
+    assert str(db.slots["metadata"].uri) == "memory://proposed-metadata"
+    assert str(db.slots["artifact_store"].uri) == "memory://proposed-artifacts"
+    assert not db.slots["databackend"].loaded
+    assert db.databackend.list_tables() == []
+    assert db.databackend.list_tables() == []
+    assert built == ["countdb://somewhere"]
 
 
 def test_broken_entry_point_is_a_clear_error(fake_dist: FakeDist) -> None:

@@ -8,6 +8,7 @@ from typing import assert_type
 import pytest
 
 from pinnacle_protocols.compute import ComputeBackend
+from pinnacle_protocols.errors import BackendUnavailable, InvalidURIError
 from pinnacle_protocols.memory import MemoryArtifactStore, MemoryDataBackend, MemoryMetadataStore
 from pinnacledb import CFG, LinearModel, pinnacle
 from pinnacledb._config import DEFAULT_ARTIFACT_URI, DEFAULT_DATABACKEND_URI, DEFAULT_METADATA_URI
@@ -65,10 +66,14 @@ def test_mongodb_uri_puts_all_three_stores_on_it() -> None:
 
 def test_proposed_defaults_stay_redacted_uris_parsed_once() -> None:
     """The databackend's proposal is its own RedactedURI, used as it is: never a plain string
-    with the password in the settings, revealed only to the store's factory."""
+    with the password in the settings, revealed only to the store's factory.
+
+    The proposal comes from the backend's class (the backend is not built for it), so it is the
+    databackend slot's URI, parsed once in pinnacle(); the backend built later from the
+    revealed string has an equal one."""
     db = pinnacle("mongodb://someone:s3cret-pw@127.0.0.1:1/documents")
     assert db.config is not None
-    proposed = db.databackend.uri
+    proposed = db.slots["databackend"].uri
     for role in ("metadata", "artifact_store"):
         setting = getattr(db.config, role)
         assert setting.value is proposed
@@ -76,6 +81,8 @@ def test_proposed_defaults_stay_redacted_uris_parsed_once() -> None:
         assert db.slots[role].reveal_uri() == proposed.reveal()
     assert "s3cret-pw" in proposed.reveal()
     assert "s3cret-pw" not in repr(db.config) + repr(db)
+    assert db.databackend.uri == proposed
+    assert db.databackend.uri.reveal() == proposed.reveal()
 
 
 @pytest.mark.sqlite
@@ -162,10 +169,63 @@ def test_stores_are_built_on_first_use_only() -> None:
     def loaded() -> dict[str, bool]:
         return {role: slot.loaded for role, slot in db.slots.items()}
 
-    # the backend is built (not connected) to ask it for its default stores
-    assert loaded() == {"databackend": True, "metadata": False, "artifact_store": False}
+    # the default stores come from the backend's class: nothing is built yet
+    assert loaded() == {"databackend": False, "metadata": False, "artifact_store": False}
     db.show()
+    assert loaded() == {"databackend": False, "metadata": True, "artifact_store": False}
+    assert db.databackend.list_tables() == []
     assert loaded() == {"databackend": True, "metadata": True, "artifact_store": False}
+
+
+@pytest.mark.parametrize(
+    ("uri", "metadata", "artifacts"),
+    [
+        ("memory://", "memory://", "memory://"),
+        ("mongodb://127.0.0.1:1/documents", "mongodb://127.0.0.1:1/documents", "same"),
+        ("postgresql://someone:pw@127.0.0.1:1/test", "same", DEFAULT_ARTIFACT_URI),
+        ("sqlalchemy+sqlite://data.db", "sqlite://data.db", DEFAULT_ARTIFACT_URI),
+    ],
+)
+def test_default_stores_do_not_build_the_databackend(
+    uri: str, metadata: str, artifacts: str, tmp_path: Path
+) -> None:
+    """The default rule asks the backend's class (issue #17): pinnacle() builds nothing,
+    connects nothing (port 1 has no server) and writes nothing; the backend is built on first
+    use, and proposes the same stores then."""
+    db = pinnacle(uri)
+    assert not any(slot.loaded for slot in db.slots.values())
+    shown = str(db.slots["databackend"].uri)
+    expected = {
+        "databackend": shown,
+        "metadata": shown if metadata == "same" else metadata,
+        "artifact_store": shown if artifacts == "same" else artifacts,
+    }
+    assert _uris(db) == expected
+    assert db.config is not None
+    assert "default_metadata_uri" in db.config.sources()["metadata"]
+    assert list(tmp_path.iterdir()) == []
+    backend = db.databackend
+    assert db.slots["databackend"].loaded
+    assert str(backend.default_metadata_uri()) == expected["metadata"]
+    proposed_artifacts = backend.default_artifact_uri()
+    if proposed_artifacts is not None:
+        assert str(proposed_artifacts) == expected["artifact_store"]
+    db.close()
+
+
+def test_unreachable_databackend_fails_at_first_use_not_in_pinnacle() -> None:
+    """PostgreSQL on a port without a server: pinnacle() returns, the first use says so."""
+    db = pinnacle("postgresql://someone:pw@127.0.0.1:1/test")
+    assert not db.slots["databackend"].loaded
+    with pytest.raises(BackendUnavailable):
+        db.databackend.list_tables()
+
+
+def test_invalid_databackend_uri_still_fails_in_pinnacle() -> None:
+    """The class checks the URI as from_uri does: a MongoDB URI without a database is refused
+    by pinnacle(), not at first use."""
+    with pytest.raises(InvalidURIError, match="names no database"):
+        pinnacle("mongodb://127.0.0.1:1")
 
 
 def test_explicit_stores_need_not_build_the_backend() -> None:

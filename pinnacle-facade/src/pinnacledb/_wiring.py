@@ -23,6 +23,7 @@ from pinnacledb._schemes import SCHEMES
 if TYPE_CHECKING:
     from pinnacle_protocols.compute import ComputeBackend
     from pinnacle_protocols.protocols import ArtifactStore, DataBackend, MetadataStore
+    from pinnacle_protocols.uri import RedactedURI
     from pinnacledb._registry import Role, StoreRegistry
     from pinnacledb.base._lazy import LazyStore
     from pinnacledb.base.datalayer import Datalayer
@@ -268,17 +269,16 @@ def _default_for(
 ) -> Setting:
     """The databackend's proposal for ``role`` when a store for its scheme is installed, else
     ``fallback``. The proposal stays a :class:`RedactedURI` (its password is revealed only to
-    the store's factory); a plain string from a third-party backend is parsed here, once."""
+    the store's factory); a plain string from a third-party backend is parsed here, once.
+    The databackend is not built for it when its class declares the proposal
+    (:class:`~pinnacle_protocols.protocols.SupportsDefaultsFromURI`)."""
     from pinnacle_protocols.errors import InvalidURIError
     from pinnacle_protocols.uri import RedactedURI
 
     if embedded:
         return Setting(value=fallback, source="default (embedded)")
-    store = backend.get()
-    if role == "metadata":
-        method, proposed = "default_metadata_uri", store.default_metadata_uri()
-    else:
-        method, proposed = "default_artifact_uri", store.default_artifact_uri()
+    method = "default_metadata_uri" if role == "metadata" else "default_artifact_uri"
+    proposed = _proposal(backend, role)
     if proposed:
         try:
             uri: RedactedURI | None = RedactedURI.parse(proposed)
@@ -289,3 +289,26 @@ def _default_for(
     return Setting(
         value=fallback, source=f"default (fallback: no {role} store for the databackend)"
     )
+
+
+def _proposal(backend: LazyStore[DataBackend], role: Role) -> RedactedURI | str | None:
+    """``default_metadata_uri()`` (or ``default_artifact_uri()``) of the databackend.
+
+    Asked of the class the entry point names when it declares the proposal (the backend is
+    not built: nothing connects, no client starts); else of the (then built) backend.
+    """
+    from pinnacle_protocols.protocols import SupportsDefaultsFromURI
+
+    entry = backend.entry
+    if not backend.loaded and entry is not None:
+        factory = entry.load()
+        # ``module:Class.from_uri`` loads a bound classmethod: its class is ``__self__``.
+        owner = getattr(factory, "__self__", factory)
+        if isinstance(owner, type) and isinstance(owner, SupportsDefaultsFromURI):
+            if role == "metadata":
+                return owner.default_metadata_uri_for(backend.uri)
+            return owner.default_artifact_uri_for(backend.uri)
+    store = backend.get()
+    if role == "metadata":
+        return store.default_metadata_uri()
+    return store.default_artifact_uri()
