@@ -28,7 +28,7 @@ from pinnacle_protocols.memory import (
     _Table,
 )
 from pinnacle_protocols.protocols import OrderBy, ProgressCallback, RefLike
-from pinnacle_protocols.records import ArtifactRef, ComponentRecord
+from pinnacle_protocols.records import ArtifactRef, ComponentRecord, JSONValue
 from pinnacle_protocols.testing import (
     ArtifactStoreContract,
     ContractBase,
@@ -252,6 +252,39 @@ def test_metadata_example_tests_find_check_then_create() -> None:
         _MetadataContract().test_concurrent_identical_content_makes_one_version(
             CheckThenCreateStore.from_uri("memory://")
         )
+
+
+class CheckThenSwapStore(MemoryMetadataStore):
+    """Bug: the compare of a swap is not atomic with its write (read, pause, then set)."""
+
+    def swap_metadata(self, key: str, expected: JSONValue, value: JSONValue) -> bool:
+        if self.get_metadata(key) != expected:
+            return False
+        time.sleep(0.001)  # another writer's swap lands here
+        self.set_metadata(key, value)
+        return True
+
+
+class BlindSwapStore(MemoryMetadataStore):
+    """Bug: a swap overwrites whatever is stored (``set_metadata`` under another name)."""
+
+    def swap_metadata(self, key: str, expected: JSONValue, value: JSONValue) -> bool:
+        self.set_metadata(key, value)
+        return True
+
+
+def test_metadata_example_tests_find_a_non_atomic_swap() -> None:
+    """Racing read-change-swap writers lose updates on a check-then-set swap."""
+    with pytest.raises(CONTRACT_FAILURE):
+        _MetadataContract().test_concurrent_swaps_lose_no_update(
+            CheckThenSwapStore.from_uri("memory://")
+        )
+
+
+def test_metadata_example_tests_find_a_blind_swap() -> None:
+    """A swap that ignores ``expected`` fails the swap example test."""
+    with pytest.raises(CONTRACT_FAILURE):
+        _MetadataContract().test_swap_metadata(BlindSwapStore.from_uri("memory://"))
 
 
 # ============================================================================ data

@@ -61,6 +61,7 @@ from pinnacle_protocols.protocols import (
     Rows,
     StoreFactory,
     SupportsGetMany,
+    SupportsMetadataSwap,
     SupportsStaleTempCleanup,
     get_many,
 )
@@ -148,6 +149,7 @@ __all__ = [
     "StoreFactory",
     "StoreFileGone",
     "SupportsGetMany",
+    "SupportsMetadataSwap",
     "SupportsStaleTempCleanup",
     "TableExists",
     "TableNotFound",

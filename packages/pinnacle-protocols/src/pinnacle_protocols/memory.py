@@ -549,6 +549,18 @@ class MemoryMetadataStore(_Closable):
         check_json(value, f"metadata {key!r}")
         self._metadata[key] = copy.deepcopy(value)
 
+    def swap_metadata(self, key: str, expected: JSONValue, value: JSONValue) -> bool:
+        """Store ``value`` under ``key`` only if it holds ``expected`` (SupportsMetadataSwap)."""
+        self._check_open()
+        if not isinstance(key, str) or not key or "\x00" in key:
+            raise InvalidRecord(f"metadata keys are non-empty strings without NUL, got {key!r}")
+        check_json(value, f"metadata {key!r}")
+        with self._lock:
+            if self._metadata.get(key) != expected:
+                return False
+            self._metadata[key] = copy.deepcopy(value)
+            return True
+
     # ------------------------------------------------------------------ lifecycle
     def schema_revision(self) -> SchemaRevision:
         """Always up to date: memory stores have no on-disk schema."""

@@ -47,6 +47,7 @@ __all__ = [
     "SupportsIndexes",
     "SupportsMatchCount",
     "SupportsMatchCounts",
+    "SupportsMetadataSwap",
     "SupportsStaleTempCleanup",
     "count_many",
     "get_many",
@@ -150,6 +151,29 @@ class ArtifactStore(Protocol):
 
     def close(self) -> None:
         """Release connections; the store may not be used afterwards."""
+        ...
+
+
+@runtime_checkable
+class SupportsMetadataSwap(Protocol):
+    """Optional MetadataStore capability: compare-and-set of one key/value metadata entry.
+
+    Lets several processes move one small pointer (a vector index's stored build) without
+    losing each other's updates: each reads the value, computes the next one, and swaps it in
+    only if nobody moved it meanwhile (else re-reads and tries again). A store without it
+    leaves callers with ``set_metadata``, where the later writer wins.
+    """
+
+    def swap_metadata(self, key: str, expected: JSONValue, value: JSONValue) -> bool:
+        """Store ``value`` under ``key`` only if ``get_metadata(key)`` equals ``expected``
+        (``None``: absent or None) at that moment, atomically for every process sharing the
+        store; return whether it was stored.
+
+        Values are compared as JSON data (dict key order does not matter).
+
+        Raises:
+            InvalidRecord: the key or ``value`` is invalid (as for ``set_metadata``).
+        """
         ...
 
 

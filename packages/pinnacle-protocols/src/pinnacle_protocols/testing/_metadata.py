@@ -28,7 +28,7 @@ from pinnacle_protocols.errors import (
     JobNotFound,
     VersionConflict,
 )
-from pinnacle_protocols.protocols import MetadataStore
+from pinnacle_protocols.protocols import MetadataStore, SupportsMetadataSwap
 from pinnacle_protocols.records import (
     ArtifactRef,
     ComponentKey,
@@ -384,6 +384,54 @@ class MetadataStoreContract(ContractBase[MS], Generic[MS]):
         assert store.get_metadata("k") == "replaced"
         store.set_metadata("' OR 1=1 --", None)
         assert store.get_metadata("' OR 1=1 --", "default") is None
+
+    def test_swap_metadata(self, store: MS) -> None:
+        """SupportsMetadataSwap: stores only over the expected value (None: absent), compared
+        as JSON data; a lost swap changes nothing."""
+        if not isinstance(store, SupportsMetadataSwap):
+            assert not hasattr(store, "swap_metadata"), "swap_metadata without the Protocol"
+            return
+        swap: Any = store  # a MetadataStore that is also SupportsMetadataSwap
+        assert swap.swap_metadata("k", {"a": 1}, {"v": 0}) is False  # absent, not {"a": 1}
+        assert store.get_metadata("k") is None
+        assert swap.swap_metadata("k", None, {"v": 1, "w": [1, 2]}) is True
+        assert swap.swap_metadata("k", None, {"v": 9}) is False  # present now
+        assert store.get_metadata("k") == {"v": 1, "w": [1, 2]}
+        assert swap.swap_metadata("k", {"w": [1, 2], "v": 1}, "two") is True  # key order free
+        assert swap.swap_metadata("k", {"v": 1, "w": [1, 2]}, "stale") is False
+        assert store.get_metadata("k") == "two"
+        store.set_metadata("k", None)
+        assert swap.swap_metadata("k", None, 3) is True  # a stored None counts as absent
+        assert store.get_metadata("k") == 3
+        with pytest.raises(InvalidRecord):
+            swap.swap_metadata("", None, 1)
+
+    def test_concurrent_swaps_lose_no_update(self, store: MS) -> None:
+        """SupportsMetadataSwap: writers that read, change and swap, retrying lost swaps,
+        keep every one of their changes."""
+        if not isinstance(store, SupportsMetadataSwap):
+            return  # checked by test_swap_metadata
+        swap: Any = store
+        writers, each = max(2, self.concurrent_writers), 4
+        start = threading.Barrier(writers)
+
+        def work(n: int) -> int:
+            start.wait(timeout=60)
+            lost = 0
+            for i in range(each):
+                while True:
+                    old = store.get_metadata("log")
+                    items = list(old) if isinstance(old, list) else []
+                    if swap.swap_metadata("log", old, [*items, f"{n}-{i}"]):
+                        break
+                    lost += 1
+            return lost
+
+        with ThreadPoolExecutor(max_workers=writers) as pool:
+            list(pool.map(work, range(writers)))
+        got = store.get_metadata("log")
+        assert isinstance(got, list)
+        assert sorted(got) == sorted(f"{n}-{i}" for n in range(writers) for i in range(each))
 
     # ------------------------------------------------------------------ drop
     def test_drop_refused_without_force(self, store: MS) -> None:
