@@ -647,8 +647,40 @@ class MongoMetadataStore:
         self._ready()
         with self._conn.errors(f"write metadata {key!r}"):
             self._coll(METADATA).replace_one(
-                {"_id": key}, {"_id": key, "value": value}, upsert=True
+                {"_id": key}, {"_id": key, "value": value, "rev": uuid.uuid4().hex}, upsert=True
             )
+
+    def swap_metadata(self, key: str, expected: JSONValue, value: JSONValue) -> bool:
+        """Store ``value`` under ``key`` only if it holds ``expected`` (SupportsMetadataSwap).
+
+        Every write of a metadata document gives it a fresh ``rev`` token. The stored value is
+        read and compared as JSON data here; the write then matches the document on the
+        ``rev`` read (one atomic ``update_one``), so a writer that changed it meanwhile makes
+        the swap match nothing. An absent key is claimed with ``insert_one``: of two racing
+        inserts, the one hitting the duplicate key loses.
+        """
+        from pymongo.errors import DuplicateKeyError
+
+        if not isinstance(key, str) or not key or "\x00" in key:
+            raise InvalidRecord(f"metadata keys are non-empty strings without NUL, got {key!r}")
+        check_json(value, f"metadata {key!r}")
+        self._ready()
+        coll = self._coll(METADATA)
+        with self._conn.errors(f"swap metadata {key!r}"):
+            doc = coll.find_one({"_id": key})
+            current: JSONValue = None if doc is None else doc.get("value")
+            if current != expected:
+                return False
+            new = {"value": value, "rev": uuid.uuid4().hex}
+            if doc is None:
+                try:
+                    coll.insert_one({"_id": key, **new})
+                except DuplicateKeyError:
+                    return False
+                return True
+            rev = doc.get("rev")
+            match = {"_id": key, "rev": rev if rev is not None else {"$exists": False}}
+            return bool(coll.update_one(match, {"$set": new}).matched_count)
 
     # ------------------------------------------------------------------ lifecycle
     def ping(self) -> None:

@@ -89,6 +89,7 @@ class Statements:
     jobs_by_status: Executable  # s
     jobs_by_both: Executable  # ct, ci, cv, s
     get_meta: Executable  # h
+    get_meta_lock: Executable  # h (FOR UPDATE where the dialect has row locks)
     update_meta: Executable  # h, new_value
     insert_meta: Executable
     highest_versions: Executable
@@ -277,6 +278,10 @@ def statements(dialect: str) -> Statements:
         jobs_by_status=select(j.record).where(status),
         jobs_by_both=select(j.record).where(*job_component, status),
         get_meta=select(meta.c.value).where(meta.c.key_hash == bindparam("h", type_=String(64))),
+        get_meta_lock=with_lock(
+            select(meta.c.value).where(meta.c.key_hash == bindparam("h", type_=String(64))),
+            read=False,
+        ),
         update_meta=update(meta)
         .where(meta.c.key_hash == bindparam("h", type_=String(64)))
         .values(value=bindparam("new_value", type_=meta.c.value.type)),

@@ -1049,6 +1049,43 @@ class SQLAlchemyMetadataStore:
 
         self._write(txn, f"setting metadata {key!r}")
 
+    def swap_metadata(self, key: str, expected: JSONValue, value: JSONValue) -> bool:
+        """Store ``value`` under ``key`` only if it holds ``expected`` (``SupportsMetadataSwap``).
+
+        One transaction: the row is read under a write lock (``FOR UPDATE`` on PostgreSQL and
+        MySQL/MariaDB, ``BEGIN IMMEDIATE`` on SQLite, DuckDB's conflict check), compared as
+        JSON data, and written only when equal. Two processes inserting an absent key race on
+        the primary key: the loser retries, reads the winner's value and returns False.
+        """
+        if not isinstance(key, str) or not key or "\x00" in key:
+            raise InvalidRecord(f"metadata keys are non-empty strings without NUL, got {key!r}")
+        key_hash = self._key_hash(key)
+        check_json(value, f"metadata {key!r}")
+        text = _dumps(value)
+        self._ensure_ready()
+        self._check_size(text, f"metadata {key!r}")
+        sql = self._sql
+        where = f"metadata store {self._uri}: metadata {key!r}"
+
+        def txn(conn: Connection) -> bool:
+            old = conn.execute(sql.get_meta_lock, {"h": key_hash}).scalar_one_or_none()
+            current: JSONValue = None if old is None else load_json(old, where)
+            if current != expected:
+                return False
+            row = {"key_hash": key_hash, "key": _dumps(key), "value": text}
+            try:
+                if old is None:
+                    conn.execute(sql.insert_meta, row)
+                elif sql.upsert_meta is not None:  # DuckDB: its UPDATE rowcount is -1
+                    conn.execute(sql.upsert_meta, row)
+                else:
+                    conn.execute(sql.update_meta, {"h": key_hash, "new_value": text})
+            except IntegrityError as exc:  # another writer inserted the key first
+                raise _Retry from exc
+            return True
+
+        return self._write(txn, f"swapping metadata {key!r}")
+
     # ------------------------------------------------------------------ schema
     def schema_revision(self) -> SchemaRevision:
         """The store's schema revision against this package's head.
