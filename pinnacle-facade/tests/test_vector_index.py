@@ -381,6 +381,68 @@ def test_a_write_stores_one_small_change_file_and_leaves_no_job_record(
         same(make().search("idx", like=q, n=5), expected(db, q, 5))  # base + change files
 
 
+class RacingMetadataStore(MemoryMetadataStore):
+    """The reference store, plus a hook run once just before the next pointer swap: another
+    process's write lands between a write's read of the pointer and its swap."""
+
+    before_swap: Any = None
+
+    def _race(self, key: str) -> None:
+        hook, self.before_swap = self.before_swap, None
+        if hook is not None and key.startswith(POINTER_PREFIX):
+            hook()
+
+    def swap_metadata(self, key: str, expected: Any, value: Any) -> bool:
+        self._race(key)
+        return super().swap_metadata(key, expected, value)
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        self._race(key)  # a pointer written without a swap races the same way
+        super().set_metadata(key, value)
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("max_deltas", [100, 1], ids=["change-file", "compaction"])
+def test_a_write_that_loses_the_pointer_swap_is_applied_on_top_of_the_winner(
+    max_deltas: int,
+) -> None:
+    """Two processes' writes race on the pointer: the loser re-reads and applies its change
+    on top, so neither change file is lost (without compare-and-set the later pointer wins)."""
+    md = RacingMetadataStore.from_uri("memory://")
+    stores: dict[str, Any] = {
+        "databackend": MemoryDataBackend.from_uri("memory://"),
+        "metadata_store": md,
+        "artifact_store": MemoryArtifactStore.from_uri("memory://"),
+    }
+    first = pinnacle(**stores, components=[Planar])
+    _setup(first, n=10)
+    second = pinnacle(**stores, components=[Planar])
+    for db in (first, second):
+        db._vectors.max_deltas = max_deltas
+    second.search("idx", like=planar(0.0), n=1)  # both hold the engine of the same pointer
+    md.before_swap = lambda: second.insert("t", [{"id": 500, "x": 2.0, "tag": "a"}])
+    first.insert("t", [{"id": 501, "x": 2.5, "tag": "b"}])
+    first.delete("t", {"id": 3})
+    md.before_swap = lambda: first.update("t", {"id": 4}, {"x": 7.0})
+    second.insert("t", [{"id": 502, "x": 6.5, "tag": "a"}])
+
+    fresh = pinnacle(**stores, components=[Planar])
+    vectors = fresh._vectors
+    info, _active = vectors._resolve("idx")
+    ptr = vectors.pointer("idx")
+    assert ptr is not None
+    engine = vectors.engine_at(info, ptr)
+    assert engine is not None
+    ids = {r["id"] for r in fresh.select("t")}
+    assert ids == (set(range(10)) - {3}) | {500, 501, 502}
+    assert {i for i in ids if i in engine} == ids, "a write's change file was lost"
+    assert len(engine) == len(ids), "a deleted row is still indexed"
+    for q in (planar(7.0), planar(2.5), planar(0.3)):
+        same(fresh.search("idx", like=q, n=5), expected(fresh, q, 5))
+    assert fresh.catch_up(stale=False).indexes == {"idx": "current"}
+    assert [j.kind for j in fresh.show_jobs() if j.status is not JobStatus.SUCCESS] == []
+
+
 def test_another_process_reads_only_the_change_files_it_has_not_applied(
     make: MakeDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,6 +42,7 @@ PRELOAD = [
     "ibis.backends.duckdb",
     "pinnacle_it.workers",
     "pinnacle_it.listener_workers",
+    "pinnacle_it.vector_workers",
 ]
 
 

@@ -34,11 +34,21 @@ How an index is stored, kept current and searched:
   not pile up job records. A failure does not fail the user's write (as for listeners): it is
   logged, recorded as a FAILED ``vector_index.upkeep`` job, and the next write's upkeep or
   ``db.catch_up`` rebuilds.
-* **Concurrency, stated honestly.** The metadata store has no compare-and-set, so two processes
-  writing the same indexed table at the same instant can each point the index at a chain
-  missing the other's change file (the later pointer wins). Search never returns a row that is
-  gone or does not match ``where`` (rows are re-read from the table), and ``db.catch_up()``
-  rebuilds the index from the outputs table.
+* **Concurrency.** Several processes may write the same indexed table at once. The pointer is
+  moved by compare-and-set (:class:`~pinnacle_protocols.SupportsMetadataSwap`, which every
+  metadata store of this project has): a write reads the pointer, brings its engine to that
+  chain, applies its changes and swaps in the pointer naming its change file only if the
+  pointer is still the one it read. When another process moved it meanwhile, the write
+  re-reads the pointer, reloads the engine at the new chain, applies its changes again on top
+  and retries (with a short random backoff); a rebuild re-reads the outputs table and
+  retries. So no writer's change file is left out of the chain, and a stale writer never
+  points the index back at an older chain. The change file of a lost attempt is garbage for
+  ``pinnacle gc``. What the index holds for a row is what its listener wrote for it; two
+  processes writing *different* content to the same row at once leave listener outputs
+  whose input hash ``db.catch_up()`` finds stale, and that rebuilds the index too. With a
+  third-party metadata store without the capability the later pointer wins, as before:
+  ``db.catch_up()`` finds the count off and rebuilds. Search never returns a row that is gone
+  or does not match ``where`` (rows are re-read from the table).
 * **Search.** ``where`` is exact: the engine is asked for an over-fetched candidate list, the
   candidates are re-read from the table with ``where``; when fewer than ``n`` survive and the
   engine holds more vectors, the ids matching ``where`` are selected and the engine searches
@@ -71,7 +81,9 @@ from pinnacle_protocols.errors import (
     NotVectorOutputs,
     SerializationError,
     TableNotFound,
+    VectorIndexError,
 )
+from pinnacle_protocols.protocols import SupportsMetadataSwap
 from pinnacle_protocols.records import (
     ArtifactRef,
     ComponentKey,
@@ -114,6 +126,27 @@ MAX_DELTAS: Final = 100
 COMPACT_MIN_ROWS: Final = 1000
 #: ...or this fraction of the index (so compaction's cost stays a fixed share per change).
 COMPACT_FRACTION: Final = 0.1
+#: Tries of one write's (or rebuild's) pointer swap before it gives up (module docstring).
+SWAP_ATTEMPTS: Final = 60
+
+
+class _Moved(Exception):
+    """Another process moved the pointer between reading it and swapping it."""
+
+
+def _backoff(attempt: int) -> None:
+    """A short random pause before trying a lost pointer swap again (spreads the writers)."""
+    import random
+
+    time.sleep(min(0.05, 0.001 * 2 ** min(attempt, 6)) * random.random())  # noqa: S311
+
+
+def _gave_up(identifier: str, what: str) -> VectorIndexError:
+    return VectorIndexError(
+        f"vector index {identifier!r}: {what} lost the pointer swap to other processes' "
+        f"writes {SWAP_ATTEMPTS} times in a row; db.catch_up() or `pinnacle index rebuild "
+        f"{identifier}` repairs the index"
+    )
 
 
 # ---------------------------------------------------------------------- records
@@ -337,9 +370,12 @@ class VectorIndexEngine:
     # ------------------------------------------------------------------ pointers, loading
     def pointer(self, identifier: str) -> Pointer | None:
         """The stored pointer of an index (None when there is none)."""
-        return Pointer.from_json(
-            self._db.metadata.get_metadata(pointer_key(identifier)), identifier
-        )
+        return self._read_pointer(identifier)[1]
+
+    def _read_pointer(self, identifier: str) -> tuple[JSONValue, Pointer | None]:
+        """The stored JSON of an index's pointer (what a swap must find) and the pointer."""
+        raw = self._db.metadata.get_metadata(pointer_key(identifier))
+        return raw, Pointer.from_json(raw, identifier)
 
     def _current(self, info: IndexInfo, active: Active, ptr: Pointer | None) -> bool:
         return (
@@ -420,6 +456,11 @@ class VectorIndexEngine:
                     f"{info.identifier!r} under another sha256"
                 )
             ptr = then(ref)
+        except _Moved:
+            # not a failure: the bytes are garbage for gc, the caller tries again
+            with contextlib.suppress(Exception):
+                self._db.metadata.delete_job(job.job_id)
+            raise
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 io.journal_finish(job, error=exc)
@@ -431,12 +472,17 @@ class VectorIndexEngine:
                 io.journal_finish(job, component=info.key)
         return ptr
 
-    def _persist(self, info: IndexInfo, active: Active, engine: VectorEngine | None) -> Pointer:
-        """Store ``engine``'s bytes as a new base build and point the index at it alone."""
+    def _persist(
+        self, info: IndexInfo, active: Active, engine: VectorEngine | None, expected: JSONValue
+    ) -> Pointer:
+        """Store ``engine``'s bytes as a new base build and point the index at it alone, if
+        the pointer still is ``expected`` (raises _Moved otherwise)."""
         if engine is None:
-            return self._point(info, active, engine, None)
+            return self._point(info, active, engine, None, expected=expected)
         return self._store(
-            info, engine.to_bytes(), lambda ref: self._point(info, active, engine, ref)
+            info,
+            engine.to_bytes(),
+            lambda ref: self._point(info, active, engine, ref, expected=expected),
         )
 
     def _point(
@@ -446,9 +492,12 @@ class VectorIndexEngine:
         engine: VectorEngine | None,
         ref: ArtifactRef | None,
         *,
+        expected: JSONValue,
         deltas: tuple[ArtifactRef, ...] = (),
         delta_rows: int = 0,
     ) -> Pointer:
+        """Swap in a pointer to ``ref`` (+ ``deltas``) if the stored one is still ``expected``
+        (raises _Moved otherwise); without a swap-capable store, overwrite it."""
         ptr = Pointer(
             index_version=int(info.key.version),
             model_version=active.model_version,
@@ -459,7 +508,13 @@ class VectorIndexEngine:
             deltas=deltas,
             delta_rows=delta_rows,
         )
-        self._db.metadata.set_metadata(pointer_key(info.identifier), ptr.to_json())
+        md = self._db.metadata
+        key = pointer_key(info.identifier)
+        if isinstance(md, SupportsMetadataSwap):
+            if not md.swap_metadata(key, expected, ptr.to_json()):
+                raise _Moved
+        else:  # a third-party store: the later pointer wins (module docstring)
+            md.set_metadata(key, ptr.to_json())
         self._cache[info.identifier] = _Loaded(
             stamp=ptr.stamp, chain=tuple(r.sha256 for r in ptr.refs), engine=engine
         )
@@ -472,9 +527,17 @@ class VectorIndexEngine:
         )
 
     def _append(
-        self, info: IndexInfo, active: Active, ptr: Pointer, engine: VectorEngine, delta: Delta
+        self,
+        info: IndexInfo,
+        active: Active,
+        ptr: Pointer,
+        engine: VectorEngine,
+        delta: Delta,
+        *,
+        expected: JSONValue,
     ) -> Pointer:
-        """Store one change file after the pointer's chain and point the index at it."""
+        """Store one change file after the pointer's chain and point the index at it (if the
+        stored pointer is still ``expected``: raises _Moved otherwise)."""
         assert ptr.artifact is not None
         return self._store(
             info,
@@ -484,6 +547,7 @@ class VectorIndexEngine:
                 active,
                 engine,
                 ptr.artifact,
+                expected=expected,
                 deltas=(*ptr.deltas, ref),
                 delta_rows=ptr.delta_rows + delta.rows,
             ),
@@ -577,8 +641,18 @@ class VectorIndexEngine:
             )
         )
         try:
-            engine = self.build_engine(info, active)
-            ptr = self._persist(info, active, engine)
+            for attempt in range(SWAP_ATTEMPTS):
+                # the pointer first, then the outputs: a write that lands in between moves
+                # the pointer, so the swap fails and the outputs are read again
+                expected = self._db.metadata.get_metadata(pointer_key(info.identifier))
+                engine = self.build_engine(info, active)
+                try:
+                    ptr = self._persist(info, active, engine, expected)
+                    break
+                except _Moved:
+                    _backoff(attempt)
+            else:
+                raise _gave_up(info.identifier, "a rebuild")
         except Exception as exc:
             md.update_job(
                 attrs.evolve(
@@ -688,8 +762,21 @@ class VectorIndexEngine:
                 self._failed(p, exc)
 
     def _upkeep(self, p: _Pending) -> None:
+        """Apply one write's changes and swap in the pointer; on a lost swap, again on top of
+        the chain that won (module docstring)."""
+        for attempt in range(SWAP_ATTEMPTS):
+            raw, ptr = self._read_pointer(p.info.identifier)
+            try:
+                self._upkeep_at(p, raw, ptr)
+                return
+            except _Moved:
+                # the engine copy got this write's changes for a chain never published
+                self._cache.pop(p.info.identifier, None)
+                _backoff(attempt)
+        raise _gave_up(p.info.identifier, "a write's upkeep")
+
+    def _upkeep_at(self, p: _Pending, raw: JSONValue, ptr: Pointer | None) -> None:
         info, active = p.info, p.active
-        ptr = self.pointer(info.identifier)
         if ptr is None or not self._current(info, active, ptr):
             # removed meanwhile, or for another model version: the outputs table is the truth
             if ptr is not None or info.identifier in self._db.show("vector_index"):
@@ -732,7 +819,7 @@ class VectorIndexEngine:
                 engine = engine_type(info.engine).build(
                     ids, matrix, measure=info.measure, **dict(info.options)
                 )
-                self._persist(info, active, engine)
+                self._persist(info, active, engine, raw)
             return
         if not removes and not ids:
             return  # nothing the index holds changed: no write
@@ -750,9 +837,9 @@ class VectorIndexEngine:
             vectors=matrix if ids else np.empty((0, engine.dim), np.float32),
         )
         if self._compact_due(ptr, ptr.delta_rows + delta.rows, len(engine)):
-            self._persist(info, active, engine)
+            self._persist(info, active, engine, raw)
         else:
-            self._append(info, active, ptr, engine, delta)
+            self._append(info, active, ptr, engine, delta, expected=raw)
 
     def _failed(self, p: _Pending, exc: BaseException) -> None:
         text = redact(f"{type(exc).__name__}: {exc}")
