@@ -46,7 +46,7 @@ from pinnacle_protocols.vectors import VectorId, brute_force
 from pinnacledb import pinnacle
 
 WRITERS = 4
-ROUNDS = {"sqlite": 10, "postgres": 8}
+ROUNDS = {"sqlite": 8, "postgres": 8}
 #: Change files after which a write compacts (small, so both paths race).
 MAX_DELTAS = 6
 QUERIES = ("alpha beta", "gamma omega kappa", "shared sigma", "theta", "rho zeta delta")
