@@ -14,7 +14,9 @@ and the unique index turns a concurrent put of the same bytes into a no-op (its 
 removed). ``delete`` removes the files document first, then the chunks. Reads fetch the
 chunks in windows of ``_READ_WINDOW`` bytes (one query each, the next one in the background
 while the current one is hashed) and verify every chunk's number and size, and the sha256 and
-length of the whole.
+length of the whole. ``get_many`` reads a batch of blobs with one query on the files
+collection and one on the chunks (more only past ``_IN_BATCH`` keys or when the driver splits a
+large reply into batches), verifying each blob as ``get`` does.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import hashlib
 import io
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any, Self
@@ -59,12 +61,20 @@ _UNIQUE_INDEX = "pinnacle_blob_sha256"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 #: Bytes of chunks read per query by get() and open() (whole chunks, at least one).
 _READ_WINDOW = 8 * 1024 * 1024
+#: At most this many keys (or files ids) in one ``$in`` of get_many (a few hundred KiB of BSON,
+#: far below the 16 MiB document limit of a query).
+_IN_BATCH = 10_000
 
 
 def _ref_key(ref: RefLike) -> str:
     if isinstance(ref, ArtifactRef):
         return ref.sha256
     return validate_sha256(ref)
+
+
+def _ref_size(ref: RefLike) -> int | None:
+    """The size an ArtifactRef claims (None for a bare digest)."""
+    return ref.size if isinstance(ref, ArtifactRef) else None
 
 
 class _HashingReader(io.RawIOBase):
@@ -160,10 +170,7 @@ class _ChunkWindows:
         self._pending: Future[list[bytes]] | None = None
 
     def _corrupt(self, problem: str) -> ArtifactCorrupted:
-        return ArtifactCorrupted(
-            f"blob {self._sha256} in {self._where} is corrupted: {problem}; delete it and put "
-            "the original bytes again"
-        )
+        return _corrupted(self._sha256, self._where, problem)
 
     def _fetch(self, start: int) -> list[bytes]:
         """Chunks ``start`` up to the window's end, checked for number and size."""
@@ -178,21 +185,13 @@ class _ChunkWindows:
             )
         except Exception as exc:
             raise self._translate(exc, f"read blob {self._sha256}") from exc
-        out: list[bytes] = []
-        last_size = self.length - (self._count - 1) * self._chunk_size
-        for expected, chunk in zip(range(start, end), docs, strict=False):
-            if chunk.get("n") != expected:
-                raise self._corrupt(f"chunk {expected} is missing")
-            data = chunk.get("data")
-            if not isinstance(data, bytes):
-                raise self._corrupt(f"chunk {expected} holds no binary data")
-            want = last_size if expected == self._count - 1 else self._chunk_size
-            if len(data) != want:
-                raise self._corrupt(f"chunk {expected} has {len(data)} bytes, expected {want}")
-            out.append(data)
-        if len(out) < end - start:
-            raise self._corrupt(f"chunk {start + len(out)} is missing")
-        return out
+        return _checked_chunks(
+            docs,
+            range(start, end),
+            length=self.length,
+            chunk_size=self._chunk_size,
+            corrupt=self._corrupt,
+        )
 
     def next_window(self) -> list[bytes] | None:
         """The next window's chunks in order, or None after the last one."""
@@ -209,6 +208,48 @@ class _ChunkWindows:
         """Forget the window being fetched (its thread ends with its query)."""
         self._pending = None
         self._next = self._count
+
+
+def _checked_chunks(
+    docs: Sequence[Document],
+    numbers: range,
+    *,
+    length: int,
+    chunk_size: int,
+    corrupt: Callable[[str], ArtifactCorrupted],
+) -> list[bytes]:
+    """The data of chunks ``numbers`` of a blob of ``length`` bytes, from ``docs`` sorted by
+    ``n``: each chunk must be there, in order, binary and of its size (ArtifactCorrupted)."""
+    count = -(-length // chunk_size)
+    last_size = length - (count - 1) * chunk_size
+    out: list[bytes] = []
+    for expected, chunk in zip(numbers, docs, strict=False):
+        if chunk.get("n") != expected:
+            raise corrupt(f"chunk {expected} is missing")
+        data = chunk.get("data")
+        if not isinstance(data, bytes):
+            raise corrupt(f"chunk {expected} holds no binary data")
+        want = last_size if expected == count - 1 else chunk_size
+        if len(data) != want:
+            raise corrupt(f"chunk {expected} has {len(data)} bytes, expected {want}")
+        out.append(data)
+    if len(out) < len(numbers):
+        raise corrupt(f"chunk {numbers.start + len(out)} is missing")
+    return out
+
+
+def _corrupted(sha256: str, where: str, problem: str) -> ArtifactCorrupted:
+    return ArtifactCorrupted(
+        f"blob {sha256} in {where} is corrupted: {problem}; delete it and put the original "
+        "bytes again"
+    )
+
+
+def _check_claimed_size(sha256: str, where: str, size: int, claimed: int | None) -> None:
+    """An ArtifactRef whose size differs from the stored blob's: ArtifactCorrupted (as the
+    filesystem stores report it)."""
+    if claimed is not None and size != claimed:
+        raise _corrupted(sha256, where, f"it has {size} bytes but the ref says {claimed}")
 
 
 def _in_background(fn: Callable[[int], list[bytes]], arg: int) -> Future[list[bytes]]:
@@ -509,7 +550,10 @@ class GridFSArtifactStore:
         return io.BufferedReader(raw, buffer_size=max(self.chunk_size, io.DEFAULT_BUFFER_SIZE))
 
     def get(self, ref: RefLike) -> bytes:
-        """The verified bytes (ArtifactCorrupted on mismatch, ArtifactNotFound if absent)."""
+        """The verified bytes (ArtifactCorrupted on mismatch, ArtifactNotFound if absent).
+
+        The sha256 and length of the whole are checked, and the size of an ArtifactRef.
+        """
         key, doc = self._lookup(ref)
         windows = self._windows(key, doc)
         hasher = hashlib.sha256()
@@ -523,11 +567,112 @@ class GridFSArtifactStore:
         finally:
             windows.close()
         data = b"".join(parts)
-        if len(data) != windows.length or hasher.hexdigest() != key:
-            raise ArtifactCorrupted(
-                f"blob {key} in {self._where} is corrupted: its {len(data)} bytes do not hash to "
-                "its name; delete it and put the original bytes again"
+        self._check_whole(key, data, windows.length, hasher.hexdigest(), _ref_size(ref))
+        return data
+
+    def _check_whole(
+        self, key: str, data: bytes, length: int, digest: str, claimed: int | None
+    ) -> None:
+        if len(data) != length or digest != key:
+            raise _corrupted(key, self._where, f"its {len(data)} bytes do not hash to its name")
+        _check_claimed_size(key, self._where, len(data), claimed)
+
+    def get_many(self, refs: Sequence[RefLike]) -> list[bytes]:
+        """The verified bytes of each ref, in order (``SupportsGetMany``).
+
+        Every ref is validated before anything is read. The files documents of the distinct
+        keys come from one ``find`` (``filename $in``), their chunks from one more
+        (``files_id $in``, sorted by ``files_id, n`` along GridFS's ``files_id_1_n_1`` index);
+        the driver adds a ``getMore`` only when a reply would pass 16 MiB, and keys past
+        ``_IN_BATCH`` take further queries. Each blob is verified as :meth:`get` verifies it
+        (chunk numbers and sizes, the sha256 and length of the whole, an ArtifactRef's size).
+        A blob the batch did not bring, or brought damaged, is read again by :meth:`get`, so
+        every error is the one ``get`` raises (a blob absent from the batch is looked up once
+        more first, and when it is absent indeed nothing after it in order is read). The result
+        holds every blob at once: for one blob too large for memory use :meth:`open`.
+
+        Raises:
+            InvalidArtifactRef: a ref is not a sha256 hex digest (nothing is read).
+            ArtifactNotFound: a blob is absent.
+            ArtifactCorrupted: a blob does not verify.
+            When several refs fail, the error is the one of the first failing ref in order.
+        """
+        keys = [(_ref_key(r), _ref_size(r)) for r in refs]
+        if not keys:
+            return []
+        names = list(dict.fromkeys(key for key, _ in keys))
+        with self._conn.errors(f"read {len(names)} blobs"):
+            docs = self._files_named(names)
+            end = len(keys)
+            absent = next((i for i, (key, _) in enumerate(keys) if key not in docs), end)
+            if absent < end and self._find(keys[absent][0]) is None:
+                end = absent  # its error comes after those of the refs before it, if any
+            wanted = dict.fromkeys(key for key, _ in keys[:end] if key in docs)
+            chunks = self._chunks_of([docs[key]["_id"] for key in wanted])
+        blobs: dict[str, bytes] = {}
+        for key, claimed in keys[:end]:
+            data = blobs.get(key)
+            if data is None:
+                try:
+                    data = self._assemble(key, docs[key], chunks) if key in docs else None
+                except ArtifactCorrupted:
+                    data = None
+                if data is None:
+                    # The batch is an optimisation; a blob it did not bring, or brought damaged,
+                    # is read again by get(), whose answer (bytes or error) is authoritative.
+                    # A concurrent put, or a server that answers $in wrongly, ends up here.
+                    data = self.get(key)
+                blobs[key] = data
+            _check_claimed_size(key, self._where, len(data), claimed)
+        if end < len(keys):
+            raise ArtifactNotFound(f"no blob {keys[end][0]} in {self._where}")
+        return [blobs[key] for key, _ in keys]
+
+    def _files_named(self, names: Sequence[str]) -> dict[str, Document]:
+        """The files document of each name that is stored (the first one, as ``find_one``)."""
+        found: dict[str, Document] = {}
+        for i in range(0, len(names), _IN_BATCH):
+            part = names[i : i + _IN_BATCH]
+            cursor = self._files().find(
+                {"filename": {"$in": part}},
+                {"_id": 1, "filename": 1, "length": 1, "chunkSize": 1},
+                batch_size=len(part),  # one reply, not the server's first batch of 101
             )
+            for doc in cursor:
+                name = doc.get("filename")
+                if isinstance(name, str):
+                    found.setdefault(name, doc)
+        return found
+
+    def _chunks_of(self, files_ids: Sequence[Any]) -> dict[Any, list[Document]]:
+        """The chunks of each file, in chunk order (files with no chunk are absent)."""
+        by_file: dict[Any, list[Document]] = {}
+        for i in range(0, len(files_ids), _IN_BATCH):
+            part = files_ids[i : i + _IN_BATCH]
+            cursor = self._chunks().find(
+                {"files_id": {"$in": part}},
+                {"_id": 0, "files_id": 1, "n": 1, "data": 1},
+                sort=[("files_id", 1), ("n", 1)],
+                # replies up to the server's 16 MiB limit, not a first batch of 101 chunks
+                batch_size=2**31 - 1,
+            )
+            for chunk in cursor:
+                by_file.setdefault(chunk.get("files_id"), []).append(chunk)
+        return by_file
+
+    def _assemble(self, key: str, doc: Document, chunks: dict[Any, list[Document]]) -> bytes:
+        """The verified bytes of blob ``key`` from its chunks (which are released)."""
+        length = int(doc["length"])
+        chunk_size = int(doc.get("chunkSize") or DEFAULT_CHUNK_SIZE)
+        parts = _checked_chunks(
+            chunks.pop(doc["_id"], []),
+            range(-(-length // chunk_size)),
+            length=length,
+            chunk_size=chunk_size,
+            corrupt=lambda problem: _corrupted(key, self._where, problem),
+        )
+        data = b"".join(parts)
+        self._check_whole(key, data, length, hashlib.sha256(data).hexdigest(), None)
         return data
 
     def exists(self, ref: RefLike) -> bool:
