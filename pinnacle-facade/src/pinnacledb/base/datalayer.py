@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -90,8 +91,64 @@ _get_id = itemgetter("id")
 def _join_ids(parts: list[Any]) -> list[Any]:
     out: list[Any] = []
     for part in parts:
-        out += part if isinstance(part, list) else part.to_pylist()
+        out += part if isinstance(part, (list, range)) else part.to_pylist()
     return out
+
+
+def _keep_ids(parts: list[Any], part: Any) -> None:
+    """Append the ids of one written chunk to ``parts`` in a form that costs little to keep.
+
+    A streamed insert keeps the ids of every chunk until it returns, so they must not grow
+    like Python objects: a run of consecutive ints becomes a ``range`` (merged with the run
+    before it, so sequential ids cost nothing whatever the row count), other int or str ids
+    an Arrow array (8 bytes an int; only when pyarrow is loaded already). Anything else (the
+    native ids of a backend, mixed types) is kept as given.
+    """
+    compact = _compact_ids(part)
+    last = parts[-1] if parts else None
+    if (
+        isinstance(compact, range)
+        and isinstance(last, range)
+        and last.step == compact.step == 1
+        and last.stop == compact.start
+    ):
+        parts[-1] = range(last.start, compact.stop)
+    else:
+        parts.append(compact)
+
+
+def _compact_ids(part: Any) -> Any:
+    n = len(part)
+    if n == 0 or isinstance(part, range):
+        return part
+    if not isinstance(part, list):  # an Arrow id column (ints of a table, or strings)
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not pa.types.is_integer(part.type) or part.null_count:
+            return part
+        first, last = part[0].as_py(), part[-1].as_py()
+        if last - first == n - 1 and (
+            n == 1 or pc.all(pc.equal(pc.pairwise_diff(part.combine_chunks()), 1)).as_py()
+        ):
+            return range(first, last + 1)
+        return part
+    first = part[0]
+    if all(type(x) is int for x in part):  # bools and int subclasses stay as they are
+        if part == list(range(first, first + n)):
+            return range(first, first + n)
+        kind = "int64"
+    elif all(type(x) is str for x in part):
+        kind = "string"
+    else:
+        return part
+    pa = sys.modules.get("pyarrow")
+    if pa is None:
+        return part
+    try:
+        return pa.array(part, type=kind)
+    except (pa.ArrowInvalid, OverflowError):  # ints past int64
+        return part
 
 
 def _convert_arrow(data: Any, format: SelectFormat) -> Any:
@@ -381,6 +438,8 @@ class Datalayer:
                     f"{count} rows before it were written)"
                 ) from exc
             count += n
+            if ids:  # a stream: keep the previous chunk's ids compactly
+                _keep_ids(ids, ids.pop())
             ids.append(chunk_ids)
             failures += chunk_failures
         if len(ids) == 1 and isinstance(ids[0], list):
