@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 
 from pinnacle_protocols.errors import ComponentInUse, InvalidRecord, SchemaError
 from pinnacle_protocols.memory import MemoryArtifactStore, MemoryDataBackend, MemoryMetadataStore
-from pinnacle_protocols.protocols import SupportsIndexes, SupportsMatchCount, SupportsMatchCounts
+from pinnacle_protocols.protocols import (
+    SupportsIndexes,
+    SupportsInsertMany,
+    SupportsMatchCount,
+    SupportsMatchCounts,
+)
 from pinnacle_protocols.records import JobStatus
 from pinnacledb import LinearModel, Listener, Model, pinnacle
 from pinnacledb.base.datalayer import Datalayer
@@ -354,6 +359,72 @@ def test_a_write_reads_one_metadata_key_when_nothing_changed(
     assert sorted(calls) == ["get_component", "get_metadata"]
     assert md.get_metadata(EPOCH_KEY) is not None
     check(db, "m__t", lin)
+
+
+def test_a_small_insert_writes_rows_and_outputs_with_one_transaction(
+    db: Datalayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hot path: where the backend has SupportsInsertMany (DuckDB), a single-row insert into a
+    table with a cached listener set writes the row and its output with one insert_many (one
+    commit), not an insert per table."""
+    _table(db, 1)
+    db.apply(Listener(model=_linear(), table="t", inputs="x"))
+    db.insert("t", [{"id": 100, "x": 1.0, "tag": "a"}])  # warm the cache
+    backend = db.databackend
+    calls: list[str] = []
+    for name in ("insert", "insert_many"):
+        real = getattr(type(backend), name, None)
+        if real is None:
+            continue
+
+        def spy(*a: Any, _n: str = name, _real: Any = real, **k: Any) -> Any:
+            calls.append(_n)
+            return _real(*a, **k)
+
+        monkeypatch.setattr(type(backend), name, spy)
+    result = db.insert("t", [{"id": 101, "x": 2.0, "tag": "a"}])
+    monkeypatch.undo()
+    assert result == 1
+    assert result.ids == (101,)
+    assert result.ok
+    if isinstance(backend, SupportsInsertMany):
+        assert calls == ["insert_many"]
+    else:
+        assert calls == ["insert", "insert"]
+    check(db, "m__t", lin)
+
+
+def test_a_stale_cached_listener_set_is_corrected_after_the_write(make: MakeDB) -> None:
+    """The one-transaction insert computes outputs from the cached listener set; when another
+    process changed the set meanwhile, the write ends as if it had read the new set."""
+    first, second = make(), make()
+    _table(first, 2)
+    second.apply(Listener(identifier="a", model=_linear("m"), table="t", inputs="x"))
+    second.apply(Listener(identifier="gone", model=_linear("g"), table="t", inputs="x"))
+    first.insert("t", [{"id": 50, "x": 5.0, "tag": "a"}])  # caches a and gone
+    old_version = first._listeners.snapshot().by_id["a"].model_version
+    # meanwhile: "a" applied again on a new model version, "new" applied
+    second.apply(Listener(identifier="a", model=_linear("m", w=3.0), table="t", inputs="x"))
+    second.apply(
+        Listener(identifier="new", model=_linear("n", w=0.0, b=7.0), table="t", inputs="x")
+    )
+    first.insert("t", [{"id": 51, "x": 6.0, "tag": "a"}])
+    check(first, "a", lambda r: 3.0 * float(r["x"]) + 1.0)
+    check(first, "new", lambda r: 7.0)
+    check(first, "gone", lambda r: 2.0 * float(r["x"]) + 1.0)
+    old = first.select("outputs__a", {"model_version": old_version})
+    assert sorted(o["source_id"] for o in old) == [0, 1, 50]  # no old-version output of 51
+    # "gone" removed with its outputs table: the cached set still names it
+    second.remove("listener", "gone", force=True)
+    first.insert("t", [{"id": 52, "x": 7.0, "tag": "b"}])
+    assert "outputs__gone" not in first.list_tables()
+    check(first, "a", lambda r: 3.0 * float(r["x"]) + 1.0)
+    check(first, "new", lambda r: 7.0)
+    # "a" removed (outputs kept): the cached set still has it, its output is taken back
+    second.remove("listener", "a")
+    first.insert("t", [{"id": 53, "x": 8.0, "tag": "b"}])
+    assert 53 not in {o["source_id"] for o in first.select("outputs__a")}
+    check(first, "new", lambda r: 7.0)
 
 
 def test_chained_listeners_run_in_dependency_order(db: Datalayer) -> None:

@@ -459,3 +459,67 @@ def test_datafusion_limit_with_quoted_column(fresh: Callable[[str], IbisDataBack
     store.insert("t", [{"b": 0}, {"b": 0}, {"b": 1}])
     assert len(store.select("t", columns=["it's", "b"], limit=1)) == 1
     assert len(store.select("t", {"b": 0}, columns=["it's"], limit=1, order_by=["b"])) == 1
+
+
+@pytest.mark.duckdb
+def test_duckdb_single_row_insert_is_bound(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """A one-row insert binds its values to a cached statement (no Arrow view per row) and
+    stores every type as the Arrow way does."""
+    store = fresh("duckdb")
+    assert isinstance(store, DuckDBDataBackend)
+    schema = Schema.of(
+        k="int", f="float", s="str", b="bool", y="bytes", t="datetime", j="json", v="vector"
+    )
+    store.create_table("one", schema)
+    store.create_table("many", schema)
+    rows: list[dict[str, Any]] = [
+        {
+            "k": 2**62,
+            "f": -0.5,
+            "s": "a'\"\\é",
+            "b": True,
+            "y": b"\x00\xff",
+            "t": datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC),
+            "j": {"a": [1, None, "x"]},
+            "v": [1.5, -0.0, 1e300],
+        },
+        dict.fromkeys(schema.names),
+        {"k": 3, "f": 2, "s": "", "b": False, "y": b"", "t": None, "j": "text", "v": []},
+    ]
+    hits = store._statements.hits
+    for row in rows:
+        assert store.insert("one", [row]) == 1
+    assert store._statements.hits >= hits + len(rows) - 1  # rendered once, then reused
+    store.insert("many", rows)  # several rows: the Arrow way
+    assert sorted(store.select("one"), key=repr) == sorted(store.select("many"), key=repr)
+    assert len(store.select("one")) == 3
+    with pytest.raises(SchemaError):
+        store.insert("one", [{"k": "not an int"}])
+    assert store.count("one") == 3
+
+
+@pytest.mark.duckdb
+def test_duckdb_insert_many_is_one_transaction(fresh: Callable[[str], IbisDataBackend]) -> None:
+    """insert_many writes every table or none (SupportsInsertMany)."""
+    from pinnacle_protocols.protocols import SupportsInsertMany
+
+    store = fresh("duckdb")
+    assert isinstance(store, SupportsInsertMany)
+    store.create_table("a", Schema.of(id="int", x="float"))
+    store.create_table("b", Schema.of(id="str", j="json"))
+    row_b: dict[str, Any] = {"id": "1", "j": {"k": [1]}}
+    assert store.insert_many([("a", [{"id": 1, "x": 0.5}]), ("b", [row_b])]) == [1, 1]
+    two: list[dict[str, Any]] = [{"id": 2, "x": 1.0}, {"id": 3, "x": None}]
+    assert store.insert_many([("a", two), ("b", [])]) == [2, 0]
+    with pytest.raises(TableNotFound):
+        store.insert_many([("a", [{"id": 4, "x": 0.0}]), ("gone", [{"id": 4}])])
+    with pytest.raises(SchemaError):
+        store.insert_many([("a", [{"id": 5, "x": 0.0}]), ("b", [{"id": 5}])])
+    store.create_table("c", Schema.of(id="int"))
+    store.raw_sql("DROP TABLE c")  # dropped behind the schema cache: fails inside the write
+    with pytest.raises(PinnacleError, match="'c'"):
+        store.insert_many([("a", [{"id": 6, "x": 0.0}]), ("c", [{"id": 6}])])
+    assert sorted(r["id"] for r in store.select("a")) == [1, 2, 3]
+    assert store.select("b") == [row_b]
+    assert store.insert_many([("a", [{"id": 7, "x": 7.0}])]) == [1]  # usable afterwards
+    assert store.count("a") == 4

@@ -17,6 +17,10 @@ How outputs stay current, and why it is correct:
   they changed, in-process, before returning (the distributed runners of the compute issue will
   run it elsewhere). Writes to an outputs table go through the same path, so downstream
   listeners of a chain run after their upstream outputs are written (dependency order).
+  Where the databackend has ``SupportsInsertMany`` (DuckDB), a small insert whose listeners
+  are cached writes its rows and their outputs in one transaction, one commit instead of two
+  (:meth:`ListenerEngine.insert_with_outputs`; the epoch is still read after it, and a
+  changed listener set is corrected then).
 * **Seeing other processes' listeners.** The listener set is cached per Datalayer, keyed by
   the value of the metadata key :data:`EPOCH_KEY`, which every listener apply/remove sets to a
   new uuid. A write reads that one key *after* its data write; ``apply`` sets it *before* the
@@ -69,8 +73,10 @@ from pinnacle_protocols.errors import (
 )
 from pinnacle_protocols.filters import matcher
 from pinnacle_protocols.protocols import (
+    InsertReturningIds,
     SupportsAntiJoin,
     SupportsIndexes,
+    SupportsInsertMany,
     SupportsMatchCount,
     count_many,
 )
@@ -525,12 +531,14 @@ class ListenerEngine:
         stored: Sequence[Mapping[str, Any]],
         given: Sequence[Mapping[str, Any]],
         native_ids: Sequence[Any] | None,
+        *,
+        actives: Sequence[Active] | None = None,
     ) -> list[ListenerFailure]:
         """Compute outputs for freshly inserted rows (``stored``: as written, ``given``: as
-        passed, used as model inputs)."""
+        passed, used as model inputs) for the listeners of ``table`` (or ``actives``)."""
         failures: list[ListenerFailure] = []
         run = f"listener.trigger-{uuid.uuid4().hex}"
-        for active in snap.by_table.get(table, ()):
+        for active in snap.by_table.get(table, ()) if actives is None else actives:
             try:
                 items = []
                 match = matcher(active.where)
@@ -553,6 +561,104 @@ class ListenerEngine:
                 sids = [r.get(active.id_column) for r in stored]
                 failures.append(self._fail(active, "listener.trigger", exc, sids))
         return failures
+
+    def insert_with_outputs(
+        self, table: str, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[int, list[ListenerFailure]] | None:
+        """Insert ``rows`` and their listeners' outputs in one transaction (one commit), or
+        do nothing and return None: then the caller writes the rows and calls
+        :meth:`after_insert` (two commits).
+
+        The hot path of a small insert into a table with listeners. Done where the backend
+        has :class:`~pinnacle_protocols.protocols.SupportsInsertMany`, the cached listener set
+        has listeners on ``table`` whose outputs tables exist and feed no other listener, every
+        row has its id and the models succeed on every row (a failing row goes the usual way,
+        which isolates and records it). The outputs are computed from the *cached* set before
+        the write; the epoch is read after the commit, as :meth:`after_insert`'s callers do.
+        If it changed meanwhile, outputs written for listeners no longer applied (or applied
+        at another version) are deleted again and listeners new to the set get theirs the
+        usual way, so the rows end up exactly as after the two-commit path.
+        """
+        backend = self._db.databackend
+        cached = self._snap
+        if (
+            cached is None
+            or not 0 < len(rows) <= BATCH
+            or not isinstance(backend, SupportsInsertMany)
+            or isinstance(backend, InsertReturningIds)
+        ):
+            return None
+        actives = cached.by_table.get(table)
+        if not actives or any(
+            not a.outputs_seen or cached.by_table.get(a.output_table) for a in actives
+        ):
+            return None
+        run = f"listener.trigger-{uuid.uuid4().hex}"
+        writes: list[tuple[str, Sequence[Mapping[str, Any]]]] = [(table, rows)]
+        done: list[tuple[Active, list[tuple[_Item, Any]], list[dict[str, Any]]]] = []
+        try:
+            for active in actives:
+                match = matcher(active.where)
+                items = []
+                for row in rows:
+                    raw = row.get(active.id_column)
+                    if raw is None:
+                        return None  # the usual path says which row
+                    if match(row):
+                        items.append(self._item(active, raw, row, None))
+                if not items:
+                    done.append((active, [], []))
+                    continue
+                pairs = list(zip(items, self._predict(active, [i.x for i in items]), strict=True))
+                out_rows = self._output_rows(active, pairs, run)
+                writes.append((active.output_table, out_rows))
+                done.append((active, pairs, out_rows))
+        except Exception:  # the usual path isolates and records the failure
+            return None
+        try:
+            count = backend.insert_many(writes)[0]
+        except Exception:  # nothing was written; the usual path reports it
+            return None
+        # read the listener set AFTER the write (see the module docstring)
+        after = self.snapshot()
+        handled: set[str] = set()
+        for active, pairs, out_rows in done:
+            now = after.by_id.get(active.identifier)
+            if now is not None and now.key == active.key:
+                handled.add(active.identifier)
+                if pairs and after.indexes.get(now.identifier):
+                    self._db._vectors.written(after, now, [(i.sid, y) for i, y in pairs])
+            elif out_rows:  # removed or replaced meanwhile: take these outputs back
+                with contextlib.suppress(TableNotFound):
+                    self._delete_outputs(
+                        after, active, {"id": {"$in": [r["id"] for r in out_rows]}}
+                    )
+        rest = [a for a in after.by_table.get(table, ()) if a.identifier not in handled]
+        failures = self.after_insert(after, table, rows, rows, None, actives=rest) if rest else []
+        return count, failures
+
+    def _output_rows(
+        self, active: Active, pairs: Sequence[tuple[_Item, Any]], run: str
+    ) -> list[dict[str, Any]]:
+        """The outputs-table rows of ``pairs`` (item, output), with the input copies."""
+        copies = active.copies(self._db)
+        version = active.model_version
+        model = active.model_identifier
+        out = []
+        for item, y in pairs:
+            row = {
+                "id": f"{version}:{item.sid}",
+                "source_id": item.sid,
+                "model": model,
+                "model_version": version,
+                "job_id": run,
+                "input_hash": item.hash,
+                "output": y,
+            }
+            if copies:
+                row.update(zip(copies, item.values, strict=True))
+            out.append(row)
+        return out
 
     def changed_ids(self, snap: Snapshot, table: str, where: Filter | None) -> list[Any] | None:
         """Before an update/delete: the source ids the write will touch (None: no listeners)."""

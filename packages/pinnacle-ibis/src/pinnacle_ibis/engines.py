@@ -36,7 +36,7 @@ import attrs
 
 from pinnacle_ibis import _sql
 from pinnacle_ibis._bound import PARAM, BoundLeaves, StatementCache, finish
-from pinnacle_ibis._values import arrow_type, dump_json
+from pinnacle_ibis._values import arrow_type, canonical_table, dump_json
 from pinnacle_ibis.backend import (
     IbisDataBackend,
     SelectQuery,
@@ -48,6 +48,7 @@ from pinnacle_protocols.errors import (
     UnsupportedOperation,
 )
 from pinnacle_protocols.filters import Filter, compile_filter
+from pinnacle_protocols.protocols import Rows
 from pinnacle_protocols.records import DType, Field, Schema, index_name
 from pinnacle_protocols.tables import SCHEMAS_TABLE, schema_from_text, schema_to_text
 from pinnacle_protocols.uri import RedactedURI
@@ -829,6 +830,15 @@ class DuckDBDataBackend(SQLDataBackend):
         import sqlglot.expressions as sge
 
         con = self._dbapi
+        if data.num_rows == 1:
+            # One row binds its values to a cached INSERT ... VALUES statement instead of
+            # registering an Arrow view: ~1 ms instead of ~4 ms file-backed (DuckDB 1.5), which
+            # is most of a single-row insert (a listener's output, an application's one row).
+            # Binding grows with the rows (16: ~10 ms) while the Arrow way stays flat, so more
+            # rows go that way. One statement is atomic on its own, as below.
+            sql = self._statements.get((name, "insert-row"), lambda: self._insert_sql(name, schema))
+            con.execute(sql, list(self._row_tuples(schema, data)[0]))
+            return
         view = f"__pinnacle_insert_{secrets.token_hex(8)}"
         exprs = [
             sge.Cast(this=sge_column(f.name), to=sge.DataType.build("JSON", dialect="duckdb"))
@@ -850,6 +860,40 @@ class DuckDBDataBackend(SQLDataBackend):
             con.execute(self._render(stmt))
         finally:
             con.unregister(view)
+
+    def insert_many(self, writes: Sequence[tuple[str, Rows]]) -> list[int]:
+        """Append rows to several tables in one transaction (one commit); see
+        :class:`pinnacle_protocols.protocols.SupportsInsertMany` (used by listeners: a row and
+        its outputs).
+
+        Raises:
+            TableNotFound: a table does not exist (nothing is written).
+            SchemaError: a row has an unknown column or a value of the wrong type (nothing is
+                written).
+        """
+        with self._serialised("insert"):
+            prepared = []
+            for table, rows in writes:
+                schema = self._schema(table)
+                prepared.append((table, schema, canonical_table(schema, rows, table)))
+            con = self._dbapi
+            failing: str | None = None
+            try:
+                con.begin()
+                for table, schema, data in prepared:
+                    failing = table
+                    if data.num_rows:
+                        self._write(table, schema, data)
+                failing = None
+                con.commit()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    con.rollback()
+                if not isinstance(exc, Exception):
+                    raise
+                with self._guard("insert", failing):  # TableNotFound, chained engine errors
+                    raise exc
+            return [int(data.num_rows) for _, _, data in prepared]
 
     def _execute_dml(self, cur: Any, sql: str, params: list[Any]) -> int:
         rows = cur.execute(sql, params).fetchall()

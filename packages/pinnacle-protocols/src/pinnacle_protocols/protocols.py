@@ -45,6 +45,7 @@ __all__ = [
     "SupportsDefaultsFromURI",
     "SupportsGetMany",
     "SupportsIndexes",
+    "SupportsInsertMany",
     "SupportsMatchCount",
     "SupportsMatchCounts",
     "SupportsMetadataSwap",
@@ -590,6 +591,24 @@ def count_many(backend: DataBackend, queries: Sequence[CountQuery]) -> list[int]
                 f"{backend.uri}: count_many of unmatched rows needs SupportsMatchCount"
             )
     return counts
+
+
+@runtime_checkable
+class SupportsInsertMany(Protocol):
+    """Optional DataBackend capability: inserts into several tables as one transaction.
+
+    Used by listeners: a small insert into a table with listeners writes its rows and their
+    outputs with one commit (instead of one per table), and a crash leaves both or neither.
+    """
+
+    def insert_many(self, writes: Sequence[tuple[str, Rows]]) -> list[int]:
+        """Append each ``(table, rows)`` in order, all in one transaction; return the counts.
+
+        Every row is validated as ``insert`` validates it before anything is written; an
+        error anywhere writes nothing to any table. Raises what ``insert`` raises
+        (TableNotFound, SchemaError).
+        """
+        ...
 
 
 @runtime_checkable

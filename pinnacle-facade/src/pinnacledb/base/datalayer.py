@@ -473,20 +473,29 @@ class Datalayer:
         given = chunk
         stored: Sequence[Mapping[str, Any]] = given
         native_ids: list[Any] | None = None
-        if codec is None:
-            native_ids, count = self._backend_insert(table, given)
-        else:
-            encoded, blobs = self._encode_rows(codec, given)
-            stored = encoded
-            with self._journaled_puts("insert", table, blobs):
-                native_ids, count = self._backend_insert(table, encoded)
-        # read the listener set AFTER the data write (see pinnacledb.listeners)
-        snap = self._listeners.snapshot() if snap is None else snap
-        failures = (
-            self._listeners.after_insert(snap, table, stored, given, native_ids)
-            if snap.by_table.get(table)
-            else []
+        # rows and their listeners' outputs in one transaction, where it can be done
+        together = (
+            self._listeners.insert_with_outputs(table, given)
+            if codec is None and snap is None
+            else None
         )
+        if together is not None:
+            count, failures = together
+        else:
+            if codec is None:
+                native_ids, count = self._backend_insert(table, given)
+            else:
+                encoded, blobs = self._encode_rows(codec, given)
+                stored = encoded
+                with self._journaled_puts("insert", table, blobs):
+                    native_ids, count = self._backend_insert(table, encoded)
+            # read the listener set AFTER the data write (see pinnacledb.listeners)
+            snap = self._listeners.snapshot() if snap is None else snap
+            failures = (
+                self._listeners.after_insert(snap, table, stored, given, native_ids)
+                if snap.by_table.get(table)
+                else []
+            )
         if native_ids is not None:
             return count, list(native_ids), failures
         try:

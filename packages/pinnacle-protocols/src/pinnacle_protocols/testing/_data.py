@@ -39,6 +39,7 @@ from pinnacle_protocols.protocols import (
     OrderBy,
     SupportsDefaultsFromURI,
     SupportsIndexes,
+    SupportsInsertMany,
     SupportsMatchCount,
     SupportsMatchCounts,
     SupportsNativeCopy,
@@ -830,6 +831,25 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
             )
         with pytest.raises(TableNotFound):
             idx.count_many([CountQuery(table="l"), CountQuery(table="no_such_table")])
+
+    def test_insert_many(self, store: DB) -> None:
+        """SupportsInsertMany: rows of several tables in one transaction, all or nothing."""
+        many: Any = store  # a DataBackend that may also be SupportsInsertMany
+        if not isinstance(many, SupportsInsertMany):
+            assert not hasattr(store, "insert_many"), "insert_many without the Protocol"
+            return
+        store.create_table("a", Schema.of(id="int", x="float"))
+        store.create_table("b", Schema.of(id="str", j="json", v="vector"))
+        b_row: dict[str, Any] = {"id": "k", "j": {"n": [1, None]}, "v": [0.5, -1.0]}
+        assert many.insert_many([("a", [{"id": 1, "x": 2.5}]), ("b", [b_row])]) == [1, 1]
+        more: list[dict[str, Any]] = [{"id": 2, "x": None}, {"id": 3, "x": 1.0}]
+        assert many.insert_many([("a", more), ("b", [])]) == [2, 0]
+        with pytest.raises(TableNotFound):
+            many.insert_many([("a", [{"id": 4, "x": 0.0}]), ("no_such_table", [{"id": 4}])])
+        with pytest.raises(SchemaError):
+            many.insert_many([("a", [{"id": 5, "x": 0.0}]), ("b", [{"id": 5}])])
+        assert sorted(r["id"] for r in store.select("a")) == [1, 2, 3]
+        assert store.select("b") == [b_row]
 
     def test_scan(self, store: DB) -> None:
         """SupportsScan: every row once, in one fixed order that ``skip`` and ``batch_size``
