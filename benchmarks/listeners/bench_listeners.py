@@ -215,7 +215,8 @@ def main() -> int:
         "listener plus `model.predict([x])`; catch_up = the anti-join query (source ids with no "
         "output of the current version, first page of 1000) alone. The listener hashes every "
         "row's inputs, writes the 8 columns of an outputs table (with a copy of the input) and "
-        "records the job's progress per batch; a no-op catch_up is decided in the database "
+        "records the job's progress per batch; a single-row insert writes the row and its "
+        "output in one transaction (DuckDB); a no-op catch_up is decided in the database "
         "by one statement (two anti-join counts and two counts, `count_many`) and writes one "
         "job record.",
     ]

@@ -622,19 +622,26 @@ class ListenerEngine:
         # read the listener set AFTER the write (see the module docstring)
         after = self.snapshot()
         handled: set[str] = set()
+        failures: list[ListenerFailure] = []
         for active, pairs, out_rows in done:
             now = after.by_id.get(active.identifier)
-            if now is not None and now.key == active.key:
-                handled.add(active.identifier)
-                if pairs and after.indexes.get(now.identifier):
-                    self._db._vectors.written(after, now, [(i.sid, y) for i, y in pairs])
-            elif out_rows:  # removed or replaced meanwhile: take these outputs back
-                with contextlib.suppress(TableNotFound):
-                    self._delete_outputs(
-                        after, active, {"id": {"$in": [r["id"] for r in out_rows]}}
-                    )
+            try:
+                if now is not None and now.key == active.key:
+                    handled.add(active.identifier)
+                    if pairs and after.indexes.get(now.identifier):
+                        self._db._vectors.written(after, now, [(i.sid, y) for i, y in pairs])
+                elif out_rows:  # removed or replaced meanwhile: take these outputs back
+                    ids = [r["id"] for r in out_rows]
+                    self._delete_outputs(after, active, {"id": {"$in": ids}})
+            except TableNotFound:
+                pass  # removed with its outputs table meanwhile
+            except Exception as exc:  # as after_insert: recorded, the data write stands
+                failures.append(
+                    self._fail(active, "listener.trigger", exc, [i.sid for i, _ in pairs])
+                )
         rest = [a for a in after.by_table.get(table, ()) if a.identifier not in handled]
-        failures = self.after_insert(after, table, rows, rows, None, actives=rest) if rest else []
+        if rest:
+            failures += self.after_insert(after, table, rows, rows, None, actives=rest)
         return count, failures
 
     def _output_rows(
