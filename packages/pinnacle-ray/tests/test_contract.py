@@ -77,7 +77,7 @@ def test_ray_client_contract(
         text=True,
         env=env,
         cwd=HERE,
-        timeout=300,
+        timeout=900,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
