@@ -22,7 +22,13 @@ T = TypeVar("T")
 #: Databackends whose file one process at a time may open (DuckDB): workers open them per
 #: access and retry while another process holds the lock.
 EXCLUSIVE_FILE_SCHEMES = schemes_where("exclusive")
-LOCK_WAIT_SECONDS = 120.0
+#: How long a worker waits for its turn on such a file. Other workers hold it for one block
+#: (a read or a write of one batch) at a time; the bound catches a process that keeps it open
+#: (the error names that process). 120 s was too short on a 2-core CI machine at load 16.
+LOCK_WAIT_SECONDS = 300.0
+#: The longest pause between two attempts: short, so that a waiting worker is not starved by
+#: others that take the lock again between its (otherwise exponentially longer) pauses.
+LOCK_RETRY_MAX_DELAY = 0.1
 
 
 class InProcessJob:
@@ -119,7 +125,7 @@ def retry_locked(action: Callable[[], T], exclusive: bool) -> T:
             if not _is_lock_error(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        delay = min(delay * 2, LOCK_RETRY_MAX_DELAY)
 
 
 def _is_lock_error(exc: BaseException | None) -> bool:
