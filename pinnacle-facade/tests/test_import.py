@@ -94,6 +94,27 @@ def test_first_use_imports_only_the_owning_packages(tmp_path: Path) -> None:
     assert _loaded(mods, ("ibis", "pymongo", "pinnacle_ibis", "pinnacle_mongo", "duckdb")) == []
 
 
+#: Imported only to migrate: opening an up-to-date store reads one revision row without them.
+MIGRATION_ONLY = ("alembic", "mako", "sqlalchemy.dialects.postgresql")
+
+
+@pytest.mark.sqlite
+def test_pinnacle_show_on_the_embedded_default_imports_no_migration_tool(tmp_path: Path) -> None:
+    """``pinnacle show`` in a fresh process: SQLite metadata, no Alembic, no data backend.
+
+    Run twice: the first run creates the metadata database (that run migrates, so Alembic is
+    imported), the second opens an up-to-date one.
+    """
+    code = "import sys\nfrom pinnacledb.cli import main\nassert main(['show']) == 0"
+    first = _modules_after(code, tmp_path)
+    assert "alembic" in first  # the empty database was created by the migrations
+    mods = _modules_after(code, tmp_path)
+    assert "pinnacle_sql.store" in mods
+    assert _loaded(mods, MIGRATION_ONLY) == []
+    drivers = tuple(d for d in DRIVERS if d not in ("sqlalchemy", "pinnacle_sql"))
+    assert _loaded(mods, drivers) == []
+
+
 def test_building_a_datalayer_with_a_pool_runner_starts_no_pool(tmp_path: Path) -> None:
     """Building runners imports no pool; the Dask runner is checked where pinnacle-dask is
     installed (the workspace; the facade's install-alone venv has only the facade's extras)."""

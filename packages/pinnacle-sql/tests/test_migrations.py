@@ -152,6 +152,51 @@ def test_head_constant() -> None:
     assert _migrate.known_revisions() == {"0001_initial", HEAD}
 
 
+def test_revision_constants_match_the_shipped_scripts() -> None:
+    """Opening a store compares with the constants (no Alembic import): they are the scripts'."""
+    script = _migrate._script()
+    assert script.get_current_head() == _migrate.HEAD_REVISION
+    assert {r.revision for r in script.walk_revisions()} == _migrate.KNOWN_REVISIONS
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_read_revision_agrees_with_alembic(
+    backend: str, new_database: Callable[[str], str]
+) -> None:
+    """The plain one-row read gives what Alembic's MigrationContext gives, at every stage.
+
+    DuckDB is created at head in one go (it cannot run the 0001 -> 0002 ALTERs): no 0001 stage.
+    """
+    engine = engine_for(new_database(backend))
+    stages = ["empty", "head", "two rows"]
+    if not backend.startswith("duckdb"):
+        stages.insert(1, "0001_initial")
+    try:
+        seen = []
+        for step in stages:
+            if step == "0001_initial":
+                _migrate.upgrade(engine, lock_timeout=30, target="0001_initial")
+            elif step == "head":
+                _migrate.upgrade(engine, lock_timeout=30)
+            elif step == "two rows":
+                with engine.begin() as conn:
+                    conn.execute(
+                        sa.text(f"INSERT INTO {_migrate.VERSION_TABLE} (version_num) VALUES ('x')")
+                    )
+            with engine.connect() as conn:
+                if step == "two rows":
+                    with pytest.raises(Exception, match="more than one head") as plain:
+                        _migrate.read_revision(conn)
+                    with pytest.raises(type(plain.value)):
+                        _migrate.current_revision(conn)
+                    continue
+                seen.append(_migrate.read_revision(conn))
+                assert seen[-1] == _migrate.current_revision(conn)
+        assert seen == [None, "0001_initial", HEAD] if len(stages) == 4 else [None, HEAD]
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("backend", backend_params())
 def test_empty_database_is_created_at_head(
     backend: str, new_database: Callable[[str], str]

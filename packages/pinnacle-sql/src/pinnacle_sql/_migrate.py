@@ -1,4 +1,9 @@
-"""Programmatic Alembic: the revision check, and ``upgrade head`` under a cross-process lock."""
+"""Programmatic Alembic: the revision check, and ``upgrade head`` under a cross-process lock.
+
+Alembic (and the PostgreSQL dialect it pulls in) is imported only to migrate: opening an
+up-to-date store reads the one revision row with a plain query and compares it with
+:data:`HEAD_REVISION` (``test_migrations.py`` checks the constants against the scripts).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,18 @@ import functools
 import hashlib
 from collections.abc import Iterator
 from importlib import resources
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.ddl.postgresql import PostgresqlImpl
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 __all__ = [
+    "HEAD_REVISION",
+    "KNOWN_REVISIONS",
     "VERSION_TABLE",
     "MigrationLockTimeout",
     "UnknownRevision",
@@ -25,11 +31,18 @@ __all__ = [
     "current_revision",
     "head_revision",
     "known_revisions",
+    "read_revision",
     "upgrade",
 ]
 
 #: Alembic's version table, prefixed like every pinnacledb table.
 VERSION_TABLE: Final = "_pinnacle_alembic_version"
+_READ_VERSION: Final = "SELECT version_num FROM _pinnacle_alembic_version"
+
+#: The newest revision in ``migrations/versions`` (kept equal to the scripts by a test).
+HEAD_REVISION: Final = "0002_content_hash"
+#: Every revision in ``migrations/versions`` (kept equal to the scripts by a test).
+KNOWN_REVISIONS: Final = frozenset({"0001_initial", HEAD_REVISION})
 
 # Any constant works: PostgreSQL advisory locks are per database.
 _PG_LOCK_KEY: Final = (
@@ -37,10 +50,16 @@ _PG_LOCK_KEY: Final = (
 )
 
 
-class _DuckDBImpl(PostgresqlImpl):
-    """Alembic's implementation for duckdb-engine (a PostgreSQL dialect underneath)."""
+@functools.cache
+def _register_duckdb_impl() -> None:
+    """Alembic's implementation for duckdb-engine (a PostgreSQL dialect underneath).
 
-    __dialect__ = "duckdb"
+    Defining the class registers it with Alembic, once per process, before Alembic runs.
+    """
+    from alembic.ddl.postgresql import PostgresqlImpl
+
+    class _DuckDBImpl(PostgresqlImpl):
+        __dialect__ = "duckdb"
 
 
 class MigrationLockTimeout(Exception):
@@ -61,6 +80,9 @@ def _script_location() -> str:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic ``Config`` built in code (no ``alembic.ini``) for ``connection``."""
+    from alembic.config import Config
+
+    _register_duckdb_impl()
     cfg = Config()
     cfg.set_main_option("script_location", _script_location())
     cfg.set_main_option("version_table", VERSION_TABLE)
@@ -72,26 +94,42 @@ def alembic_config(connection: Connection | None = None) -> Config:
 @functools.cache
 def _script() -> ScriptDirectory:
     # The scripts are package data: they cannot change while the process runs.
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
 def head_revision() -> str:
     """The newest revision shipped in this package."""
-    head = _script().get_current_head()
-    if head is None:  # pragma: no cover - the package always ships revisions
-        raise RuntimeError("pinnacle_sql ships no migration scripts")
-    return head
+    return HEAD_REVISION
 
 
 def known_revisions() -> frozenset[str]:
     """Every revision id shipped in this package."""
-    return frozenset(rev.revision for rev in _script().walk_revisions())
+    return KNOWN_REVISIONS
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision stamped in the database, or None if it has no version table."""
+    from alembic.runtime.migration import MigrationContext
+
+    _register_duckdb_impl()
     ctx = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     return ctx.get_current_revision()
+
+
+def read_revision(connection: Connection) -> str | None:
+    """:func:`current_revision` without Alembic: the version table's one row, or None.
+
+    Several rows (branched heads, which this package never writes) are left to Alembic, which
+    raises its own error for them.
+    """
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    rows = connection.execute(text(_READ_VERSION)).all()
+    if len(rows) > 1:
+        return current_revision(connection)
+    return str(rows[0][0]) if rows else None
 
 
 def _lock_name(engine: Engine) -> str:
@@ -169,6 +207,8 @@ def upgrade(engine: Engine, *, lock_timeout: float, target: str = "head") -> tup
             before = current_revision(conn)
             if before is None and target == "head":
                 _create_duckdb_head(conn)
+                from alembic import command
+
                 command.stamp(alembic_config(conn), head_revision())
                 conn.commit()
                 return None, head_revision()
@@ -202,6 +242,8 @@ def _run(conn: Connection, target: str, *, commit: bool) -> tuple[str | None, st
         raise UnknownRevision(before)
     goal = head_revision() if target == "head" else target
     if before != goal:
+        from alembic import command
+
         command.upgrade(alembic_config(conn), goal)
     after = current_revision(conn)
     if commit:

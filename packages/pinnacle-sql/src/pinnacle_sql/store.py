@@ -413,7 +413,7 @@ class SQLAlchemyMetadataStore:
         head = _migrate.head_revision()
         try:
             with self._guard, engine.connect() as conn:
-                current = _migrate.current_revision(conn)
+                current = _migrate.read_revision(conn)
         except DBAPIError as exc:
             raise self._translate(exc, "reading the schema revision") from exc
         if current is None and create_if_empty:
