@@ -101,7 +101,7 @@ def _default_id_column(db: Datalayer, table: str) -> str:
 def _is_json(value: Any) -> bool:
     if isinstance(value, list) and all(type(v) is int for v in value):
         # the usual source ids: JSON when every one fits in 64 bits
-        return not value or (-(2**63) <= min(value) and max(value) < 2**63)
+        return not value or (min(value) >= -(2**63) and max(value) < 2**63)
     try:
         check_json(value)
     except InvalidRecord:

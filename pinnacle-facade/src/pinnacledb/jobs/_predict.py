@@ -11,7 +11,7 @@ run is then one insert per batch, with no per-row filter to build.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pinnacle_protocols.compute import Task
@@ -28,6 +28,7 @@ from pinnacledb.jobs._worker import (
 
 if TYPE_CHECKING:
     from pinnacledb.base.datalayer import Datalayer
+    from pinnacledb.components.model import Model
 
 __all__ = ["OUTPUT_INDEX", "partition_filter", "run_predict_task"]
 
@@ -55,10 +56,62 @@ def _and(a: Any, b: Any) -> Any:
 
 def run_predict_task(task: Task) -> JSONValue:
     """Predict one partition; return ``{"rows": n}`` (outputs written)."""
-    from pinnacledb.components.model import Model
-
     p = task.payload
     job_id = str(p["job_id"])
+    db, model, where, exclusive = _task_model(p, job_id)
+    id_column = str(p["id_column"])
+    columns = [str(c) for c in p["inputs"]]  # type: ignore[union-attr]
+    single = bool(p["single_input"])
+    table = str(p["table"])
+    out_table = str(p["output"])
+    id_type = DType(str(p["id_type"]))
+    batch_size = int(str(p["batch_size"]))
+    version = int(str(p["model_version"]))
+    query = _and(where, partition_filter(id_column, p["partition"]))
+
+    def read() -> list[dict[str, Any]]:
+        with exclusive_databackend(db, exclusive):
+            return db.select(table, query, columns=[id_column, *columns])
+
+    rows = retry_locked(read, exclusive)
+    outputs = _Outputs(
+        db,
+        table=out_table,
+        id_type=id_type,
+        model=model.identifier,
+        version=version,
+        job_id=job_id,
+        partition=p["partition"],
+        exclusive=exclusive,
+    )
+    write_rows = max(batch_size, WRITE_ROWS)
+    written = 0
+    try:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            xs = [r[columns[0]] if single else [r[c] for c in columns] for r in batch]
+            ys = [_python(y) for y in model.predict(xs)]
+            if len(ys) != len(batch):
+                raise PinnacleError(
+                    f"model {model.identifier!r} returned {len(ys)} outputs for {len(batch)} inputs"
+                )
+            if id_type is DType.STR:
+                outputs.add([str(r[id_column]) for r in batch], ys)
+            else:
+                outputs.add([r[id_column] for r in batch], ys)
+            if outputs.pending >= write_rows:
+                written += outputs.flush()
+    except Exception:
+        outputs.flush()  # the batches before the failing one are written, as one by one
+        raise
+    written += outputs.flush()
+    return {"rows": written}
+
+
+def _task_model(p: Mapping[str, Any], job_id: str) -> tuple[Datalayer, Model, Any, bool]:
+    """The task's Datalayer, model, source filter and whether the databackend is exclusive."""
+    from pinnacledb.components.model import Model
+
     local = in_process(job_id)
     exclusive = bool(p.get("exclusive")) and local is None
     if local is not None:
@@ -79,78 +132,7 @@ def run_predict_task(task: Task) -> JSONValue:
         where = p.get("where")
     if not isinstance(model, Model):
         raise PinnacleError(f"component {model.identifier!r} is not a Model")
-    id_column = str(p["id_column"])
-    columns = [str(c) for c in p["inputs"]]  # type: ignore[union-attr]
-    single = bool(p["single_input"])
-    table = str(p["table"])
-    out_table = str(p["output"])
-    id_type = DType(str(p["id_type"]))
-    batch_size = int(str(p["batch_size"]))
-    version = int(str(p["model_version"]))
-    query = _and(where, partition_filter(id_column, p["partition"]))
-
-    def read() -> list[dict[str, Any]]:
-        with exclusive_databackend(db, exclusive):
-            return db.select(table, query, columns=[id_column, *columns])
-
-    rows = retry_locked(read, exclusive)
-    outputs = _Outputs(db, out_table, id_type, model.identifier, version, p["partition"])
-    pending = _Pending()
-    written = 0
-
-    def flush() -> int:
-        if not pending.rows:
-            return 0
-
-        def write() -> int:
-            with exclusive_databackend(db, exclusive):
-                outputs.ensure(pending.first_ys)
-                outputs.delete_previous(pending.ids)
-                count = db.insert(out_table, pending.out)
-                outputs.wrote(pending.ids)
-                return count
-
-        try:
-            return retry_locked(write, exclusive)
-        finally:
-            pending.clear()  # written, or failed: never written twice by this task
-
-    write_rows = max(batch_size, WRITE_ROWS)
-    try:
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            xs = [r[columns[0]] if single else [r[c] for c in columns] for r in batch]
-            ys = [_python(y) for y in model.predict(xs)]
-            if len(ys) != len(batch):
-                raise PinnacleError(
-                    f"model {model.identifier!r} returned {len(ys)} outputs for "
-                    f"{len(batch)} inputs"
-                )
-            if id_type is DType.STR:
-                ids = [str(r[id_column]) for r in batch]
-            else:
-                ids = [r[id_column] for r in batch]
-            pending.add(
-                ids,
-                ys,
-                [
-                    {
-                        "source_id": i,
-                        "model": model.identifier,
-                        "model_version": version,
-                        "job_id": job_id,
-                        "output": y,
-                    }
-                    for i, y in zip(ids, ys, strict=True)
-                ],
-            )
-            if pending.rows >= write_rows:
-                written += flush()
-    except Exception:
-        flush()  # the batches before the failing one are written, as if written one by one
-        raise
-    written += flush()
-    return {"rows": written}
+    return db, model, where, exclusive
 
 
 #: Output rows a predict task gathers (whole batches) before one delete + insert: fewer, larger
@@ -158,57 +140,98 @@ def run_predict_task(task: Task) -> JSONValue:
 WRITE_ROWS = 10_000
 
 
-class _Pending:
-    """Outputs of whole batches not written yet."""
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self.ids: list[Any] = []
-        self.out: list[dict[str, Any]] = []
-        self.first_ys: list[Any] = []  # the first batch's outputs type a new outputs table
-        self.rows = 0
-
-    def add(self, ids: list[Any], ys: list[Any], out: list[dict[str, Any]]) -> None:
-        if not self.rows:
-            self.first_ys = ys
-        self.ids += ids
-        self.out += out
-        self.rows += len(out)
-
-
 class _Outputs:
-    """One task's writes to the outputs table: created (and indexed) once, and previous outputs
-    of the batch's source ids deleted only where some may exist.
+    """One task's writes to the outputs table: whole batches gathered and written together,
+    the table created (and indexed) once, and previous outputs of the written source ids
+    deleted only where some may exist.
 
-    Idempotence: a batch's previous outputs (same model and version, same source ids) are
-    deleted before it is inserted, unless the task knows none exist: the outputs table did not
-    exist when the task created it, or one count at the task's first write found no output of
-    this model version in the task's partition, and no earlier batch of this task wrote one of
-    the ids. A retried task finds its first attempt's outputs by that count, so it deletes.
+    The result is that of a delete-then-insert per batch: a batch's previous outputs (same
+    model and version, same source ids) are deleted before it is inserted, unless the task
+    knows none exist: the outputs table did not exist when the task created it, or one count
+    at the task's first write found no output of this model version in the task's partition,
+    and no earlier batch of this task wrote one of the ids. A retried task finds its first
+    attempt's outputs by that count, so it deletes. An id (in a source table where it is not
+    unique) in two gathered batches keeps the later batch's outputs.
     """
 
     def __init__(
         self,
         db: Datalayer,
+        *,
         table: str,
         id_type: DType,
         model: str,
         version: int,
+        job_id: str,
         partition: Any,
+        exclusive: bool,
     ) -> None:
         self.db = db
         self.table = table
         self.id_type = id_type
         self.model = model
         self.version = version
+        self.job_id = job_id
         self.partition = partition
+        self.exclusive = exclusive
         self.ready = False
         #: None: previous outputs may exist (delete before every insert)
         self.written: set[Any] | None = None
+        self._clear()
 
-    def ensure(self, ys: Sequence[Any]) -> None:
+    def _clear(self) -> None:
+        self.ids: list[Any] = []
+        self.out: list[dict[str, Any]] = []
+        self.first_ys: list[Any] = []  # the task's first batch types a new outputs table
+        self.seen: set[Any] = set()
+        self.pending = 0  # rows predicted, not written (a later batch may replace some)
+
+    def add(self, ids: list[Any], ys: list[Any]) -> None:
+        """Gather one batch's outputs."""
+        if not self.pending:
+            self.first_ys = ys
+        new = set(ids)
+        if not new.isdisjoint(self.seen):
+            # an id of an earlier gathered batch: its outputs there are replaced, as that
+            # batch's own delete-then-insert would have been
+            keep = [n for n, i in enumerate(self.ids) if i not in new]
+            self.ids = [self.ids[n] for n in keep]
+            self.out = [self.out[n] for n in keep]
+        self.seen |= new
+        self.ids += ids
+        self.out += [
+            {
+                "source_id": i,
+                "model": self.model,
+                "model_version": self.version,
+                "job_id": self.job_id,
+                "output": y,
+            }
+            for i, y in zip(ids, ys, strict=True)
+        ]
+        self.pending += len(ids)
+
+    def flush(self) -> int:
+        """Write the gathered outputs (one delete where needed, one insert); return the rows
+        predicted. Failed or not, they are dropped: this task never writes them twice."""
+        if not self.pending:
+            return 0
+
+        def write() -> int:
+            with exclusive_databackend(self.db, self.exclusive):
+                self._ensure(self.first_ys)
+                self._delete_previous(self.ids)
+                self.db.insert(self.table, self.out)
+                if self.written is not None:
+                    self.written.update(self.ids)
+                return self.pending
+
+        try:
+            return retry_locked(write, self.exclusive)
+        finally:
+            self._clear()
+
+    def _ensure(self, ys: Sequence[Any]) -> None:
         """Create the outputs table (first write of the task only)."""
         if self.ready:
             return
@@ -217,7 +240,7 @@ class _Outputs:
             self.written = set()
         self.ready = True
 
-    def delete_previous(self, ids: list[Any]) -> None:
+    def _delete_previous(self, ids: list[Any]) -> None:
         """Delete the outputs this model version has for ``ids`` (none when none can exist)."""
         if not self.db.databackend.supports_delete:
             return
@@ -225,11 +248,6 @@ class _Outputs:
             return
         where = {"model": self.model, "model_version": self.version, "source_id": _match(ids)}
         self.db.delete(self.table, where)
-
-    def wrote(self, ids: list[Any]) -> None:
-        """Record the source ids this task has written."""
-        if self.written is not None:
-            self.written.update(ids)
 
     def _any_in_partition(self) -> bool:
         """Whether an output of this model version exists for the partition (True: unknown)."""
