@@ -137,7 +137,7 @@ def _task_model(p: Mapping[str, Any], job_id: str) -> tuple[Datalayer, Model, An
 
 #: Output rows a predict task gathers (whole batches) before one delete + insert: fewer, larger
 #: write transactions (a commit is a file sync on SQLite, a lock turn on a shared DuckDB file).
-WRITE_ROWS = 10_000
+WRITE_ROWS = 20_000
 
 
 class _Outputs:
