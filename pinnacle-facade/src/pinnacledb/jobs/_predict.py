@@ -3,10 +3,11 @@
 Runs on a worker. It opens the Datalayer from the store URIs in the task (or, on an in-process
 runner, uses the caller's), loads the model version (hash-verified; code-executing serializers
 only if the task's trusted list names them, which is the caller's own list), selects its
-partition, predicts in batches and, per batch, deletes the outputs of those source ids for this
-model version before inserting, so running a partition twice never duplicates a row. The delete
-is skipped when the task knows no such output exists (see :class:`_Outputs`): the common first
-run is then one insert per batch, with no per-row filter to build.
+partition, predicts in batches and writes them :data:`WRITE_ROWS` rows at a time, deleting the
+outputs of those source ids for this model version before inserting, so running a partition
+twice never duplicates a row. The delete is skipped when the task knows no such output exists
+(see :class:`_Outputs`): the common first run is then one insert per write, with no per-row
+filter to build.
 """
 
 from __future__ import annotations
