@@ -183,7 +183,8 @@ def test_cache_forgets_a_dropped_table(
     store.create_table("u", Schema.of(a="int"))
     store.insert("u", [{"a": 1}])
     assert store.select("u", {"a": 1}) == [{"a": 1}]
-    assert len(store._statements) == 1
+    # the select's shape; on DuckDB also the bound one-row insert
+    assert len(store._statements) == (2 if engine == "duckdb" else 1)
     store.drop_table("u")
     assert len(store._statements) == 0
     store.create_table("u", Schema.of(a="datetime"))
