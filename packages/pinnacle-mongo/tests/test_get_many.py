@@ -172,14 +172,18 @@ def test_get_many_invalid_ref_reads_nothing(
 
 
 def test_wrong_size_in_a_ref_is_corruption(kind: str, store: GridFSArtifactStore) -> None:
-    """An ArtifactRef whose size is not the blob's: ArtifactCorrupted from get and get_many,
-    as from the filesystem stores; the bare digest still reads."""
+    """An ArtifactRef whose size is not the blob's: ArtifactCorrupted from get, get_many and
+    open (at EOF), as from the filesystem stores; the bare digest still reads."""
     ref = store.put(_blob(3))
     wrong = ArtifactRef(sha256=ref.sha256, size=ref.size + 1)
     with pytest.raises(ArtifactCorrupted, match="ref says"):
         store.get(wrong)
     with pytest.raises(ArtifactCorrupted, match="ref says"):
         store.get_many([ref, wrong])
+    with store.open(wrong) as reader, pytest.raises(ArtifactCorrupted, match="ref says"):
+        reader.read()
+    with store.open(ref) as reader:
+        assert reader.read() == _blob(3)
     assert store.get_many([ref.sha256, ref]) == [_blob(3)] * 2
 
 

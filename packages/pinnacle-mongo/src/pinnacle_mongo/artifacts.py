@@ -277,10 +277,12 @@ class _VerifyingReader(io.RawIOBase):
         sha256: str,
         where: str,
         callback: ProgressCallback | None,
+        claimed: int | None = None,
     ) -> None:
         super().__init__()
         self._windows = windows
         self._sha256 = sha256
+        self._claimed = claimed
         self._size = windows.length
         self._where = where
         self._callback = callback
@@ -347,6 +349,7 @@ class _VerifyingReader(io.RawIOBase):
                 f"blob {self._sha256} in {self._where} is corrupted: its {self._pos} bytes hash "
                 f"to {digest}; delete it and put the original bytes again"
             )
+        _check_claimed_size(self._sha256, self._where, self._pos, self._claimed)
         self._verified = True
 
     def close(self) -> None:
@@ -536,6 +539,9 @@ class GridFSArtifactStore:
     def open(self, ref: RefLike, *, callback: ProgressCallback | None = None) -> IO[bytes]:
         """A streaming reader that raises ArtifactCorrupted at EOF on a mismatch.
 
+        The mismatch is of the sha256, the total length, or the size an ArtifactRef claims
+        (checked like :meth:`get`).
+
         Memory stays bounded whatever the blob's size: the reader holds at most two windows
         of chunks (8 MiB each).
 
@@ -545,7 +551,11 @@ class GridFSArtifactStore:
         """
         key, doc = self._lookup(ref)
         raw = _VerifyingReader(
-            self._windows(key, doc), sha256=key, where=self._where, callback=callback
+            self._windows(key, doc),
+            sha256=key,
+            where=self._where,
+            callback=callback,
+            claimed=_ref_size(ref),
         )
         return io.BufferedReader(raw, buffer_size=max(self.chunk_size, io.DEFAULT_BUFFER_SIZE))
 
