@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import attrs
 import pytest
 
-from pinnacle_protocols.records import JobStatus
+from pinnacle_protocols.records import JobStatus, JSONValue
 from pinnacle_protocols.serialization import utcnow
 from pinnacledb import DataType, LinearModel, Table, pinnacle
 from pinnacledb.base._owner import OWNER_KEY, current_owner, owner_alive
@@ -316,3 +317,95 @@ def test_gc_removes_temp_files_of_killed_puts_after_the_grace(local_db: Datalaye
     assert not stale.exists()
     assert running.exists()
     assert local_db.gc(grace_seconds=3600).temp_files == 0
+
+
+class _DeleteAfterWriter:
+    """An in-memory artifact store whose ``delete`` first lets a writer thread run (up to a
+    second): the residual race of a gc that re-read the journal, then stalled, while an apply
+    of identical bytes journaled and put them."""
+
+    def __init__(self, inner: Any, writer: Any) -> None:
+        self.inner = inner
+        self.writer = writer
+        self.thread: threading.Thread | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def delete(self, ref: Any) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self.writer)
+            self.thread.start()
+            self.thread.join(timeout=1.0)  # the writer finishes here unless the fence holds it
+        self.inner.delete(ref)
+
+
+@pytest.mark.parametrize("metadata", ["memory://", "sqlite"])
+def test_gc_never_deletes_bytes_a_concurrent_apply_just_put(tmp_path: Path, metadata: str) -> None:
+    """gc announces its deletes before its last journal re-read; an apply journaling after that
+    re-read waits for the delete before putting, so the blob its record names exists.
+    Without the fence the apply finishes first and gc deletes its weights (ArtifactNotFound)."""
+    from pinnacle_protocols.memory import MemoryArtifactStore
+
+    md = "memory://" if metadata == "memory://" else f"sqlite:///{tmp_path / 'md.db'}"
+    fit = LinearModel.fit
+    errors: list[BaseException] = []
+    holder: dict[str, Datalayer] = {}
+
+    def writer() -> None:
+        try:
+            holder["db"].apply(fit("again", [[1.0], [2.0]], [1.0, 2.0]))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    store = _DeleteAfterWriter(MemoryArtifactStore.from_uri("memory://"), writer)
+    db = pinnacle("memory://", metadata_store=md, artifact_store=store)
+    holder["db"] = db
+    old = db.apply(fit("m", [[1.0], [2.0]], [1.0, 2.0])).artifacts["weights"].sha256
+    db.remove("model", "m", 0)
+
+    report = db.gc(grace_seconds=0)
+    assert store.thread is not None
+    store.thread.join(timeout=30)
+    assert not store.thread.is_alive()
+    assert errors == []
+    assert [r.sha256 for r in report.deleted] == [old]  # gc did delete what it had decided
+    again = db.metadata.get_component("model", "again")
+    assert again.artifacts["weights"].sha256 == old  # identical bytes, same blob
+    assert db.artifact_store.exists(old), "the apply's weights were deleted by the racing gc"
+    model = db.load("model", "again")
+    assert isinstance(model, LinearModel)
+    assert db.metadata.get_metadata("pinnacle.gc.deleting", None) is None  # withdrawn
+
+
+def test_gc_fence_announcements(mem_db: Datalayer) -> None:
+    """Two gc runs keep each other's announcements; a writer waits only for a live run naming
+    one of its artifacts; a stale announcement (a gc that died) holds nobody and is dropped."""
+    from pinnacledb.base import _gcfence as fence
+
+    md = mem_db.metadata
+    a = fence.announce(md, ["a" * 64])
+    b = fence.announce(md, ["b" * 64])
+    assert set(md.get_metadata(fence.DELETING_KEY, None)) == {a, b}  # type: ignore[arg-type]
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            fence.withdraw(md, a)
+
+    fence.wait_while_deleting(md, ["c" * 64], sleep=nap)
+    assert naps == []  # nothing of ours is being deleted: one read, no wait
+    fence.wait_while_deleting(md, ["a" * 64, "c" * 64], sleep=nap)
+    assert naps == [0.01, 0.02, 0.04]  # waited (backing off) until run a withdrew
+    assert set(md.get_metadata(fence.DELETING_KEY, None)) == {b}  # type: ignore[arg-type]
+
+    stale_at = utcnow() - timedelta(seconds=fence.STALE_SECONDS + 1)
+    dead: dict[str, JSONValue] = {"at": stale_at.isoformat(), "artifacts": ["d" * 64]}
+    md.set_metadata(fence.DELETING_KEY, {"dead": dead})
+    fence.wait_while_deleting(md, ["d" * 64], sleep=nap)
+    assert len(naps) == 3  # a stale announcement holds nobody
+    c = fence.announce(md, [])
+    assert set(md.get_metadata(fence.DELETING_KEY, None)) == {c}  # type: ignore[arg-type]
+    fence.withdraw(md, c)
+    assert md.get_metadata(fence.DELETING_KEY, None) is None

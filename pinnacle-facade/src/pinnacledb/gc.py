@@ -28,10 +28,11 @@ journal jobs older than the grace period whose owner is gone or cannot be checke
 host) belong to processes that died; gc marks them FAILED. A write slower than the grace
 period from another host therefore still needs a grace period longer than the write.
 
-Residual race, stated honestly: the protocols have no compare-and-set, so a gc that checks an
-artifact, then stalls, then deletes it, can race an ``apply`` of identical bytes that started
-journaling after the check. gc re-reads the journal right before deleting to keep that window
-to one round trip, and re-applying the component re-puts the artifact (apply always puts).
+The last window, a writer that journals after gc's final re-read of the journal and puts
+identical bytes before gc deletes them, is closed by a fence in the metadata store
+(:mod:`pinnacledb.base._gcfence`): gc announces what it is about to delete before that
+re-read, and a writer reads the announcements after journaling and waits for the delete to
+finish before putting, so one of the two always sees the other.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from pinnacle_protocols.protocols import SupportsStaleTempCleanup
 from pinnacle_protocols.records import ArtifactRef, JobRecord, JobStatus
 from pinnacle_protocols.serialization import utcnow
 from pinnacledb.base._components import JOURNAL_KINDS
+from pinnacledb.base._gcfence import announce, withdraw
 from pinnacledb.base._owner import OWNER_KEY, owner_alive
 
 if TYPE_CHECKING:
@@ -270,14 +272,19 @@ def collect_garbage(
     deleted: list[ArtifactRef] = []
     if not dry_run:
         if deletable:
-            again = _still_claimed(db, deletable, now, grace)
-            for j, ref in enumerate(deletable, 1):
-                if ref.sha256 not in again:
-                    store.delete(ref)
-                    deleted.append(ref)
-                    first_seen.pop(ref.sha256, None)
-                if progress is not None:
-                    progress("deleting", j, len(deletable))
+            # the fence: announce, then re-read the claims (pinnacledb.base._gcfence)
+            run_id = announce(md, (r.sha256 for r in deletable))
+            try:
+                again = _still_claimed(db, deletable, now, grace)
+                for j, ref in enumerate(deletable, 1):
+                    if ref.sha256 not in again:
+                        store.delete(ref)
+                        deleted.append(ref)
+                        first_seen.pop(ref.sha256, None)
+                    if progress is not None:
+                        progress("deleting", j, len(deletable))
+            finally:
+                withdraw(md, run_id)
         if first_seen != stored_seen:
             md.set_metadata(FIRST_SEEN_KEY, dict(first_seen))
     # A put killed half-way leaves its temp file; one younger than the grace period may

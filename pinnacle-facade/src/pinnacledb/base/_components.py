@@ -56,6 +56,7 @@ from pinnacle_protocols.records import (
 from pinnacle_protocols.serialization import converter as base_converter
 from pinnacle_protocols.serialization import utcnow
 from pinnacle_protocols.uri import redact
+from pinnacledb.base._gcfence import wait_while_deleting
 from pinnacledb.base._owner import OWNER_KEY, current_owner
 from pinnacledb.components._base import (
     Component,
@@ -199,7 +200,9 @@ class ComponentIO:
         """Write a RUNNING journal job naming the artifacts about to be put (module docstring).
 
         ``shas=None`` records "artifacts not known yet", which makes gc delete nothing until
-        :meth:`journal_artifacts` names them or the job ends.
+        :meth:`journal_artifacts` names them or the job ends. Once the job is written, waits
+        while a gc run is deleting one of ``shas`` (:mod:`pinnacledb.base._gcfence`), so the
+        caller's puts come after that delete.
         """
         listed: JSONValue = None if shas is None else list[JSONValue](sorted(set(shas)))
         job = JobRecord(
@@ -209,13 +212,20 @@ class ComponentIO:
             args={**args, "artifacts": listed, OWNER_KEY: current_owner()},
             started_at=utcnow(),
         )
-        return self._metadata().create_job(job)
+        md = self._metadata()
+        created = md.create_job(job)
+        if shas:
+            wait_while_deleting(md, shas)  # the gc fence (pinnacledb.base._gcfence)
+        return created
 
     def journal_artifacts(self, job: JobRecord, shas: list[str]) -> JobRecord:
-        """Record which artifacts the in-flight job writes."""
-        return self._metadata().update_job(
+        """Record which artifacts the in-flight job writes (then pass the gc fence)."""
+        md = self._metadata()
+        updated = md.update_job(
             attrs.evolve(job, args={**job.args, "artifacts": list[JSONValue](sorted(set(shas)))})
         )
+        wait_while_deleting(md, shas)
+        return updated
 
     def journal_finish(
         self,

@@ -1,0 +1,138 @@
+"""The fence between ``pinnacle gc`` deleting artifacts and writers putting the same bytes.
+
+Artifacts are content-addressed, so a writer that puts bytes gc is about to delete re-uses the
+blob gc deletes. gc re-reads the journal right before deleting, but a writer that journals
+*after* that re-read and puts before the delete would still lose its blob. The fence closes
+that window with two ordered steps on each side, on the metadata store (which every process
+shares):
+
+* gc **announces** the artifacts it is about to delete under :data:`DELETING_KEY` (one entry
+  per gc run), *then* re-reads the journal, deletes what is still unclaimed, and withdraws
+  its entry;
+* a writer **journals** the artifacts it will put, *then* reads :data:`DELETING_KEY` and, if
+  a live gc run announced one of them, waits until that run withdraws before putting.
+
+Whichever of the two second steps runs later sees the other's first step: either gc's
+re-read finds the writer's journal job (and keeps the artifact), or the writer finds the
+announcement (and puts only after the delete, so the blob exists when its record is
+written). An announcement older than :data:`STALE_SECONDS` belongs to a gc that died; writers
+ignore it and the next gc run drops it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Final
+
+from pinnacle_protocols.protocols import MetadataStore, SupportsMetadataSwap
+from pinnacle_protocols.records import JSONValue
+from pinnacle_protocols.serialization import utcnow
+
+__all__ = ["DELETING_KEY", "STALE_SECONDS", "announce", "wait_while_deleting", "withdraw"]
+
+#: Metadata key of the gc runs' announcements: ``{run_id: {"at": iso, "artifacts": [sha]}}``.
+DELETING_KEY: Final = "pinnacle.gc.deleting"
+#: An announcement older than this (seconds) is from a gc that died; nobody waits for it.
+STALE_SECONDS: Final = 600.0
+#: Tries of a compare-and-set before giving up (other gc runs changing the key meanwhile).
+_SWAP_TRIES: Final = 60
+
+
+def _runs(md: MetadataStore) -> dict[str, JSONValue]:
+    raw = md.get_metadata(DELETING_KEY, None)
+    return dict(raw) if isinstance(raw, dict) else {}
+
+
+def _at(entry: JSONValue) -> datetime | None:
+    if not isinstance(entry, dict) or not isinstance(at := entry.get("at"), str):
+        return None
+    try:
+        return datetime.fromisoformat(at)
+    except ValueError:
+        return None
+
+
+def _live(entry: JSONValue, now: datetime) -> bool:
+    at = _at(entry)
+    return at is not None and now - at < timedelta(seconds=STALE_SECONDS)
+
+
+def _change(md: MetadataStore, edit: Callable[[dict[str, JSONValue]], None]) -> None:
+    """Apply ``edit`` to the announcements atomically where the store can compare-and-set
+    (concurrent gc runs keep each other's entries), else read-modify-write."""
+    for _ in range(_SWAP_TRIES):
+        raw = md.get_metadata(DELETING_KEY, None)
+        runs = dict(raw) if isinstance(raw, dict) else {}
+        edit(runs)
+        value: JSONValue = runs or None
+        if not isinstance(md, SupportsMetadataSwap):
+            md.set_metadata(DELETING_KEY, value)
+            return
+        if md.swap_metadata(DELETING_KEY, raw, value):
+            return
+    raise RuntimeError(
+        f"could not update {DELETING_KEY!r}: other gc runs changed it {_SWAP_TRIES} times in a row"
+    )
+
+
+def announce(md: MetadataStore, shas: Iterable[str]) -> str:
+    """Announce that this gc run is about to delete ``shas``; return the run's id.
+
+    Announcements of dead gc runs (older than :data:`STALE_SECONDS`) are dropped on the way.
+    """
+    run_id = uuid.uuid4().hex
+    now = utcnow()
+    entry: JSONValue = {"at": now.isoformat(), "artifacts": list[JSONValue](sorted(set(shas)))}
+
+    def add(runs: dict[str, JSONValue]) -> None:
+        for key in [k for k, v in runs.items() if not _live(v, now)]:
+            del runs[key]
+        runs[run_id] = entry
+
+    _change(md, add)
+    return run_id
+
+
+def withdraw(md: MetadataStore, run_id: str) -> None:
+    """Remove this gc run's announcement (its deletes are done)."""
+
+    def drop(runs: dict[str, JSONValue]) -> None:
+        runs.pop(run_id, None)
+
+    _change(md, drop)
+
+
+def wait_while_deleting(
+    md: MetadataStore,
+    shas: Iterable[str],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Return once no live gc run has announced one of ``shas`` (called after journaling).
+
+    One metadata read when nothing is being deleted. Otherwise polls (10 ms, doubling up to
+    0.5 s) until the run withdraws or its announcement goes stale.
+    """
+    wanted = set(shas)
+    if not wanted:
+        return
+    delay = 0.01
+    while True:
+        now = utcnow()
+        busy = False
+        for entry in _runs(md).values():
+            if not _live(entry, now) or not isinstance(entry, dict):
+                continue
+            listed = entry.get("artifacts")
+            if isinstance(listed, list) and not wanted.isdisjoint(
+                s for s in listed if isinstance(s, str)
+            ):
+                busy = True
+                break
+        if not busy:
+            return
+        sleep(delay)
+        delay = min(0.5, delay * 2)
