@@ -41,7 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pinnacle_protocols import ComponentRecord, translate_uri, utcnow
-from pinnacle_sql import SQLAlchemyMetadataStore
+from pinnacle_sql import DRIVERS, SQLAlchemyMetadataStore
 from pinnacle_sql._tables import components
 from pinnacle_sql.testing import DatabaseServer
 
@@ -213,7 +213,7 @@ def database(backend: str) -> Iterator[str]:
 def server_settings(backend: str, uri: str) -> str:
     if backend == "sqlite":
         return f"SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL (the store's default)"
-    engine = sa.create_engine(translate_uri(uri, "sqlalchemy"))
+    engine = sa.create_engine(translate_uri(uri, "sqlalchemy", drivers=DRIVERS))
     try:
         with engine.connect() as conn:
             if backend == "postgres":

@@ -11,6 +11,7 @@ import inspect
 import string
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -586,18 +587,18 @@ TRANSLATE_CASES: list[tuple[str, Stack, str]] = [
     ("duckdb:///abs/data.duckdb", "ibis", "duckdb:///abs/data.duckdb"),
     ("duckdb://", "ibis", "duckdb://"),
     # postgres
-    ("postgres://u:p%40ss@h:5432/db", "sqlalchemy", "postgresql+psycopg://u:p%40ss@h:5432/db"),
+    ("postgres://u:p%40ss@h:5432/db", "sqlalchemy", "postgresql://u:p%40ss@h:5432/db"),
     (
         "postgresql://u@h/db?sslmode=require",
         "sqlalchemy",
-        "postgresql+psycopg://u@h/db?sslmode=require",
+        "postgresql://u@h/db?sslmode=require",
     ),
     ("postgresql://u:pw@h/db", "ibis", "postgres://u:pw@h/db"),
     ("postgres://u:pw@h/db", "ibis", "postgres://u:pw@h/db"),
     ("postgresql+asyncpg://u@h/db", "sqlalchemy", "postgresql+asyncpg://u@h/db"),
     # mysql / mariadb
-    ("mysql://root@127.0.0.1:3306/test", "sqlalchemy", "mysql+pymysql://root@127.0.0.1:3306/test"),
-    ("mariadb://root:pw@127.0.0.1/test", "sqlalchemy", "mysql+pymysql://root:pw@127.0.0.1/test"),
+    ("mysql://root@127.0.0.1:3306/test", "sqlalchemy", "mysql://root@127.0.0.1:3306/test"),
+    ("mariadb://root:pw@127.0.0.1/test", "sqlalchemy", "mysql://root:pw@127.0.0.1/test"),
     ("mysql://root@127.0.0.1:3306/test", "ibis", "mysql://root@127.0.0.1:3306/test"),
     ("mariadb://root:pw@127.0.0.1/test", "ibis", "mysql://root:pw@127.0.0.1/test"),
     # mongodb
@@ -625,6 +626,36 @@ TRANSLATE_CASES: list[tuple[str, Stack, str]] = [
 def test_translate_uri(uri: str, stack: Stack, expected: str) -> None:
     assert translate_uri(uri, stack) == expected
     assert translate_uri(RedactedURI.parse(uri), stack) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("postgres://u:pw@h:5432/db", "postgresql+psycopg://u:pw@h:5432/db"),
+        ("mariadb://root@h/test", "mysql+pymysql://root@h/test"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),  # explicit driver wins
+        ("sqlite://file.db", "sqlite:///file.db"),  # a dialect the mapping does not list
+    ],
+)
+def test_translate_uri_names_the_drivers_the_caller_chooses(uri: str, expected: str) -> None:
+    drivers = {"postgresql": "psycopg", "mysql": "pymysql"}
+    assert translate_uri(uri, "sqlalchemy", drivers=drivers) == expected
+
+
+def test_protocols_name_no_database_driver() -> None:
+    """Which DB-API driver a dialect uses is the store package's choice (issue #17): no driver
+    module is named anywhere in pinnacle-protocols' source."""
+    import pinnacle_protocols
+
+    root = Path(pinnacle_protocols.__file__).parent
+    drivers = ("psycopg", "pymysql", "pyodbc", "oracledb", "mysqlclient", "asyncpg")
+    found = [
+        f"{path.relative_to(root)}: {name}"
+        for path in sorted(root.rglob("*.py"))
+        for name in drivers
+        if name in path.read_text(encoding="utf-8")
+    ]
+    assert found == []
 
 
 @pytest.mark.parametrize(

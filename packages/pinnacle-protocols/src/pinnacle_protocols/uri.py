@@ -8,6 +8,7 @@ the spec's URI forms (``sqlite://file.db``, ``postgres://...``) become what each
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode
 
@@ -477,27 +478,36 @@ def _parse_hosts(authority: str, shown: str, *, echo: bool) -> tuple[tuple[str, 
 
 Stack = Literal["sqlalchemy", "ibis", "pymongo", "fsspec"]
 
-_SQLALCHEMY_DRIVERS = {
-    "postgres": "postgresql+psycopg",
-    "postgresql": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mysql+pymysql",
-    "mssql": "mssql+pyodbc",
-    "oracle": "oracle+oracledb",
+#: The SQLAlchemy dialect a scheme means; which DB-API driver it uses is the caller's choice
+#: (``translate_uri(..., drivers=...)``: pinnacle-sql passes its own), never this package's.
+_SQLALCHEMY_DIALECTS = {
+    "postgres": "postgresql",
+    "postgresql": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mssql": "mssql",
+    "oracle": "oracle",
     "sqlite": "sqlite",
     "duckdb": "duckdb",
 }
 _IBIS_SCHEMES = {"postgresql": "postgres", "mariadb": "mysql"}
 
 
-def translate_uri(uri: str | RedactedURI, stack: Stack) -> str:
+def translate_uri(
+    uri: str | RedactedURI, stack: Stack, *, drivers: Mapping[str, str] | None = None
+) -> str:
     """Translate a pinnacledb URI into the connection string another stack expects.
 
     One URI means one database across stacks: ``sqlite://data.db`` (relative, the spec's form),
     ``sqlite:///abs/data.db`` (absolute) and ``sqlite://`` (in memory) become
     ``sqlite:///data.db`` / ``sqlite:////abs/data.db`` / ``sqlite://`` for SQLAlchemy and
-    ``sqlite://data.db`` style for ibis; ``postgres://`` gains the ``+psycopg`` driver for
-    SQLAlchemy and becomes ``postgres://`` for ibis; ``mysql://`` gains ``+pymysql``.
+    ``sqlite://data.db`` style for ibis; ``postgres://`` becomes the ``postgresql`` dialect
+    for SQLAlchemy and ``postgres://`` for ibis; ``mariadb://`` becomes ``mysql``.
+
+    ``drivers`` (SQLAlchemy only) maps a dialect to the DB-API driver to name in the URL,
+    e.g. ``{"postgresql": "DRIVER"}`` gives ``postgresql+DRIVER://``; a dialect it does not
+    list is left to SQLAlchemy's default driver, and an explicit ``dialect+driver`` scheme
+    is kept as written. pinnacle-sql passes its drivers (``pinnacle_sql.DRIVERS``).
 
     The result contains the password: hand it to the driver, never print it.
 
@@ -506,12 +516,14 @@ def translate_uri(uri: str | RedactedURI, stack: Stack) -> str:
     """
     u = RedactedURI.parse(uri)
     if stack == "sqlalchemy":
-        driver = _SQLALCHEMY_DRIVERS.get(u.scheme)
-        if driver is None:
-            if "+" in u.scheme and not u.scheme.startswith("mongodb"):  # dialect+driver
-                driver = u.scheme
-            else:
-                raise InvalidURIError(f"{u} has no SQLAlchemy dialect for scheme {u.scheme!r}")
+        dialect = _SQLALCHEMY_DIALECTS.get(u.scheme)
+        if dialect is not None:
+            chosen = (drivers or {}).get(dialect)
+            driver = f"{dialect}+{chosen}" if chosen else dialect
+        elif "+" in u.scheme and not u.scheme.startswith("mongodb"):  # dialect+driver
+            driver = u.scheme
+        else:
+            raise InvalidURIError(f"{u} has no SQLAlchemy dialect for scheme {u.scheme!r}")
         if u.scheme in ("sqlite", "duckdb"):
             path = u.path
             if path in ("", ":memory:"):

@@ -11,13 +11,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pinnacle_sql._engine import EngineOptions
+    from pinnacle_sql._engine import DRIVERS, EngineOptions
     from pinnacle_sql.data import SQLAlchemyDataBackend
     from pinnacle_sql.store import SQLAlchemyMetadataStore
 
 __version__ = "0.1.0"
 
-__all__ = ["EngineOptions", "SQLAlchemyDataBackend", "SQLAlchemyMetadataStore", "__version__"]
+__all__ = [
+    "DRIVERS",
+    "EngineOptions",
+    "SQLAlchemyDataBackend",
+    "SQLAlchemyMetadataStore",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -33,4 +39,8 @@ def __getattr__(name: str) -> Any:
         from pinnacle_sql._engine import EngineOptions
 
         return EngineOptions
+    if name == "DRIVERS":
+        from pinnacle_sql._engine import DRIVERS
+
+        return DRIVERS
     raise AttributeError(f"module 'pinnacle_sql' has no attribute {name!r}")

@@ -8,6 +8,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from attrs import field, frozen
@@ -18,7 +19,21 @@ from sqlalchemy.pool import StaticPool
 
 from pinnacle_protocols import BackendUnavailable, ConfigError, RedactedURI, translate_uri
 
-__all__ = ["EngineOptions", "build_engine", "check_driver", "is_memory_db", "is_memory_sqlite"]
+__all__ = [
+    "DRIVERS",
+    "EngineOptions",
+    "build_engine",
+    "check_driver",
+    "is_memory_db",
+    "is_memory_sqlite",
+    "sqlalchemy_url",
+]
+
+#: The DB-API driver pinnacle-sql uses per SQLAlchemy dialect (``postgres://`` ->
+#: ``postgresql+psycopg://``); an explicit ``dialect+driver://`` URI overrides it.
+DRIVERS: Final[Mapping[str, str]] = MappingProxyType(
+    {"postgresql": "psycopg", "mysql": "pymysql", "mssql": "pyodbc", "oracle": "oracledb"}
+)
 
 SQLiteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -84,8 +99,9 @@ class EngineOptions:
 
 
 def sqlalchemy_url(uri: RedactedURI) -> URL:
-    """The SQLAlchemy URL of a pinnacledb URI (through the shared ``translate_uri``)."""
-    return make_url(translate_uri(uri, "sqlalchemy"))
+    """The SQLAlchemy URL of a pinnacledb URI (the shared ``translate_uri`` with
+    :data:`DRIVERS`)."""
+    return make_url(translate_uri(uri, "sqlalchemy", drivers=DRIVERS))
 
 
 def is_memory_sqlite(url: URL) -> bool:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pinnacle_protocols import RedactedURI, translate_uri
 from pinnacle_protocols.uri import redacted_repr
+from pinnacle_sql._engine import DRIVERS
 from pinnacle_sql._tables import tables_in_drop_order
 from pinnacle_sql.store import SQLAlchemyMetadataStore
 
@@ -104,7 +105,7 @@ class DatabaseServer:
         """An AUTOCOMMIT engine on the admin database (connects on first use)."""
         if self._admin is None:
             self._admin = create_engine(
-                translate_uri(self.admin_uri, "sqlalchemy"),
+                translate_uri(self.admin_uri, "sqlalchemy", drivers=DRIVERS),
                 isolation_level="AUTOCOMMIT",
                 connect_args={"connect_timeout": 5},
             )
@@ -144,7 +145,7 @@ class DatabaseServer:
             home_uri = self.create_database()
             self._home = RedactedURI.parse(home_uri).database
             self._home_admin = create_engine(
-                translate_uri(home_uri, "sqlalchemy"), isolation_level="AUTOCOMMIT"
+                translate_uri(home_uri, "sqlalchemy", drivers=DRIVERS), isolation_level="AUTOCOMMIT"
             )
         assert self._home_admin is not None
         schema = f"s_{secrets.token_hex(6)}"
@@ -206,11 +207,16 @@ class StoreMaker:
         entry = next((e for e in self._pool if e.free()), None)
         if entry is None:
             uri = self.new_database()
-            if translate_uri(uri, "sqlalchemy") in ("sqlite://", "duckdb:///:memory:"):
+            if translate_uri(uri, "sqlalchemy", drivers=DRIVERS) in (
+                "sqlite://",
+                "duckdb:///:memory:",
+            ):
                 store = SQLAlchemyMetadataStore.from_uri(uri, **merged)
                 self._handed_out.append(store)
                 return store
-            entry = _Pooled(uri=uri, wiper=create_engine(translate_uri(uri, "sqlalchemy")))
+            entry = _Pooled(
+                uri=uri, wiper=create_engine(translate_uri(uri, "sqlalchemy", drivers=DRIVERS))
+            )
             self._pool.append(entry)
         else:
             _wipe(entry.wiper)
@@ -247,7 +253,7 @@ def _wipe(engine: Engine) -> None:
 
 def run_sql(uri: str, sql: str, **params: Any) -> list[Any]:
     """Run one SQL statement on ``uri`` in its own transaction; return its rows (if any)."""
-    engine = create_engine(translate_uri(uri, "sqlalchemy"))
+    engine = create_engine(translate_uri(uri, "sqlalchemy", drivers=DRIVERS))
     try:
         with engine.begin() as conn:
             result = conn.execute(text(sql), params)
