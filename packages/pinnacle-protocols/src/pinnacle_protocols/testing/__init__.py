@@ -11,6 +11,9 @@ Example::
         def make_store(self, tmp_path) -> Callable[[], MyStore]:
             counter = itertools.count()
             return lambda: MyStore.from_uri(f"file://{tmp_path}/{next(counter)}")
+
+The state machines are classes of their own (``ArtifactStoreStateMachine``...): subclass one,
+define ``make_store`` and collect ``MyMachine.TestCase`` (see the package README).
 """
 
 from __future__ import annotations
@@ -20,26 +23,36 @@ from pinnacle_protocols.testing._base import FuzzReport, fuzz_state_machine
 from pinnacle_protocols.testing.contracts import (
     ArtifactCorruptionContract,
     ArtifactStoreContract,
+    ArtifactStoreStateMachine,
     ComputeBackendContract,
     ContractBase,
     DataBackendContract,
+    DataBackendStateMachine,
     MetadataStoreContract,
+    MetadataStoreStateMachine,
     Recorder,
+    StoreStateMachine,
     StoreTracker,
     VectorEngineContract,
+    VectorEngineStateMachine,
 )
 
 __all__ = [
     "ArtifactCorruptionContract",
     "ArtifactStoreContract",
+    "ArtifactStoreStateMachine",
     "ComputeBackendContract",
     "ContractBase",
     "DataBackendContract",
+    "DataBackendStateMachine",
     "FuzzReport",
     "MetadataStoreContract",
+    "MetadataStoreStateMachine",
     "Recorder",
+    "StoreStateMachine",
     "StoreTracker",
     "VectorEngineContract",
+    "VectorEngineStateMachine",
     "fuzz_state_machine",
     "strategies",
 ]

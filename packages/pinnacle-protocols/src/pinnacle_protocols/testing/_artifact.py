@@ -10,12 +10,7 @@ from typing import IO, Any, ClassVar, Generic, TypeVar
 import pytest
 from hypothesis import assume, note
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import invariant, precondition, rule
 
 from pinnacle_protocols.errors import (
     ArtifactCorrupted,
@@ -25,7 +20,7 @@ from pinnacle_protocols.errors import (
 )
 from pinnacle_protocols.protocols import ArtifactStore, get_many
 from pinnacle_protocols.records import ArtifactRef
-from pinnacle_protocols.testing._base import ContractBase
+from pinnacle_protocols.testing._base import ContractBase, StoreStateMachine
 from pinnacle_protocols.testing.strategies import blobs, sha256_hex
 from pinnacle_protocols.uri import RedactedURI
 
@@ -34,6 +29,7 @@ __all__ = [
     "INVALID_REF_IDS",
     "ArtifactCorruptionContract",
     "ArtifactStoreContract",
+    "ArtifactStoreStateMachine",
     "Recorder",
     "drop_without_force",
 ]
@@ -124,6 +120,125 @@ def drop_without_force(store: Any, force: bool | None) -> None:
         store.drop(force=force)
 
 
+#: A blob of at most the running machine's ``max_blob_size``.
+_BLOB = st.runner().flatmap(lambda machine: blobs(max_size=machine.max_blob_size))
+
+
+class ArtifactStoreStateMachine(StoreStateMachine[AS], Generic[AS]):
+    """The artifact contract's state machine. Model: sha256 -> bytes.
+
+    Subclass it, define :meth:`make_store`, and run it (see :class:`StoreStateMachine`).
+
+    Attributes:
+        max_blob_size: Largest blob drawn (default 4 MiB).
+    """
+
+    max_blob_size: ClassVar[int] = 4 * 2**20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: dict[str, bytes] = {}
+
+    def _pick(self, data: st.DataObject) -> str:
+        return data.draw(st.sampled_from(sorted(self.model)), label="sha")
+
+    @rule(blob=_BLOB, as_file=st.booleans())
+    def put(self, blob: bytes, as_file: bool) -> None:
+        recorder = Recorder()
+        source = io.BytesIO(blob) if as_file else blob
+        ref = self.store.put(source, callback=recorder)
+        expected = ArtifactRef(sha256=_sha(blob), size=len(blob))
+        assert ref == expected, f"put({_describe(blob)}) returned {ref}"
+        recorder.check(len(blob), "put")
+        self.model[ref.sha256] = blob
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), as_file=st.booleans())
+    def put_again(self, data: st.DataObject, as_file: bool) -> None:
+        sha = self._pick(data)
+        blob = self.model[sha]
+        ref = self.store.put(io.BytesIO(blob) if as_file else blob)
+        assert ref == ArtifactRef(sha256=sha, size=len(blob))
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), by_ref=st.booleans())
+    def get(self, data: st.DataObject, by_ref: bool) -> None:
+        sha = self._pick(data)
+        blob = self.model[sha]
+        key = ArtifactRef(sha256=sha, size=len(blob)) if by_ref else sha
+        got = self.store.get(key)
+        assert _same(got, blob), f"get() returned {_describe(got)}, stored {_describe(blob)}"
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), sizes=st.lists(st.integers(0, 2**17), max_size=3))
+    def open_and_read(self, data: st.DataObject, sizes: list[int]) -> None:
+        sha = self._pick(data)
+        blob = self.model[sha]
+        recorder = Recorder()
+        with self.store.open(sha, callback=recorder) as reader:
+            got = _read_chunked(reader, sizes)
+        assert _same(got, blob), f"open() read {_describe(got)}, stored {_describe(blob)}"
+        recorder.check(len(blob), "open")
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data())
+    def exists_and_size(self, data: st.DataObject) -> None:
+        sha = self._pick(data)
+        assert self.store.exists(sha)
+        assert self.store.size(sha) == len(self.model[sha])
+
+    @rule(sha=sha256_hex())
+    def absent(self, sha: str) -> None:
+        assume(sha not in self.model)
+        assert not self.store.exists(sha)
+        with pytest.raises(ArtifactNotFound):
+            self.store.get(sha)
+        with pytest.raises(ArtifactNotFound):
+            self.store.size(sha)
+        with pytest.raises(ArtifactNotFound):
+            self.store.open(sha).read()
+        self.store.delete(sha)
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), twice=st.booleans())
+    def delete(self, data: st.DataObject, twice: bool) -> None:
+        sha = self._pick(data)
+        self.store.delete(sha)
+        if twice:
+            self.store.delete(sha)
+        del self.model[sha]
+        assert not self.store.exists(sha)
+
+    @rule(bad=st.sampled_from(INVALID_REFS))
+    def invalid_ref(self, bad: str) -> None:
+        for method in (
+            self.store.get,
+            self.store.open,
+            self.store.exists,
+            self.store.size,
+            self.store.delete,
+        ):
+            with pytest.raises(InvalidArtifactRef):
+                method(bad)
+
+    @rule(force=st.sampled_from([None, False]))
+    def drop_refused(self, force: bool | None) -> None:
+        with pytest.raises(DropRefused):
+            drop_without_force(self.store, force)
+
+    @rule()
+    def drop_everything(self) -> None:
+        self.store.drop(force=True)
+        self.model.clear()
+
+    @invariant()
+    def same_blobs(self) -> None:
+        listed = sorted((r.sha256, r.size) for r in self.store.iter_refs())
+        expected = sorted((sha, len(b)) for sha, b in self.model.items())
+        note(f"model has {len(expected)} blobs")
+        assert listed == expected, f"iter_refs() = {listed}, model = {expected}"
+
+
 class ArtifactStoreContract(ContractBase[AS], Generic[AS]):
     """Contract tests for an :class:`~pinnacle_protocols.protocols.ArtifactStore`.
 
@@ -134,7 +249,7 @@ class ArtifactStoreContract(ContractBase[AS], Generic[AS]):
     ``stateful_step_count``, ``known_gaps``).
     """
 
-    max_blob_size: ClassVar[int] = 4 * 2**20
+    max_blob_size: ClassVar[int] = ArtifactStoreStateMachine.max_blob_size
     large_blob_size: ClassVar[int] = 3 * 2**20 + 1
 
     # ------------------------------------------------------------------ basics
@@ -305,124 +420,11 @@ class ArtifactStoreContract(ContractBase[AS], Generic[AS]):
         """Random sequences of every operation agree with a dict model after each step."""
         self.run_state_machine(self.state_machine(store_factory))
 
-    def state_machine(self, store_factory: Callable[[], AS]) -> type[RuleBasedStateMachine]:
-        """The machine class, closed over ``store_factory`` (one fresh store per example)."""
-        contract = self
-        max_size = self.max_blob_size
-
-        class ArtifactStoreMachine(RuleBasedStateMachine):
-            """Model: sha256 -> bytes."""
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.store = store_factory()
-                self.model: dict[str, bytes] = {}
-
-            def teardown(self) -> None:
-                contract._release(store_factory, self.store)
-
-            def _pick(self, data: st.DataObject) -> str:
-                return data.draw(st.sampled_from(sorted(self.model)), label="sha")
-
-            @rule(blob=blobs(max_size=max_size), as_file=st.booleans())
-            def put(self, blob: bytes, as_file: bool) -> None:
-                recorder = Recorder()
-                source = io.BytesIO(blob) if as_file else blob
-                ref = self.store.put(source, callback=recorder)
-                expected = ArtifactRef(sha256=_sha(blob), size=len(blob))
-                assert ref == expected, f"put({_describe(blob)}) returned {ref}"
-                recorder.check(len(blob), "put")
-                self.model[ref.sha256] = blob
-
-            @precondition(lambda self: bool(self.model))
-            @rule(data=st.data(), as_file=st.booleans())
-            def put_again(self, data: st.DataObject, as_file: bool) -> None:
-                sha = self._pick(data)
-                blob = self.model[sha]
-                ref = self.store.put(io.BytesIO(blob) if as_file else blob)
-                assert ref == ArtifactRef(sha256=sha, size=len(blob))
-
-            @precondition(lambda self: bool(self.model))
-            @rule(data=st.data(), by_ref=st.booleans())
-            def get(self, data: st.DataObject, by_ref: bool) -> None:
-                sha = self._pick(data)
-                blob = self.model[sha]
-                key = ArtifactRef(sha256=sha, size=len(blob)) if by_ref else sha
-                got = self.store.get(key)
-                assert _same(got, blob), (
-                    f"get() returned {_describe(got)}, stored {_describe(blob)}"
-                )
-
-            @precondition(lambda self: bool(self.model))
-            @rule(data=st.data(), sizes=st.lists(st.integers(0, 2**17), max_size=3))
-            def open_and_read(self, data: st.DataObject, sizes: list[int]) -> None:
-                sha = self._pick(data)
-                blob = self.model[sha]
-                recorder = Recorder()
-                with self.store.open(sha, callback=recorder) as reader:
-                    got = _read_chunked(reader, sizes)
-                assert _same(got, blob), f"open() read {_describe(got)}, stored {_describe(blob)}"
-                recorder.check(len(blob), "open")
-
-            @precondition(lambda self: bool(self.model))
-            @rule(data=st.data())
-            def exists_and_size(self, data: st.DataObject) -> None:
-                sha = self._pick(data)
-                assert self.store.exists(sha)
-                assert self.store.size(sha) == len(self.model[sha])
-
-            @rule(sha=sha256_hex())
-            def absent(self, sha: str) -> None:
-                assume(sha not in self.model)
-                assert not self.store.exists(sha)
-                with pytest.raises(ArtifactNotFound):
-                    self.store.get(sha)
-                with pytest.raises(ArtifactNotFound):
-                    self.store.size(sha)
-                with pytest.raises(ArtifactNotFound):
-                    self.store.open(sha).read()
-                self.store.delete(sha)
-
-            @precondition(lambda self: bool(self.model))
-            @rule(data=st.data(), twice=st.booleans())
-            def delete(self, data: st.DataObject, twice: bool) -> None:
-                sha = self._pick(data)
-                self.store.delete(sha)
-                if twice:
-                    self.store.delete(sha)
-                del self.model[sha]
-                assert not self.store.exists(sha)
-
-            @rule(bad=st.sampled_from(INVALID_REFS))
-            def invalid_ref(self, bad: str) -> None:
-                for method in (
-                    self.store.get,
-                    self.store.open,
-                    self.store.exists,
-                    self.store.size,
-                    self.store.delete,
-                ):
-                    with pytest.raises(InvalidArtifactRef):
-                        method(bad)
-
-            @rule(force=st.sampled_from([None, False]))
-            def drop_refused(self, force: bool | None) -> None:
-                with pytest.raises(DropRefused):
-                    drop_without_force(self.store, force)
-
-            @rule()
-            def drop_everything(self) -> None:
-                self.store.drop(force=True)
-                self.model.clear()
-
-            @invariant()
-            def same_blobs(self) -> None:
-                listed = sorted((r.sha256, r.size) for r in self.store.iter_refs())
-                expected = sorted((sha, len(b)) for sha, b in self.model.items())
-                note(f"model has {len(expected)} blobs")
-                assert listed == expected, f"iter_refs() = {listed}, model = {expected}"
-
-        return ArtifactStoreMachine
+    def state_machine(
+        self, store_factory: Callable[[], AS]
+    ) -> type[ArtifactStoreStateMachine[Any]]:
+        """The machine on stores of ``store_factory`` (one fresh store per example)."""
+        return self.bind(ArtifactStoreStateMachine, store_factory, "max_blob_size")
 
 
 class ArtifactCorruptionContract(Generic[AS]):

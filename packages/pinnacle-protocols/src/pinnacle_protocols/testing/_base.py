@@ -1,13 +1,14 @@
-"""What the three contract classes share: the store fixtures, cleanup and Hypothesis settings."""
+"""What the contracts share: the store fixtures, cleanup, Hypothesis settings, the machine base."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import attrs
 import pytest
@@ -21,6 +22,7 @@ __all__ = [
     "FUZZ_SECONDS_ENV",
     "ContractBase",
     "FuzzReport",
+    "StoreStateMachine",
     "StoreTracker",
     "fuzz_state_machine",
 ]
@@ -40,6 +42,46 @@ class _Closable(Protocol):
 
 
 S = TypeVar("S", bound=_Closable)
+M = TypeVar("M", bound=type[RuleBasedStateMachine])
+
+
+def release(store: _Closable) -> None:
+    """The default cleanup of a store a test made: ``drop(force=True)`` then ``close()``."""
+    try:
+        store.drop(force=True)
+    finally:
+        store.close()
+
+
+class StoreStateMachine(RuleBasedStateMachine, Generic[S]):
+    """Base of the contract state machines: every example runs on a fresh store.
+
+    Subclass a concrete machine (e.g. ``DataBackendStateMachine[MyStore]``), override
+    :meth:`make_store`, and run it with ``run_state_machine_as_test(MyMachine)`` or collect
+    ``TestMyMachine = MyMachine.TestCase``. The store of an example is ``self.store``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: S = self.make_store()
+
+    def make_store(self) -> S:
+        """Abstract: a fresh, EMPTY store for one example (released in :meth:`teardown`)."""
+        raise NotImplementedError(f"{type(self).__name__} must define make_store()")
+
+    def release_store(self, store: S) -> None:
+        """Clean up the example's store: ``drop(force=True)`` then ``close()`` (override when
+        your store is cleaned up otherwise)."""
+        release(store)
+
+    def teardown(self) -> None:
+        """Release the example's store."""
+        self.release_store(self.store)
+
+
+def configured(machine: M, **attributes: Any) -> M:
+    """A subclass of ``machine`` (of the same name) with the class ``attributes`` set."""
+    return cast(M, type(machine.__name__, (machine,), attributes))
 
 
 class StoreTracker(Generic[S]):
@@ -131,16 +173,23 @@ class ContractBase(Generic[S]):
         Override when your fixture cleans up otherwise (e.g. a temporary directory) or when
         dropping is slow.
         """
-        try:
-            store.drop(force=True)
-        finally:
-            store.close()
+        release(store)
 
     def _release(self, factory: Callable[[], S], store: S) -> None:
         if isinstance(factory, StoreTracker):
             factory.release(store)
         else:
             self.release_store(store)
+
+    def bind(self, machine: M, store_factory: Callable[[], S], *knobs: str) -> M:
+        """``machine`` on stores of ``store_factory`` (released like the fixtures' stores), with
+        the contract's class attributes named ``knobs``."""
+        return configured(
+            machine,
+            make_store=staticmethod(store_factory),
+            release_store=staticmethod(functools.partial(self._release, store_factory)),
+            **{knob: getattr(self, knob) for knob in knobs},
+        )
 
     def state_machine_settings(self) -> settings:
         """Settings for the state machines: the active profile, adjusted by the class knobs.

@@ -16,13 +16,7 @@ import attrs
 import pytest
 from hypothesis import note
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from pinnacle_protocols.errors import (
     DropRefused,
@@ -48,7 +42,7 @@ from pinnacle_protocols.protocols import (
 )
 from pinnacle_protocols.records import CountQuery, DType, Field, Schema
 from pinnacle_protocols.testing._artifact import drop_without_force
-from pinnacle_protocols.testing._base import ContractBase
+from pinnacle_protocols.testing._base import ContractBase, StoreStateMachine
 from pinnacle_protocols.testing.strategies import (
     HARD_JSON,
     HARD_NAMES,
@@ -68,6 +62,7 @@ from pinnacle_protocols.uri import RedactedURI
 __all__ = [
     "FILTER_CASES",
     "DataBackendContract",
+    "DataBackendStateMachine",
     "canonical",
     "check_row_types",
     "normalize_row",
@@ -335,10 +330,6 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
     max_columns: ClassVar[int] = 6
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _flag(store: object, name: str) -> bool:
-        return bool(getattr(type(store), name, False))
-
     def _strip(self, store: DB, got: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if type(store).has_native_ids:
             return [{k: v for k, v in r.items() if k != "_id"} for r in got]
@@ -395,10 +386,10 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
             store.select("nope")
         with pytest.raises(TableNotFound):
             store.count("nope")
-        if self._flag(store, "supports_update"):
+        if type(store).supports_update:
             with pytest.raises(TableNotFound):
                 store.update("nope", None, {"x": 1})
-        if self._flag(store, "supports_delete"):
+        if type(store).supports_delete:
             with pytest.raises(TableNotFound):
                 store.delete("nope", None)
 
@@ -567,10 +558,10 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
             store.select(table, where)
         with pytest.raises(FilterError):
             store.count(table, where)
-        if self._flag(store, "supports_update"):
+        if type(store).supports_update:
             with pytest.raises(FilterError):
                 store.update(table, where, {"i": 0})
-        if self._flag(store, "supports_delete"):
+        if type(store).supports_delete:
             with pytest.raises(FilterError):
                 store.delete(table, where)
         assert self._ks(store, table, None) == {0, 1, 2, 3}
@@ -599,12 +590,12 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
             assert store.count(table, {"s": {"$ne": s}}) == n - 1, repr(s)
             assert store.count(table, {"s": {"$nin": [s]}}) == n - 1, repr(s)
             assert store.count(table, {"$or": [{"s": s}, {"k": -1}]}) == 1, repr(s)
-        if self._flag(store, "supports_update"):
+        if type(store).supports_update:
             for i, s in enumerate(hard):
                 assert store.update(table, {"s": s}, {"s": s + "\x07"}) == 1, repr(s)
                 assert self._ks(store, table, {"s": s + "\x07"}) == {i}, repr(s)
-        if self._flag(store, "supports_delete"):
-            suffix = "\x07" if self._flag(store, "supports_update") else ""
+        if type(store).supports_delete:
+            suffix = "\x07" if type(store).supports_update else ""
             assert store.delete(table, {"s": hard[0] + suffix}) == 1
             assert store.count(table) == n - 1
 
@@ -628,9 +619,9 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
             want = {i for i, w in enumerate(words) if _PY_ORDER[op](w, x)}
             assert self._ks(store, table, {"s": {op: x}}) == want, op
             assert store.count(table, {"s": {op: x}}) == len(want), op
-        if self._flag(store, "supports_update"):
+        if type(store).supports_update:
             assert store.update(table, {"s": x}, {"k": 100}) == 0
-        if self._flag(store, "supports_delete"):
+        if type(store).supports_delete:
             assert store.delete(table, {"s": {"$in": [x]}}) == 0
         assert store.count(table) == len(words) + 1
 
@@ -654,7 +645,7 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
     def test_update(self, store: DB) -> None:
         """update sets values on matching rows and returns how many matched."""
         table = self._example(store)
-        if not self._flag(store, "supports_update"):
+        if not type(store).supports_update:
             with pytest.raises(UnsupportedOperation):
                 store.update(table, {"k": 0}, {"s": "new"})
             return
@@ -673,7 +664,7 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
     def test_update_rejects_bad_values(self, store: DB) -> None:
         """update validates values like insert (SchemaError) and changes nothing."""
         table = self._example(store)
-        if not self._flag(store, "supports_update"):
+        if not type(store).supports_update:
             with pytest.raises(UnsupportedOperation):
                 store.update(table, None, {"i": 1})
             return
@@ -685,7 +676,7 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
     def test_delete(self, store: DB) -> None:
         """delete removes matching rows; None and {} delete every row."""
         table = self._example(store)
-        if not self._flag(store, "supports_delete"):
+        if not type(store).supports_delete:
             with pytest.raises(UnsupportedOperation):
                 store.delete(table, {"k": 0})
             return
@@ -943,9 +934,9 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
         """Random tables, rows, filters, updates and deletes agree with a list model."""
         self.run_state_machine(self.state_machine(store_factory))
 
-    def state_machine(self, store_factory: Callable[[], DB]) -> type[RuleBasedStateMachine]:
-        """The machine class, closed over ``store_factory`` (one fresh store per example)."""
-        return _data_machine(self, store_factory)
+    def state_machine(self, store_factory: Callable[[], DB]) -> type[DataBackendStateMachine[Any]]:
+        """The machine on stores of ``store_factory`` (one fresh store per example)."""
+        return self.bind(DataBackendStateMachine, store_factory, *_MACHINE_KNOBS)
 
 
 def _bad_row(schema: Schema, draw: Callable[..., Any], good: dict[str, Any]) -> dict[str, Any]:
@@ -982,6 +973,8 @@ _BAD_FILTERS: st.SearchStrategy[Filter | None] = st.sampled_from(
 )
 _BAD_OPS = st.sampled_from(["$regex", "$like", "$elemMatch", "$size", "eq", "$NE"])
 _TABLE_ACTIONS = st.sampled_from(["create", "exists", "drop", "missing", "refuse"])
+#: The contract's class attributes its state machine takes over.
+_MACHINE_KNOBS = ("dtypes", "unordered_dtypes", "max_rows", "max_rows_per_insert", "max_columns")
 
 
 @attrs.frozen(kw_only=True)
@@ -1032,240 +1025,244 @@ def _placeholder_strategies() -> _Strategies:
     return _Strategies.build(Schema.of(x="int"), {}, frozenset(), 1)
 
 
-def _data_machine(
-    contract: DataBackendContract[DB], store_factory: Callable[[], DB]
-) -> type[RuleBasedStateMachine]:
-    dtypes = contract.dtypes
-    unordered = contract.unordered_dtypes
-    max_rows = contract.max_rows
-    per_insert = contract.max_rows_per_insert
-    max_columns = contract.max_columns
+class DataBackendStateMachine(StoreStateMachine[DB], Generic[DB]):
+    """The databackend contract's state machine. Model: the main table's rows as a list of
+    normalized dicts, plus side tables. Subclass it, define :meth:`make_store`, and run it (see
+    :class:`StoreStateMachine`). The update and delete rules follow the store class's
+    ``supports_update`` / ``supports_delete``; ``_id`` is ignored where ``has_native_ids``.
 
-    class DataBackendMachine(RuleBasedStateMachine):
-        """Model: the main table's rows as a list of normalized dicts, plus side tables."""
+    Attributes:
+        dtypes: Column types drawn (default: all of DType).
+        unordered_dtypes: dtypes on which no ``$gt/$gte/$lt/$lte`` and no ``order_by`` is drawn.
+        max_rows: Rows kept at most (default 60).
+        max_rows_per_insert: Rows per insert (default 6).
+        max_columns: Columns in drawn schemas (default 6).
+    """
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.store = store_factory()
-            cls = type(self.store)
-            self.can_update = bool(getattr(cls, "supports_update", False))
-            self.can_delete = bool(getattr(cls, "supports_delete", False))
-            self.native_ids = bool(cls.has_native_ids)
-            self.table = ""
-            self.schema = Schema.of(x="int")
-            self.pools: dict[str, list[Any]] = {}
-            self.model: list[dict[str, Any]] = []
-            self.tables: dict[str, Schema] = {}
-            self.strategies = _placeholder_strategies()  # replaced in create_main_table
-            self.full_order: list[tuple[str, Literal["asc", "desc"]]] = []
+    dtypes: ClassVar[tuple[DType, ...]] = tuple(DType)
+    unordered_dtypes: ClassVar[frozenset[DType]] = frozenset()
+    max_rows: ClassVar[int] = 60
+    max_rows_per_insert: ClassVar[int] = 6
+    max_columns: ClassVar[int] = 6
 
-        def teardown(self) -> None:
-            contract._release(store_factory, self.store)
+    def __init__(self) -> None:
+        super().__init__()
+        cls = type(self.store)
+        self.can_update = cls.supports_update
+        self.can_delete = cls.supports_delete
+        self.native_ids = cls.has_native_ids
+        self.table = ""
+        self.schema = Schema.of(x="int")
+        self.pools: dict[str, list[Any]] = {}
+        self.model: list[dict[str, Any]] = []
+        self.tables: dict[str, Schema] = {}
+        self.strategies = _placeholder_strategies()  # replaced in create_main_table
+        self.full_order: list[tuple[str, Literal["asc", "desc"]]] = []
 
-        # -------------------------------------------------------------- helpers
-        def got(self, result: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
-            out = []
-            for raw in result:
-                row = {k: v for k, v in raw.items() if k != "_id"} if self.native_ids else raw
-                check_row_types(self.schema, row, what)
-                out.append(row)
-            return out
+    # -------------------------------------------------------------- helpers
+    def got(self, result: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+        out = []
+        for raw in result:
+            row = {k: v for k, v in raw.items() if k != "_id"} if self.native_ids else raw
+            check_row_types(self.schema, row, what)
+            out.append(row)
+        return out
 
-        def matching(self, where: Filter | None) -> list[dict[str, Any]]:
-            match = matcher(where)
-            return [r for r in self.model if match(r)]
+    def matching(self, where: Filter | None) -> list[dict[str, Any]]:
+        match = matcher(where)
+        return [r for r in self.model if match(r)]
 
-        def draw_where(self, data: st.DataObject) -> Filter | None:
-            return data.draw(self.strategies.where, label="where")
+    def draw_where(self, data: st.DataObject) -> Filter | None:
+        return data.draw(self.strategies.where, label="where")
 
-        def taken(self, name: str) -> bool:
-            return name.casefold() in {t.casefold() for t in self.tables}
+    def taken(self, name: str) -> bool:
+        return name.casefold() in {t.casefold() for t in self.tables}
 
-        # -------------------------------------------------------------- setup
-        @initialize(data=st.data())
-        def create_main_table(self, data: st.DataObject) -> None:
-            self.table = data.draw(table_names(), label="table")
-            self.schema = data.draw(schemas(dtypes=dtypes, max_columns=max_columns), label="schema")
-            self.pools = data.draw(value_pools(self.schema), label="pools")
-            self.strategies = _Strategies.build(self.schema, self.pools, unordered, per_insert)
-            orderable = [
-                f.name
-                for f in self.schema.fields
-                if (f.dtype in ORDERABLE_DTYPES or f.dtype is DType.BOOL)
-                and f.dtype not in unordered
-            ]
-            self.full_order = [(n, "desc" if i % 2 else "asc") for i, n in enumerate(orderable[:3])]
-            self.store.create_table(self.table, self.schema)
-            self.tables[self.table] = self.schema
-            # Start with rows, so every example's filters have something to match.
-            first = data.draw(self.strategies.rows, label="initial rows")
-            assert self.store.insert(self.table, copy.deepcopy(first)) == len(first)
-            self.model.extend(normalize_row(self.schema, r) for r in first)
+    # -------------------------------------------------------------- setup
+    @initialize(data=st.data())
+    def create_main_table(self, data: st.DataObject) -> None:
+        self.table = data.draw(table_names(), label="table")
+        self.schema = data.draw(
+            schemas(dtypes=self.dtypes, max_columns=self.max_columns), label="schema"
+        )
+        self.pools = data.draw(value_pools(self.schema), label="pools")
+        self.strategies = _Strategies.build(
+            self.schema, self.pools, self.unordered_dtypes, self.max_rows_per_insert
+        )
+        orderable = [
+            f.name
+            for f in self.schema.fields
+            if (f.dtype in ORDERABLE_DTYPES or f.dtype is DType.BOOL)
+            and f.dtype not in self.unordered_dtypes
+        ]
+        self.full_order = [(n, "desc" if i % 2 else "asc") for i, n in enumerate(orderable[:3])]
+        self.store.create_table(self.table, self.schema)
+        self.tables[self.table] = self.schema
+        # Start with rows, so every example's filters have something to match.
+        first = data.draw(self.strategies.rows, label="initial rows")
+        assert self.store.insert(self.table, copy.deepcopy(first)) == len(first)
+        self.model.extend(normalize_row(self.schema, r) for r in first)
 
-        # -------------------------------------------------------------- writes
-        @precondition(lambda self: len(self.model) < max_rows)
-        @rule(data=st.data(), arrow=st.booleans())
-        def insert(self, data: st.DataObject, arrow: bool) -> None:
-            new = data.draw(self.strategies.rows, label="rows")
-            payload = _ArrowLike(new) if arrow else copy.deepcopy(new)
-            count = self.store.insert(self.table, payload)
-            assert count == len(new), f"insert returned {count} for {len(new)} rows"
-            self.model.extend(normalize_row(self.schema, r) for r in new)
+    # -------------------------------------------------------------- writes
+    @precondition(lambda self: len(self.model) < self.max_rows)
+    @rule(data=st.data(), arrow=st.booleans())
+    def insert(self, data: st.DataObject, arrow: bool) -> None:
+        new = data.draw(self.strategies.rows, label="rows")
+        payload = _ArrowLike(new) if arrow else copy.deepcopy(new)
+        count = self.store.insert(self.table, payload)
+        assert count == len(new), f"insert returned {count} for {len(new)} rows"
+        self.model.extend(normalize_row(self.schema, r) for r in new)
 
-        @rule(data=st.data())
-        def insert_invalid(self, data: st.DataObject) -> None:
-            good = data.draw(self.strategies.row, label="good row")
-            bad = _bad_row(self.schema, data.draw, good)
-            note(f"bad row: {bad!r}")
-            with pytest.raises(SchemaError):
-                self.store.insert(self.table, [good, bad])
+    @rule(data=st.data())
+    def insert_invalid(self, data: st.DataObject) -> None:
+        good = data.draw(self.strategies.row, label="good row")
+        bad = _bad_row(self.schema, data.draw, good)
+        note(f"bad row: {bad!r}")
+        with pytest.raises(SchemaError):
+            self.store.insert(self.table, [good, bad])
 
-        @precondition(lambda self: self.can_update)
-        @rule(data=st.data())
-        def update(self, data: st.DataObject) -> None:
-            where = self.draw_where(data)
-            values = data.draw(self.strategies.values, label="values")
-            expected = self.matching(where)
-            count = self.store.update(self.table, where, copy.deepcopy(values))
-            assert count == len(expected), f"update matched {count}, expected {len(expected)}"
-            normalized = normalize_row(self.schema, values)
-            for row in expected:
-                row.update({k: copy.deepcopy(normalized[k]) for k in values})
+    @precondition(lambda self: self.can_update)
+    @rule(data=st.data())
+    def update(self, data: st.DataObject) -> None:
+        where = self.draw_where(data)
+        values = data.draw(self.strategies.values, label="values")
+        expected = self.matching(where)
+        count = self.store.update(self.table, where, copy.deepcopy(values))
+        assert count == len(expected), f"update matched {count}, expected {len(expected)}"
+        normalized = normalize_row(self.schema, values)
+        for row in expected:
+            row.update({k: copy.deepcopy(normalized[k]) for k in values})
 
-        @precondition(lambda self: self.can_delete)
-        @rule(data=st.data())
-        def delete(self, data: st.DataObject) -> None:
-            where = self.draw_where(data)
-            expected = self.matching(where)
-            count = self.store.delete(self.table, where)
-            assert count == len(expected), f"delete removed {count}, expected {len(expected)}"
-            doomed = {id(r) for r in expected}
-            self.model = [r for r in self.model if id(r) not in doomed]
+    @precondition(lambda self: self.can_delete)
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        where = self.draw_where(data)
+        expected = self.matching(where)
+        count = self.store.delete(self.table, where)
+        assert count == len(expected), f"delete removed {count}, expected {len(expected)}"
+        doomed = {id(r) for r in expected}
+        self.model = [r for r in self.model if id(r) not in doomed]
 
-        @precondition(lambda self: not self.can_update)
-        @rule()
-        def update_unsupported(self) -> None:
-            with pytest.raises(UnsupportedOperation):
-                self.store.update(self.table, None, {})
+    @precondition(lambda self: not self.can_update)
+    @rule()
+    def update_unsupported(self) -> None:
+        with pytest.raises(UnsupportedOperation):
+            self.store.update(self.table, None, {})
 
-        @precondition(lambda self: not self.can_delete)
-        @rule()
-        def delete_unsupported(self) -> None:
-            with pytest.raises(UnsupportedOperation):
-                self.store.delete(self.table, None)
+    @precondition(lambda self: not self.can_delete)
+    @rule()
+    def delete_unsupported(self) -> None:
+        with pytest.raises(UnsupportedOperation):
+            self.store.delete(self.table, None)
 
-        # -------------------------------------------------------------- reads
-        @rule(data=st.data())
-        def select(self, data: st.DataObject) -> None:
-            where = self.draw_where(data)
-            order: OrderBy = data.draw(self.strategies.order_by, label="order_by")
-            names = list(self.schema.names)
-            columns = data.draw(self.strategies.columns, label="columns")
-            if columns is not None:
-                columns += [c for c in _order_columns(order) if c not in columns]
-            limit = data.draw(st.one_of(st.none(), st.integers(0, 8)), label="limit")
-            result = self.got(
-                self.store.select(
-                    self.table, where, columns=columns, limit=limit, order_by=order or None
-                ),
-                "select",
-            )
-            shown = columns if columns is not None else names
-            for row in result:
-                assert set(row) == set(shown), (
-                    f"select returned columns {sorted(row)}, want {shown}"
-                )
-            expected = self.matching(where)
-            if order:
-                expected = reference_order(expected, order)
-                keys = _order_columns(order)
-                got_keys = [_project(r, keys) for r in result]
-                want_keys = [_project(r, keys) for r in expected][: len(result)]
-                assert got_keys == want_keys, f"order_by {order}: got {got_keys}, want {want_keys}"
-            got_bag = Counter(_project(r, shown) for r in result)
-            want_bag = Counter(_project(r, shown) for r in expected)
-            if limit is None:
-                assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
-            else:
-                assert len(result) == min(limit, len(expected)), (
-                    f"limit {limit}: got {len(result)} rows of {len(expected)} matching"
-                )
-                assert not (got_bag - want_bag), _bag_diff(got_bag, want_bag)
-
-        @rule(data=st.data())
-        def count(self, data: st.DataObject) -> None:
-            where = self.draw_where(data)
-            assert self.store.count(self.table, where) == len(self.matching(where))
-
-        @rule(data=st.data(), where=_BAD_FILTERS)
-        def bad_filter(self, data: st.DataObject, where: Filter | None) -> None:
-            if where is None:  # an unknown operator on one of this table's columns
-                column = data.draw(st.sampled_from(list(self.schema.names)), label="column")
-                op = data.draw(_BAD_OPS, label="op")
-                where = {column: {op: 1}}
-            with pytest.raises(FilterError):
-                self.store.select(self.table, where)
-            with pytest.raises(FilterError):
-                self.store.count(self.table, where)
-            if self.can_delete:
-                with pytest.raises(FilterError):
-                    self.store.delete(self.table, where)
-
-        # -------------------------------------------------------------- tables
-        @rule(data=st.data(), action=_TABLE_ACTIONS, name=table_names())
-        def tables_and_drop(self, data: st.DataObject, action: str, name: str) -> None:
-            """Side tables: create, create again (TableExists), drop, missing; drop refused."""
-            if action == "create" and len(self.tables) < 4 and not self.taken(name):
-                schema = data.draw(schemas(dtypes=dtypes, max_columns=2), label="side schema")
-                self.store.create_table(name, schema)
-                self.tables[name] = schema
-            elif action == "exists":
-                existing = data.draw(st.sampled_from(sorted(self.tables)), label="existing")
-                with pytest.raises(TableExists):
-                    self.store.create_table(existing, Schema.of(other="str"))
-            elif action == "drop" and len(self.tables) > 1:
-                side = sorted(t for t in self.tables if t != self.table)
-                victim = data.draw(st.sampled_from(side), label="drop")
-                self.store.drop_table(victim)
-                del self.tables[victim]
-            elif action == "missing" and not self.taken(name):
-                with pytest.raises(TableNotFound):
-                    self.store.drop_table(name)
-                with pytest.raises(TableNotFound):
-                    self.store.count(name)
-            elif action == "refuse":
-                force = data.draw(st.sampled_from([None, False]), label="force")
-                with pytest.raises(DropRefused):
-                    drop_without_force(self.store, force)
-
-        # -------------------------------------------------------------- invariants
-        @invariant()
-        def same_rows(self) -> None:
-            if not self.table:
-                return
-            names = list(self.schema.names)
-            # Every row, ordered by the orderable columns (alternating asc/desc), so NULL
-            # placement and type-specific order are checked after every step.
-            order = self.full_order
-            result = self.got(self.store.select(self.table, order_by=order or None), "select all")
-            got_bag = Counter(_project(r, names) for r in result)
-            want_bag = Counter(_project(r, names) for r in self.model)
+    # -------------------------------------------------------------- reads
+    @rule(data=st.data())
+    def select(self, data: st.DataObject) -> None:
+        where = self.draw_where(data)
+        order: OrderBy = data.draw(self.strategies.order_by, label="order_by")
+        names = list(self.schema.names)
+        columns = data.draw(self.strategies.columns, label="columns")
+        if columns is not None:
+            columns += [c for c in _order_columns(order) if c not in columns]
+        limit = data.draw(st.one_of(st.none(), st.integers(0, 8)), label="limit")
+        result = self.got(
+            self.store.select(
+                self.table, where, columns=columns, limit=limit, order_by=order or None
+            ),
+            "select",
+        )
+        shown = columns if columns is not None else names
+        for row in result:
+            assert set(row) == set(shown), f"select returned columns {sorted(row)}, want {shown}"
+        expected = self.matching(where)
+        if order:
+            expected = reference_order(expected, order)
+            keys = _order_columns(order)
+            got_keys = [_project(r, keys) for r in result]
+            want_keys = [_project(r, keys) for r in expected][: len(result)]
+            assert got_keys == want_keys, f"order_by {order}: got {got_keys}, want {want_keys}"
+        got_bag = Counter(_project(r, shown) for r in result)
+        want_bag = Counter(_project(r, shown) for r in expected)
+        if limit is None:
             assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
-            if order:
-                keys = _order_columns(order)
-                got_keys = [_project(r, keys) for r in result]
-                want_keys = [_project(r, keys) for r in reference_order(self.model, order)]
-                assert got_keys == want_keys, f"order_by {order}: {got_keys} != {want_keys}"
-            assert self.store.count(self.table) == len(self.model)
+        else:
+            assert len(result) == min(limit, len(expected)), (
+                f"limit {limit}: got {len(result)} rows of {len(expected)} matching"
+            )
+            assert not (got_bag - want_bag), _bag_diff(got_bag, want_bag)
 
-        @invariant()
-        def same_tables(self) -> None:
-            if not self.table:
-                return
-            assert self.store.list_tables() == sorted(self.tables)
-            assert self.store.table_schema(self.table) == self.schema
+    @rule(data=st.data())
+    def count(self, data: st.DataObject) -> None:
+        where = self.draw_where(data)
+        assert self.store.count(self.table, where) == len(self.matching(where))
 
-    return DataBackendMachine
+    @rule(data=st.data(), where=_BAD_FILTERS)
+    def bad_filter(self, data: st.DataObject, where: Filter | None) -> None:
+        if where is None:  # an unknown operator on one of this table's columns
+            column = data.draw(st.sampled_from(list(self.schema.names)), label="column")
+            op = data.draw(_BAD_OPS, label="op")
+            where = {column: {op: 1}}
+        with pytest.raises(FilterError):
+            self.store.select(self.table, where)
+        with pytest.raises(FilterError):
+            self.store.count(self.table, where)
+        if self.can_delete:
+            with pytest.raises(FilterError):
+                self.store.delete(self.table, where)
+
+    # -------------------------------------------------------------- tables
+    @rule(data=st.data(), action=_TABLE_ACTIONS, name=table_names())
+    def tables_and_drop(self, data: st.DataObject, action: str, name: str) -> None:
+        """Side tables: create, create again (TableExists), drop, missing; drop refused."""
+        if action == "create" and len(self.tables) < 4 and not self.taken(name):
+            schema = data.draw(schemas(dtypes=self.dtypes, max_columns=2), label="side schema")
+            self.store.create_table(name, schema)
+            self.tables[name] = schema
+        elif action == "exists":
+            existing = data.draw(st.sampled_from(sorted(self.tables)), label="existing")
+            with pytest.raises(TableExists):
+                self.store.create_table(existing, Schema.of(other="str"))
+        elif action == "drop" and len(self.tables) > 1:
+            side = sorted(t for t in self.tables if t != self.table)
+            victim = data.draw(st.sampled_from(side), label="drop")
+            self.store.drop_table(victim)
+            del self.tables[victim]
+        elif action == "missing" and not self.taken(name):
+            with pytest.raises(TableNotFound):
+                self.store.drop_table(name)
+            with pytest.raises(TableNotFound):
+                self.store.count(name)
+        elif action == "refuse":
+            force = data.draw(st.sampled_from([None, False]), label="force")
+            with pytest.raises(DropRefused):
+                drop_without_force(self.store, force)
+
+    # -------------------------------------------------------------- invariants
+    @invariant()
+    def same_rows(self) -> None:
+        if not self.table:
+            return
+        names = list(self.schema.names)
+        # Every row, ordered by the orderable columns (alternating asc/desc), so NULL
+        # placement and type-specific order are checked after every step.
+        order = self.full_order
+        result = self.got(self.store.select(self.table, order_by=order or None), "select all")
+        got_bag = Counter(_project(r, names) for r in result)
+        want_bag = Counter(_project(r, names) for r in self.model)
+        assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
+        if order:
+            keys = _order_columns(order)
+            got_keys = [_project(r, keys) for r in result]
+            want_keys = [_project(r, keys) for r in reference_order(self.model, order)]
+            assert got_keys == want_keys, f"order_by {order}: {got_keys} != {want_keys}"
+        assert self.store.count(self.table) == len(self.model)
+
+    @invariant()
+    def same_tables(self) -> None:
+        if not self.table:
+            return
+        assert self.store.list_tables() == sorted(self.tables)
+        assert self.store.table_schema(self.table) == self.schema
 
 
 def _match_tables(store: Any) -> None:

@@ -25,6 +25,7 @@ from hypothesis.stateful import (
 )
 
 from pinnacle_protocols.errors import InvalidVector, SerializationError
+from pinnacle_protocols.testing._base import configured
 from pinnacle_protocols.vectors import (
     MEASURES,
     Measure,
@@ -38,6 +39,7 @@ from pinnacle_protocols.vectors import (
 
 __all__ = [
     "VectorEngineContract",
+    "VectorEngineStateMachine",
     "brute_force",
     "check_result",
     "score",
@@ -337,70 +339,90 @@ class VectorEngineContract(Generic[E]):
             self.state_machine(make_engine), settings=self.state_machine_settings()
         )
 
-    def state_machine(self, make_engine: VectorEngineType) -> type[RuleBasedStateMachine]:
-        """The machine class, closed over the engine type (one fresh engine per example)."""
-        contract = self
-        dim = 3
+    def state_machine(self, make_engine: VectorEngineType) -> type[VectorEngineStateMachine]:
+        """The machine on engines of ``make_engine`` (one fresh engine per example)."""
+        return configured(VectorEngineStateMachine, engine_type=make_engine, exact=self.exact)
 
-        class VectorEngineMachine(RuleBasedStateMachine):
-            """Model: id -> vector; every search is judged by brute force over it."""
 
-            def __init__(self) -> None:
-                super().__init__()
-                self.model: dict[VectorId, list[float]] = {}
-                self.measure: Measure = "l2"
-                self.engine: VectorEngine | None = None
+class VectorEngineStateMachine(RuleBasedStateMachine):
+    """The vector engine contract's state machine. Model: id -> vector; every search is judged
+    by brute force over it (see :func:`check_result`). Subclass it and set ``engine_type``.
 
-            @initialize(measure=st.sampled_from(MEASURES), data=st.data())
-            def build(self, measure: Measure, data: st.DataObject) -> None:
-                self.measure = measure
-                ids = data.draw(st.lists(st.sampled_from(_IDS), unique=True, max_size=8))
-                vecs = [data.draw(_vectors(dim, measure)) for _ in ids]
-                note(f"build({ids}, {vecs}, measure={measure!r})")
-                self.engine = make_engine.build(ids, vecs, measure=measure, dim=dim)
-                self.model = dict(zip(ids, vecs, strict=True))
+    Attributes:
+        engine_type: The :class:`VectorEngineType` under test (one fresh engine per example).
+        exact: The engine claims brute-force results (compared score by score).
+        dim: Dimension of the vectors drawn (default 3).
+    """
 
-            @property
-            def live(self) -> VectorEngine:
-                assert self.engine is not None
-                return self.engine
+    engine_type: ClassVar[VectorEngineType]
+    exact: ClassVar[bool] = False
+    dim: ClassVar[int] = 3
 
-            @rule(data=st.data())
-            def add(self, data: st.DataObject) -> None:
-                ids = data.draw(st.lists(st.sampled_from(_IDS), unique=True, max_size=5))
-                vecs = [data.draw(_vectors(dim, self.measure)) for _ in ids]
-                self.live.add(ids, vecs)
-                self.model.update(zip(ids, vecs, strict=True))
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: dict[VectorId, list[float]] = {}
+        self.measure: Measure = "l2"
+        self.engine: VectorEngine | None = None
 
-            @rule(data=st.data())
-            def remove(self, data: st.DataObject) -> None:
-                ids = data.draw(st.lists(st.sampled_from(_IDS), unique=True, max_size=4))
-                expected = sum(1 for i in ids if i in self.model)
-                assert self.live.remove(ids) == expected
-                for i in ids:
-                    self.model.pop(i, None)
+    @initialize(measure=st.sampled_from(MEASURES), data=st.data())
+    def build(self, measure: Measure, data: st.DataObject) -> None:
+        self.measure = measure
+        ids = data.draw(st.lists(st.sampled_from(_IDS), unique=True, max_size=8))
+        vecs = [data.draw(_vectors(self.dim, measure)) for _ in ids]
+        note(f"build({ids}, {vecs}, measure={measure!r})")
+        self.engine = self.engine_type.build(ids, vecs, measure=measure, dim=self.dim)
+        self.model = dict(zip(ids, vecs, strict=True))
 
-            @rule(data=st.data(), n=st.integers(0, 8))
-            def search(self, data: st.DataObject, n: int) -> None:
-                q = data.draw(_vectors(dim, self.measure))
-                contract.check(self.live, self.model, q, n)
+    @property
+    def live(self) -> VectorEngine:
+        assert self.engine is not None
+        return self.engine
 
-            @rule(data=st.data(), n=st.integers(1, 8))
-            def filtered_search(self, data: st.DataObject, n: int) -> None:
-                q = data.draw(_vectors(dim, self.measure))
-                allowed = data.draw(st.sets(st.sampled_from([*_IDS, "x", 99])))
-                contract.check(self.live, self.model, q, n, allowed)
+    def check(self, q: Vec, n: int, allowed: Collection[VectorId] | None = None) -> None:
+        check_result(
+            self.live.search(q, n, allowed=allowed),
+            measure=self.live.measure,
+            model=self.model,
+            q=q,
+            n=n,
+            allowed=allowed,
+            exact=self.exact,
+        )
 
-            @precondition(lambda self: self.engine is not None)
-            @rule()
-            def round_trip(self) -> None:
-                self.engine = make_engine.from_bytes(self.live.to_bytes())
+    @rule(data=st.data())
+    def add(self, data: st.DataObject) -> None:
+        ids = data.draw(st.lists(st.sampled_from(_IDS), unique=True, max_size=5))
+        vecs = [data.draw(_vectors(self.dim, self.measure)) for _ in ids]
+        self.live.add(ids, vecs)
+        self.model.update(zip(ids, vecs, strict=True))
 
-            @invariant()
-            def same_ids(self) -> None:
-                if self.engine is None:
-                    return
-                assert len(self.live) == len(self.model)
-                assert sorted(map(repr, self.live.ids())) == sorted(map(repr, self.model))
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        ids = data.draw(st.lists(st.sampled_from(_IDS), unique=True, max_size=4))
+        expected = sum(1 for i in ids if i in self.model)
+        assert self.live.remove(ids) == expected
+        for i in ids:
+            self.model.pop(i, None)
 
-        return VectorEngineMachine
+    @rule(data=st.data(), n=st.integers(0, 8))
+    def search(self, data: st.DataObject, n: int) -> None:
+        q = data.draw(_vectors(self.dim, self.measure))
+        self.check(q, n)
+
+    @rule(data=st.data(), n=st.integers(1, 8))
+    def filtered_search(self, data: st.DataObject, n: int) -> None:
+        q = data.draw(_vectors(self.dim, self.measure))
+        allowed = data.draw(st.sets(st.sampled_from([*_IDS, "x", 99])))
+        self.check(q, n, allowed)
+
+    @precondition(lambda self: self.engine is not None)
+    @rule()
+    def round_trip(self) -> None:
+        self.engine = self.engine_type.from_bytes(self.live.to_bytes())
+
+    @invariant()
+    def same_ids(self) -> None:
+        if self.engine is None:
+            return
+        assert len(self.live) == len(self.model)
+        assert sorted(map(repr, self.live.ids())) == sorted(map(repr, self.model))
