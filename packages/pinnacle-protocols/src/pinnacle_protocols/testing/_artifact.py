@@ -249,6 +249,8 @@ class ArtifactStoreContract(ContractBase[AS], Generic[AS]):
     ``stateful_step_count``, ``known_gaps``).
     """
 
+    machine = ArtifactStoreStateMachine
+    machine_knobs = ("max_blob_size",)
     max_blob_size: ClassVar[int] = ArtifactStoreStateMachine.max_blob_size
     large_blob_size: ClassVar[int] = 3 * 2**20 + 1
 
@@ -414,17 +416,6 @@ class ArtifactStoreContract(ContractBase[AS], Generic[AS]):
         ref = first.put(b"only in the first")
         assert not second.exists(ref)
         assert list(second.iter_refs()) == []
-
-    # ------------------------------------------------------------------ state machine
-    def test_state_machine(self, store_factory: Callable[[], AS]) -> None:
-        """Random sequences of every operation agree with a dict model after each step."""
-        self.run_state_machine(self.state_machine(store_factory))
-
-    def state_machine(
-        self, store_factory: Callable[[], AS]
-    ) -> type[ArtifactStoreStateMachine[Any]]:
-        """The machine on stores of ``store_factory`` (one fresh store per example)."""
-        return self.bind(ArtifactStoreStateMachine, store_factory, "max_blob_size")
 
 
 class ArtifactCorruptionContract(Generic[AS]):

@@ -129,23 +129,52 @@ class StoreTracker(Generic[S]):
             raise errors[0]
 
 
-class ContractBase(Generic[S]):
-    """Fixtures and knobs shared by the three contracts (see the package README).
-
-    Subclasses provide the ``make_store`` fixture. Class attributes tune the cost:
+class MachineSettings:
+    """The Hypothesis knobs of a contract's state machine.
 
     Attributes:
         max_examples: Hypothesis examples per state machine; ``None`` (default) uses the active
             profile (``dev``: 25, ``ci``: 200). Lower it only for very slow stores, and say why.
         stateful_step_count: Steps per state machine example; ``None`` uses the profile.
+    """
+
+    max_examples: ClassVar[int | None] = None
+    stateful_step_count: ClassVar[int | None] = None
+
+    def state_machine_settings(self) -> settings:
+        """Settings for the state machines: the active profile, adjusted by the class knobs.
+
+        Under the ``deep`` profile the size knobs are ignored (the profile is for depth);
+        ``PINNACLE_FUZZ_EXAMPLES`` sets ``max_examples`` (a replay of one fuzz round).
+        """
+        overrides: dict[str, Any] = {"deadline": None}
+        deep = settings.get_current_profile_name() == DEEP_PROFILE
+        if self.max_examples is not None and not deep:
+            overrides["max_examples"] = self.max_examples
+        if self.stateful_step_count is not None and not deep:
+            overrides["stateful_step_count"] = self.stateful_step_count
+        examples = os.environ.get(FUZZ_EXAMPLES_ENV)
+        if examples:
+            overrides["max_examples"] = int(examples)
+        return settings(settings(), **overrides)
+
+
+class ContractBase(MachineSettings, Generic[S]):
+    """Fixtures and knobs shared by the three store contracts (see the package README).
+
+    Subclasses provide the ``make_store`` fixture. Class attributes tune the cost (and those of
+    :class:`MachineSettings`):
+
+    Attributes:
         known_gaps: Test name (``"test_x"`` or ``"test_x[param-id]"``) to a
             ``pytest.mark.notimpl(reason=..., raises=...)`` or ``notyet`` mark; the plugin applies
             it, so the inherited test becomes a strict xfail.
     """
 
-    max_examples: ClassVar[int | None] = None
-    stateful_step_count: ClassVar[int | None] = None
     known_gaps: ClassVar[Mapping[str, pytest.MarkDecorator]] = {}
+    #: The state machine of :meth:`test_state_machine`, and the class attributes it takes over.
+    machine: ClassVar[type[StoreStateMachine[Any]]]
+    machine_knobs: ClassVar[tuple[str, ...]] = ()
 
     @pytest.fixture
     def make_store(self) -> Callable[[], S]:
@@ -181,32 +210,19 @@ class ContractBase(Generic[S]):
         else:
             self.release_store(store)
 
-    def bind(self, machine: M, store_factory: Callable[[], S], *knobs: str) -> M:
-        """``machine`` on stores of ``store_factory`` (released like the fixtures' stores), with
-        the contract's class attributes named ``knobs``."""
+    def test_state_machine(self, store_factory: StoreTracker[S]) -> None:
+        """Random sequences of every operation agree with the machine's model after each step."""
+        self.run_state_machine(self.state_machine(store_factory))
+
+    def state_machine(self, store_factory: Callable[[], S]) -> type[StoreStateMachine[Any]]:
+        """:attr:`machine` on stores of ``store_factory`` (one fresh store per example, released
+        like the fixtures' stores), with the contract's :attr:`machine_knobs`."""
         return configured(
-            machine,
+            self.machine,
             make_store=staticmethod(store_factory),
             release_store=staticmethod(functools.partial(self._release, store_factory)),
-            **{knob: getattr(self, knob) for knob in knobs},
+            **{knob: getattr(self, knob) for knob in self.machine_knobs},
         )
-
-    def state_machine_settings(self) -> settings:
-        """Settings for the state machines: the active profile, adjusted by the class knobs.
-
-        Under the ``deep`` profile the size knobs are ignored (the profile is for depth);
-        ``PINNACLE_FUZZ_EXAMPLES`` sets ``max_examples`` (a replay of one fuzz round).
-        """
-        overrides: dict[str, Any] = {"deadline": None}
-        deep = settings.get_current_profile_name() == DEEP_PROFILE
-        if self.max_examples is not None and not deep:
-            overrides["max_examples"] = self.max_examples
-        if self.stateful_step_count is not None and not deep:
-            overrides["stateful_step_count"] = self.stateful_step_count
-        examples = os.environ.get(FUZZ_EXAMPLES_ENV)
-        if examples:
-            overrides["max_examples"] = int(examples)
-        return settings(settings(), **overrides)
 
     @pytest.fixture(autouse=True)
     def _contract_request(self, request: pytest.FixtureRequest) -> None:

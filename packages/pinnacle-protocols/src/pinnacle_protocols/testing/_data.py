@@ -304,22 +304,102 @@ BAD_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-class DataBackendContract(ContractBase[DB], Generic[DB]):
-    """Contract tests for a :class:`~pinnacle_protocols.protocols.DataBackend`.
+def _bad_row(schema: Schema, draw: Callable[..., Any], good: dict[str, Any]) -> dict[str, Any]:
+    """``good`` with one thing made invalid: an unknown column, a wrong type or a NULL."""
+    bad = dict(good)
+    names_cf = {n.casefold() for n in schema.names}
+    choice = draw(st.integers(0, 2))
+    if choice == 0:
+        extra = draw(column_names().filter(lambda n: n.casefold() not in names_cf))
+        bad[extra] = 1
+        return bad
+    field = draw(st.sampled_from(list(schema.fields)))
+    if choice == 1 and not field.nullable:
+        bad[field.name] = None
+        return bad
+    # NaN and infinities are not portable (a documented rule): insert must refuse them.
+    not_finite = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
+    wrong: dict[DType, Any] = {
+        DType.INT: "1",
+        DType.FLOAT: draw(st.sampled_from(["1.5", not_finite])),
+        DType.STR: 1,
+        DType.BOOL: 1,
+        DType.BYTES: "bytes",
+        DType.DATETIME: datetime(2024, 1, 1),
+        DType.JSON: draw(st.sampled_from([{"x": {1, 2}}, not_finite, {"a": [not_finite]}])),
+        DType.VECTOR: draw(st.sampled_from([["x"], [not_finite]])),
+    }
+    bad[field.name] = wrong[field.dtype]
+    return bad
 
-    Subclass as ``class TestMyBackend(DataBackendContract[MyBackend])`` and define the
-    ``make_store`` fixture. Capability flags read from the *store class*: ``supports_update``,
-    ``supports_delete`` (when False, the update/delete tests check UnsupportedOperation and the
-    state machine skips those rules) and ``has_native_ids`` (rows may carry ``_id``, which is
-    ignored in comparisons). Knobs (class attributes):
+
+_BAD_FILTERS: st.SearchStrategy[Filter | None] = st.sampled_from(
+    [None, None, {"$nor": [{}]}, {"$where": "1"}, {"\u0000bad": 1}, {"$and": [{"$regex": 1}]}]
+)
+_BAD_OPS = st.sampled_from(["$regex", "$like", "$elemMatch", "$size", "eq", "$NE"])
+_TABLE_ACTIONS = st.sampled_from(["create", "exists", "drop", "missing", "refuse"])
+
+
+@attrs.frozen(kw_only=True)
+class _Strategies:
+    """Strategies built once per table (building them is the expensive part of drawing)."""
+
+    where: st.SearchStrategy[Filter | None]
+    row: st.SearchStrategy[dict[str, Any]]
+    rows: st.SearchStrategy[list[dict[str, Any]]]
+    values: st.SearchStrategy[dict[str, Any]]
+    order_by: st.SearchStrategy[OrderBy]
+    columns: st.SearchStrategy[list[str] | None]
+
+    @classmethod
+    def build(
+        cls,
+        schema: Schema,
+        pools: Mapping[str, Sequence[Any]],
+        unordered: frozenset[DType],
+        per_insert: int,
+    ) -> _Strategies:
+        row = rows(schema, pools=pools)
+        settable = {
+            f.name: st.one_of(column_values(f, pools), st.none())
+            if f.nullable
+            else column_values(f, pools)
+            for f in schema.fields
+        }
+        names = list(schema.names)
+        return cls(
+            where=filters(schema, pools=pools, unordered=unordered),
+            row=row,
+            rows=st.lists(row, max_size=per_insert),
+            values=st.one_of(
+                *[st.fixed_dictionaries({n: settable[n]}) for n in names],
+                *[
+                    st.fixed_dictionaries({a: settable[a], b: settable[b]})
+                    for a, b in itertools.combinations(names, 2)
+                ],
+            ),
+            order_by=st.one_of(st.just([]), order_bys(schema, unordered=unordered, min_size=1)),
+            columns=st.one_of(st.none(), st.lists(st.sampled_from(names), unique=True, min_size=1)),
+        )
+
+
+@functools.cache
+def _placeholder_strategies() -> _Strategies:
+    return _Strategies.build(Schema.of(x="int"), {}, frozenset(), 1)
+
+
+class DataBackendStateMachine(StoreStateMachine[DB], Generic[DB]):
+    """The databackend contract's state machine. Model: the main table's rows as a list of
+    normalized dicts, plus side tables. Subclass it, define :meth:`make_store`, and run it (see
+    :class:`StoreStateMachine`). The update and delete rules follow the store class's
+    ``supports_update`` / ``supports_delete``; ``_id`` is ignored where ``has_native_ids``.
 
     Attributes:
-        dtypes: Column types the state machine draws (default: all of DType). Removing one is a
-            declared gap: also mark the example tests that use it in ``known_gaps``.
-        unordered_dtypes: dtypes on which the state machine draws no ``$gt/$gte/$lt/$lte`` and
-            no ``order_by`` (e.g. a str collation that is not code-point order). A declared gap.
-        max_rows: Rows the state machine keeps at most (default 60).
-        max_rows_per_insert: Rows per insert in the state machine (default 6).
+        dtypes: Column types drawn (default: all of DType).
+        unordered_dtypes: dtypes on which no ``$gt/$gte/$lt/$lte`` and no ``order_by`` is drawn
+            (e.g. a str collation that is not code-point order).
+        max_rows: Rows kept at most (default 60).
+        max_rows_per_insert: Rows per insert (default 6).
         max_columns: Columns in drawn schemas (default 6).
     """
 
@@ -328,6 +408,246 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
     max_rows: ClassVar[int] = 60
     max_rows_per_insert: ClassVar[int] = 6
     max_columns: ClassVar[int] = 6
+
+    def __init__(self) -> None:
+        super().__init__()
+        cls = type(self.store)
+        self.can_update = cls.supports_update
+        self.can_delete = cls.supports_delete
+        self.native_ids = cls.has_native_ids
+        self.table = ""
+        self.schema = Schema.of(x="int")
+        self.pools: dict[str, list[Any]] = {}
+        self.model: list[dict[str, Any]] = []
+        self.tables: dict[str, Schema] = {}
+        self.strategies = _placeholder_strategies()  # replaced in create_main_table
+        self.full_order: list[tuple[str, Literal["asc", "desc"]]] = []
+
+    # -------------------------------------------------------------- helpers
+    def got(self, result: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+        out = []
+        for raw in result:
+            row = {k: v for k, v in raw.items() if k != "_id"} if self.native_ids else raw
+            check_row_types(self.schema, row, what)
+            out.append(row)
+        return out
+
+    def matching(self, where: Filter | None) -> list[dict[str, Any]]:
+        match = matcher(where)
+        return [r for r in self.model if match(r)]
+
+    def draw_where(self, data: st.DataObject) -> Filter | None:
+        return data.draw(self.strategies.where, label="where")
+
+    def taken(self, name: str) -> bool:
+        return name.casefold() in {t.casefold() for t in self.tables}
+
+    # -------------------------------------------------------------- setup
+    @initialize(data=st.data())
+    def create_main_table(self, data: st.DataObject) -> None:
+        self.table = data.draw(table_names(), label="table")
+        self.schema = data.draw(
+            schemas(dtypes=self.dtypes, max_columns=self.max_columns), label="schema"
+        )
+        self.pools = data.draw(value_pools(self.schema), label="pools")
+        self.strategies = _Strategies.build(
+            self.schema, self.pools, self.unordered_dtypes, self.max_rows_per_insert
+        )
+        orderable = [
+            f.name
+            for f in self.schema.fields
+            if (f.dtype in ORDERABLE_DTYPES or f.dtype is DType.BOOL)
+            and f.dtype not in self.unordered_dtypes
+        ]
+        self.full_order = [(n, "desc" if i % 2 else "asc") for i, n in enumerate(orderable[:3])]
+        self.store.create_table(self.table, self.schema)
+        self.tables[self.table] = self.schema
+        # Start with rows, so every example's filters have something to match.
+        first = data.draw(self.strategies.rows, label="initial rows")
+        assert self.store.insert(self.table, copy.deepcopy(first)) == len(first)
+        self.model.extend(normalize_row(self.schema, r) for r in first)
+
+    # -------------------------------------------------------------- writes
+    @precondition(lambda self: len(self.model) < self.max_rows)
+    @rule(data=st.data(), arrow=st.booleans())
+    def insert(self, data: st.DataObject, arrow: bool) -> None:
+        new = data.draw(self.strategies.rows, label="rows")
+        payload = _ArrowLike(new) if arrow else copy.deepcopy(new)
+        count = self.store.insert(self.table, payload)
+        assert count == len(new), f"insert returned {count} for {len(new)} rows"
+        self.model.extend(normalize_row(self.schema, r) for r in new)
+
+    @rule(data=st.data())
+    def insert_invalid(self, data: st.DataObject) -> None:
+        good = data.draw(self.strategies.row, label="good row")
+        bad = _bad_row(self.schema, data.draw, good)
+        note(f"bad row: {bad!r}")
+        with pytest.raises(SchemaError):
+            self.store.insert(self.table, [good, bad])
+
+    @precondition(lambda self: self.can_update)
+    @rule(data=st.data())
+    def update(self, data: st.DataObject) -> None:
+        where = self.draw_where(data)
+        values = data.draw(self.strategies.values, label="values")
+        expected = self.matching(where)
+        count = self.store.update(self.table, where, copy.deepcopy(values))
+        assert count == len(expected), f"update matched {count}, expected {len(expected)}"
+        normalized = normalize_row(self.schema, values)
+        for row in expected:
+            row.update({k: copy.deepcopy(normalized[k]) for k in values})
+
+    @precondition(lambda self: self.can_delete)
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        where = self.draw_where(data)
+        expected = self.matching(where)
+        count = self.store.delete(self.table, where)
+        assert count == len(expected), f"delete removed {count}, expected {len(expected)}"
+        doomed = {id(r) for r in expected}
+        self.model = [r for r in self.model if id(r) not in doomed]
+
+    @precondition(lambda self: not self.can_update)
+    @rule()
+    def update_unsupported(self) -> None:
+        with pytest.raises(UnsupportedOperation):
+            self.store.update(self.table, None, {})
+
+    @precondition(lambda self: not self.can_delete)
+    @rule()
+    def delete_unsupported(self) -> None:
+        with pytest.raises(UnsupportedOperation):
+            self.store.delete(self.table, None)
+
+    # -------------------------------------------------------------- reads
+    @rule(data=st.data())
+    def select(self, data: st.DataObject) -> None:
+        where = self.draw_where(data)
+        order: OrderBy = data.draw(self.strategies.order_by, label="order_by")
+        names = list(self.schema.names)
+        columns = data.draw(self.strategies.columns, label="columns")
+        if columns is not None:
+            columns += [c for c in _order_columns(order) if c not in columns]
+        limit = data.draw(st.one_of(st.none(), st.integers(0, 8)), label="limit")
+        result = self.got(
+            self.store.select(
+                self.table, where, columns=columns, limit=limit, order_by=order or None
+            ),
+            "select",
+        )
+        shown = columns if columns is not None else names
+        for row in result:
+            assert set(row) == set(shown), f"select returned columns {sorted(row)}, want {shown}"
+        expected = self.matching(where)
+        if order:
+            expected = reference_order(expected, order)
+            keys = _order_columns(order)
+            got_keys = [_project(r, keys) for r in result]
+            want_keys = [_project(r, keys) for r in expected][: len(result)]
+            assert got_keys == want_keys, f"order_by {order}: got {got_keys}, want {want_keys}"
+        got_bag = Counter(_project(r, shown) for r in result)
+        want_bag = Counter(_project(r, shown) for r in expected)
+        if limit is None:
+            assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
+        else:
+            assert len(result) == min(limit, len(expected)), (
+                f"limit {limit}: got {len(result)} rows of {len(expected)} matching"
+            )
+            assert not (got_bag - want_bag), _bag_diff(got_bag, want_bag)
+
+    @rule(data=st.data())
+    def count(self, data: st.DataObject) -> None:
+        where = self.draw_where(data)
+        assert self.store.count(self.table, where) == len(self.matching(where))
+
+    @rule(data=st.data(), where=_BAD_FILTERS)
+    def bad_filter(self, data: st.DataObject, where: Filter | None) -> None:
+        if where is None:  # an unknown operator on one of this table's columns
+            column = data.draw(st.sampled_from(list(self.schema.names)), label="column")
+            op = data.draw(_BAD_OPS, label="op")
+            where = {column: {op: 1}}
+        with pytest.raises(FilterError):
+            self.store.select(self.table, where)
+        with pytest.raises(FilterError):
+            self.store.count(self.table, where)
+        if self.can_delete:
+            with pytest.raises(FilterError):
+                self.store.delete(self.table, where)
+
+    # -------------------------------------------------------------- tables
+    @rule(data=st.data(), action=_TABLE_ACTIONS, name=table_names())
+    def tables_and_drop(self, data: st.DataObject, action: str, name: str) -> None:
+        """Side tables: create, create again (TableExists), drop, missing; drop refused."""
+        if action == "create" and len(self.tables) < 4 and not self.taken(name):
+            schema = data.draw(schemas(dtypes=self.dtypes, max_columns=2), label="side schema")
+            self.store.create_table(name, schema)
+            self.tables[name] = schema
+        elif action == "exists":
+            existing = data.draw(st.sampled_from(sorted(self.tables)), label="existing")
+            with pytest.raises(TableExists):
+                self.store.create_table(existing, Schema.of(other="str"))
+        elif action == "drop" and len(self.tables) > 1:
+            side = sorted(t for t in self.tables if t != self.table)
+            victim = data.draw(st.sampled_from(side), label="drop")
+            self.store.drop_table(victim)
+            del self.tables[victim]
+        elif action == "missing" and not self.taken(name):
+            with pytest.raises(TableNotFound):
+                self.store.drop_table(name)
+            with pytest.raises(TableNotFound):
+                self.store.count(name)
+        elif action == "refuse":
+            force = data.draw(st.sampled_from([None, False]), label="force")
+            with pytest.raises(DropRefused):
+                drop_without_force(self.store, force)
+
+    # -------------------------------------------------------------- invariants
+    @invariant()
+    def same_rows(self) -> None:
+        if not self.table:
+            return
+        names = list(self.schema.names)
+        # Every row, ordered by the orderable columns (alternating asc/desc), so NULL
+        # placement and type-specific order are checked after every step.
+        order = self.full_order
+        result = self.got(self.store.select(self.table, order_by=order or None), "select all")
+        got_bag = Counter(_project(r, names) for r in result)
+        want_bag = Counter(_project(r, names) for r in self.model)
+        assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
+        if order:
+            keys = _order_columns(order)
+            got_keys = [_project(r, keys) for r in result]
+            want_keys = [_project(r, keys) for r in reference_order(self.model, order)]
+            assert got_keys == want_keys, f"order_by {order}: {got_keys} != {want_keys}"
+        assert self.store.count(self.table) == len(self.model)
+
+    @invariant()
+    def same_tables(self) -> None:
+        if not self.table:
+            return
+        assert self.store.list_tables() == sorted(self.tables)
+        assert self.store.table_schema(self.table) == self.schema
+
+
+class DataBackendContract(ContractBase[DB], Generic[DB]):
+    """Contract tests for a :class:`~pinnacle_protocols.protocols.DataBackend`.
+
+    Subclass as ``class TestMyBackend(DataBackendContract[MyBackend])`` and define the
+    ``make_store`` fixture. Capability flags read from the *store class*: ``supports_update``,
+    ``supports_delete`` (when False, the update/delete tests check UnsupportedOperation and the
+    state machine skips those rules) and ``has_native_ids`` (rows may carry ``_id``, which is
+    ignored in comparisons). Knobs: those of :class:`DataBackendStateMachine` (``dtypes``,
+    ``unordered_dtypes``, ``max_rows``...), passed on to it. Removing a dtype or an order is a
+    declared gap: also mark the example tests that use it in ``known_gaps``.
+    """
+
+    machine = DataBackendStateMachine
+    machine_knobs = ("dtypes", "unordered_dtypes", "max_rows", "max_rows_per_insert", "max_columns")
+    dtypes = DataBackendStateMachine.dtypes
+    unordered_dtypes = DataBackendStateMachine.unordered_dtypes
+    max_rows = DataBackendStateMachine.max_rows
+    max_rows_per_insert = DataBackendStateMachine.max_rows_per_insert
+    max_columns = DataBackendStateMachine.max_columns
 
     # ------------------------------------------------------------------ helpers
     def _strip(self, store: DB, got: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -928,341 +1248,6 @@ class DataBackendContract(ContractBase[DB], Generic[DB]):
         second = store_factory()
         first.create_table("t", Schema.of(x="int"))
         assert second.list_tables() == []
-
-    # ------------------------------------------------------------------ state machine
-    def test_state_machine(self, store_factory: Callable[[], DB]) -> None:
-        """Random tables, rows, filters, updates and deletes agree with a list model."""
-        self.run_state_machine(self.state_machine(store_factory))
-
-    def state_machine(self, store_factory: Callable[[], DB]) -> type[DataBackendStateMachine[Any]]:
-        """The machine on stores of ``store_factory`` (one fresh store per example)."""
-        return self.bind(DataBackendStateMachine, store_factory, *_MACHINE_KNOBS)
-
-
-def _bad_row(schema: Schema, draw: Callable[..., Any], good: dict[str, Any]) -> dict[str, Any]:
-    """``good`` with one thing made invalid: an unknown column, a wrong type or a NULL."""
-    bad = dict(good)
-    names_cf = {n.casefold() for n in schema.names}
-    choice = draw(st.integers(0, 2))
-    if choice == 0:
-        extra = draw(column_names().filter(lambda n: n.casefold() not in names_cf))
-        bad[extra] = 1
-        return bad
-    field = draw(st.sampled_from(list(schema.fields)))
-    if choice == 1 and not field.nullable:
-        bad[field.name] = None
-        return bad
-    # NaN and infinities are not portable (a documented rule): insert must refuse them.
-    not_finite = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
-    wrong: dict[DType, Any] = {
-        DType.INT: "1",
-        DType.FLOAT: draw(st.sampled_from(["1.5", not_finite])),
-        DType.STR: 1,
-        DType.BOOL: 1,
-        DType.BYTES: "bytes",
-        DType.DATETIME: datetime(2024, 1, 1),
-        DType.JSON: draw(st.sampled_from([{"x": {1, 2}}, not_finite, {"a": [not_finite]}])),
-        DType.VECTOR: draw(st.sampled_from([["x"], [not_finite]])),
-    }
-    bad[field.name] = wrong[field.dtype]
-    return bad
-
-
-_BAD_FILTERS: st.SearchStrategy[Filter | None] = st.sampled_from(
-    [None, None, {"$nor": [{}]}, {"$where": "1"}, {"\u0000bad": 1}, {"$and": [{"$regex": 1}]}]
-)
-_BAD_OPS = st.sampled_from(["$regex", "$like", "$elemMatch", "$size", "eq", "$NE"])
-_TABLE_ACTIONS = st.sampled_from(["create", "exists", "drop", "missing", "refuse"])
-#: The contract's class attributes its state machine takes over.
-_MACHINE_KNOBS = ("dtypes", "unordered_dtypes", "max_rows", "max_rows_per_insert", "max_columns")
-
-
-@attrs.frozen(kw_only=True)
-class _Strategies:
-    """Strategies built once per table (building them is the expensive part of drawing)."""
-
-    where: st.SearchStrategy[Filter | None]
-    row: st.SearchStrategy[dict[str, Any]]
-    rows: st.SearchStrategy[list[dict[str, Any]]]
-    values: st.SearchStrategy[dict[str, Any]]
-    order_by: st.SearchStrategy[OrderBy]
-    columns: st.SearchStrategy[list[str] | None]
-
-    @classmethod
-    def build(
-        cls,
-        schema: Schema,
-        pools: Mapping[str, Sequence[Any]],
-        unordered: frozenset[DType],
-        per_insert: int,
-    ) -> _Strategies:
-        row = rows(schema, pools=pools)
-        settable = {
-            f.name: st.one_of(column_values(f, pools), st.none())
-            if f.nullable
-            else column_values(f, pools)
-            for f in schema.fields
-        }
-        names = list(schema.names)
-        return cls(
-            where=filters(schema, pools=pools, unordered=unordered),
-            row=row,
-            rows=st.lists(row, max_size=per_insert),
-            values=st.one_of(
-                *[st.fixed_dictionaries({n: settable[n]}) for n in names],
-                *[
-                    st.fixed_dictionaries({a: settable[a], b: settable[b]})
-                    for a, b in itertools.combinations(names, 2)
-                ],
-            ),
-            order_by=st.one_of(st.just([]), order_bys(schema, unordered=unordered, min_size=1)),
-            columns=st.one_of(st.none(), st.lists(st.sampled_from(names), unique=True, min_size=1)),
-        )
-
-
-@functools.cache
-def _placeholder_strategies() -> _Strategies:
-    return _Strategies.build(Schema.of(x="int"), {}, frozenset(), 1)
-
-
-class DataBackendStateMachine(StoreStateMachine[DB], Generic[DB]):
-    """The databackend contract's state machine. Model: the main table's rows as a list of
-    normalized dicts, plus side tables. Subclass it, define :meth:`make_store`, and run it (see
-    :class:`StoreStateMachine`). The update and delete rules follow the store class's
-    ``supports_update`` / ``supports_delete``; ``_id`` is ignored where ``has_native_ids``.
-
-    Attributes:
-        dtypes: Column types drawn (default: all of DType).
-        unordered_dtypes: dtypes on which no ``$gt/$gte/$lt/$lte`` and no ``order_by`` is drawn.
-        max_rows: Rows kept at most (default 60).
-        max_rows_per_insert: Rows per insert (default 6).
-        max_columns: Columns in drawn schemas (default 6).
-    """
-
-    dtypes: ClassVar[tuple[DType, ...]] = tuple(DType)
-    unordered_dtypes: ClassVar[frozenset[DType]] = frozenset()
-    max_rows: ClassVar[int] = 60
-    max_rows_per_insert: ClassVar[int] = 6
-    max_columns: ClassVar[int] = 6
-
-    def __init__(self) -> None:
-        super().__init__()
-        cls = type(self.store)
-        self.can_update = cls.supports_update
-        self.can_delete = cls.supports_delete
-        self.native_ids = cls.has_native_ids
-        self.table = ""
-        self.schema = Schema.of(x="int")
-        self.pools: dict[str, list[Any]] = {}
-        self.model: list[dict[str, Any]] = []
-        self.tables: dict[str, Schema] = {}
-        self.strategies = _placeholder_strategies()  # replaced in create_main_table
-        self.full_order: list[tuple[str, Literal["asc", "desc"]]] = []
-
-    # -------------------------------------------------------------- helpers
-    def got(self, result: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
-        out = []
-        for raw in result:
-            row = {k: v for k, v in raw.items() if k != "_id"} if self.native_ids else raw
-            check_row_types(self.schema, row, what)
-            out.append(row)
-        return out
-
-    def matching(self, where: Filter | None) -> list[dict[str, Any]]:
-        match = matcher(where)
-        return [r for r in self.model if match(r)]
-
-    def draw_where(self, data: st.DataObject) -> Filter | None:
-        return data.draw(self.strategies.where, label="where")
-
-    def taken(self, name: str) -> bool:
-        return name.casefold() in {t.casefold() for t in self.tables}
-
-    # -------------------------------------------------------------- setup
-    @initialize(data=st.data())
-    def create_main_table(self, data: st.DataObject) -> None:
-        self.table = data.draw(table_names(), label="table")
-        self.schema = data.draw(
-            schemas(dtypes=self.dtypes, max_columns=self.max_columns), label="schema"
-        )
-        self.pools = data.draw(value_pools(self.schema), label="pools")
-        self.strategies = _Strategies.build(
-            self.schema, self.pools, self.unordered_dtypes, self.max_rows_per_insert
-        )
-        orderable = [
-            f.name
-            for f in self.schema.fields
-            if (f.dtype in ORDERABLE_DTYPES or f.dtype is DType.BOOL)
-            and f.dtype not in self.unordered_dtypes
-        ]
-        self.full_order = [(n, "desc" if i % 2 else "asc") for i, n in enumerate(orderable[:3])]
-        self.store.create_table(self.table, self.schema)
-        self.tables[self.table] = self.schema
-        # Start with rows, so every example's filters have something to match.
-        first = data.draw(self.strategies.rows, label="initial rows")
-        assert self.store.insert(self.table, copy.deepcopy(first)) == len(first)
-        self.model.extend(normalize_row(self.schema, r) for r in first)
-
-    # -------------------------------------------------------------- writes
-    @precondition(lambda self: len(self.model) < self.max_rows)
-    @rule(data=st.data(), arrow=st.booleans())
-    def insert(self, data: st.DataObject, arrow: bool) -> None:
-        new = data.draw(self.strategies.rows, label="rows")
-        payload = _ArrowLike(new) if arrow else copy.deepcopy(new)
-        count = self.store.insert(self.table, payload)
-        assert count == len(new), f"insert returned {count} for {len(new)} rows"
-        self.model.extend(normalize_row(self.schema, r) for r in new)
-
-    @rule(data=st.data())
-    def insert_invalid(self, data: st.DataObject) -> None:
-        good = data.draw(self.strategies.row, label="good row")
-        bad = _bad_row(self.schema, data.draw, good)
-        note(f"bad row: {bad!r}")
-        with pytest.raises(SchemaError):
-            self.store.insert(self.table, [good, bad])
-
-    @precondition(lambda self: self.can_update)
-    @rule(data=st.data())
-    def update(self, data: st.DataObject) -> None:
-        where = self.draw_where(data)
-        values = data.draw(self.strategies.values, label="values")
-        expected = self.matching(where)
-        count = self.store.update(self.table, where, copy.deepcopy(values))
-        assert count == len(expected), f"update matched {count}, expected {len(expected)}"
-        normalized = normalize_row(self.schema, values)
-        for row in expected:
-            row.update({k: copy.deepcopy(normalized[k]) for k in values})
-
-    @precondition(lambda self: self.can_delete)
-    @rule(data=st.data())
-    def delete(self, data: st.DataObject) -> None:
-        where = self.draw_where(data)
-        expected = self.matching(where)
-        count = self.store.delete(self.table, where)
-        assert count == len(expected), f"delete removed {count}, expected {len(expected)}"
-        doomed = {id(r) for r in expected}
-        self.model = [r for r in self.model if id(r) not in doomed]
-
-    @precondition(lambda self: not self.can_update)
-    @rule()
-    def update_unsupported(self) -> None:
-        with pytest.raises(UnsupportedOperation):
-            self.store.update(self.table, None, {})
-
-    @precondition(lambda self: not self.can_delete)
-    @rule()
-    def delete_unsupported(self) -> None:
-        with pytest.raises(UnsupportedOperation):
-            self.store.delete(self.table, None)
-
-    # -------------------------------------------------------------- reads
-    @rule(data=st.data())
-    def select(self, data: st.DataObject) -> None:
-        where = self.draw_where(data)
-        order: OrderBy = data.draw(self.strategies.order_by, label="order_by")
-        names = list(self.schema.names)
-        columns = data.draw(self.strategies.columns, label="columns")
-        if columns is not None:
-            columns += [c for c in _order_columns(order) if c not in columns]
-        limit = data.draw(st.one_of(st.none(), st.integers(0, 8)), label="limit")
-        result = self.got(
-            self.store.select(
-                self.table, where, columns=columns, limit=limit, order_by=order or None
-            ),
-            "select",
-        )
-        shown = columns if columns is not None else names
-        for row in result:
-            assert set(row) == set(shown), f"select returned columns {sorted(row)}, want {shown}"
-        expected = self.matching(where)
-        if order:
-            expected = reference_order(expected, order)
-            keys = _order_columns(order)
-            got_keys = [_project(r, keys) for r in result]
-            want_keys = [_project(r, keys) for r in expected][: len(result)]
-            assert got_keys == want_keys, f"order_by {order}: got {got_keys}, want {want_keys}"
-        got_bag = Counter(_project(r, shown) for r in result)
-        want_bag = Counter(_project(r, shown) for r in expected)
-        if limit is None:
-            assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
-        else:
-            assert len(result) == min(limit, len(expected)), (
-                f"limit {limit}: got {len(result)} rows of {len(expected)} matching"
-            )
-            assert not (got_bag - want_bag), _bag_diff(got_bag, want_bag)
-
-    @rule(data=st.data())
-    def count(self, data: st.DataObject) -> None:
-        where = self.draw_where(data)
-        assert self.store.count(self.table, where) == len(self.matching(where))
-
-    @rule(data=st.data(), where=_BAD_FILTERS)
-    def bad_filter(self, data: st.DataObject, where: Filter | None) -> None:
-        if where is None:  # an unknown operator on one of this table's columns
-            column = data.draw(st.sampled_from(list(self.schema.names)), label="column")
-            op = data.draw(_BAD_OPS, label="op")
-            where = {column: {op: 1}}
-        with pytest.raises(FilterError):
-            self.store.select(self.table, where)
-        with pytest.raises(FilterError):
-            self.store.count(self.table, where)
-        if self.can_delete:
-            with pytest.raises(FilterError):
-                self.store.delete(self.table, where)
-
-    # -------------------------------------------------------------- tables
-    @rule(data=st.data(), action=_TABLE_ACTIONS, name=table_names())
-    def tables_and_drop(self, data: st.DataObject, action: str, name: str) -> None:
-        """Side tables: create, create again (TableExists), drop, missing; drop refused."""
-        if action == "create" and len(self.tables) < 4 and not self.taken(name):
-            schema = data.draw(schemas(dtypes=self.dtypes, max_columns=2), label="side schema")
-            self.store.create_table(name, schema)
-            self.tables[name] = schema
-        elif action == "exists":
-            existing = data.draw(st.sampled_from(sorted(self.tables)), label="existing")
-            with pytest.raises(TableExists):
-                self.store.create_table(existing, Schema.of(other="str"))
-        elif action == "drop" and len(self.tables) > 1:
-            side = sorted(t for t in self.tables if t != self.table)
-            victim = data.draw(st.sampled_from(side), label="drop")
-            self.store.drop_table(victim)
-            del self.tables[victim]
-        elif action == "missing" and not self.taken(name):
-            with pytest.raises(TableNotFound):
-                self.store.drop_table(name)
-            with pytest.raises(TableNotFound):
-                self.store.count(name)
-        elif action == "refuse":
-            force = data.draw(st.sampled_from([None, False]), label="force")
-            with pytest.raises(DropRefused):
-                drop_without_force(self.store, force)
-
-    # -------------------------------------------------------------- invariants
-    @invariant()
-    def same_rows(self) -> None:
-        if not self.table:
-            return
-        names = list(self.schema.names)
-        # Every row, ordered by the orderable columns (alternating asc/desc), so NULL
-        # placement and type-specific order are checked after every step.
-        order = self.full_order
-        result = self.got(self.store.select(self.table, order_by=order or None), "select all")
-        got_bag = Counter(_project(r, names) for r in result)
-        want_bag = Counter(_project(r, names) for r in self.model)
-        assert got_bag == want_bag, _bag_diff(got_bag, want_bag)
-        if order:
-            keys = _order_columns(order)
-            got_keys = [_project(r, keys) for r in result]
-            want_keys = [_project(r, keys) for r in reference_order(self.model, order)]
-            assert got_keys == want_keys, f"order_by {order}: {got_keys} != {want_keys}"
-        assert self.store.count(self.table) == len(self.model)
-
-    @invariant()
-    def same_tables(self) -> None:
-        if not self.table:
-            return
-        assert self.store.list_tables() == sorted(self.tables)
-        assert self.store.table_schema(self.table) == self.schema
 
 
 def _match_tables(store: Any) -> None:

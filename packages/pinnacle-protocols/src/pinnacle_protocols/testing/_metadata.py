@@ -82,6 +82,331 @@ def _confusable(name: str) -> list[str]:
     return [v for v in variants if v != name and 0 < len(v) <= 255 and "\x00" not in v]
 
 
+#: Records and jobs without names: drawn, then given a name from the machine's pool.
+_RECORD_BODIES = component_records(type_ids=st.just("t"), names=st.just("i"))
+_NAME = st.tuples(
+    st.one_of(st.sampled_from(["model", "listener", "' OR 1=1 --"]), identifiers()), identifiers()
+)
+_DEFAULTS = st.one_of(st.none(), st.sampled_from([0, "default", [], {"d": None}]))
+_JOB_BODIES = job_records(job_ids=st.just("j"), components=st.none())
+_TYPE_IDS = st.one_of(st.sampled_from(["model", "listener", "' OR 1=1 --"]), identifiers())
+_NAMES = st.tuples(_TYPE_IDS, identifiers())
+# Weighted by repetition: most deletes hit the interesting cases.
+_DELETE_TARGETS = st.sampled_from(["any", "latest", "used", "used"])
+_FORCE = st.sampled_from([False, False, True])
+_GHOST = st.sampled_from([None, None, None, "parent", "child"])
+_JOB_ACTIONS = st.sampled_from(["create", "update", "check"])
+
+
+@attrs.define
+class _Component:
+    versions: dict[int, ComponentRecord] = attrs.field(factory=dict)
+    highest: int = -1
+
+
+class MetadataStoreStateMachine(StoreStateMachine[MS], Generic[MS]):
+    """The metadata contract's state machine. Model: dicts of versions, a set of edges, dicts
+    of jobs and metadata. Subclass it, define :meth:`make_store` (a fresh, migrated store), and
+    run it (see :class:`StoreStateMachine`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.components: dict[tuple[str, str], _Component] = {}
+        self.names: list[tuple[str, str]] = []
+        self.edges: set[tuple[ComponentKey, ComponentKey]] = set()
+        self.linked: set[ComponentKey] = set()  # every key that was ever in an edge
+        self.jobs: dict[str, JobRecord] = {}
+        self.meta: dict[str, JSONValue] = {}
+        self.meta_keys: list[str] = []
+
+    # -------------------------------------------------------------- helpers
+    def keys(self) -> list[ComponentKey]:
+        return sorted(
+            _key(t, i, v) for (t, i), comp in self.components.items() for v in comp.versions
+        )
+
+    def parents_of(self, child: ComponentKey) -> list[ComponentKey]:
+        return sorted(p for p, c in self.edges if c == child)
+
+    def children_of(self, parent: ComponentKey) -> list[ComponentKey]:
+        return sorted(c for p, c in self.edges if p == parent)
+
+    def versions(self, key: ComponentKey) -> set[int]:
+        return set(self.components.get((key.type_id, key.identifier), _Component()).versions)
+
+    def has_keys(self) -> bool:
+        return bool(self.keys())
+
+    def pick_key(self, data: st.DataObject) -> ComponentKey:
+        return data.draw(st.sampled_from(self.keys()), label="key")
+
+    def pick_name(self, data: st.DataObject) -> tuple[str, str]:
+        return data.draw(st.sampled_from(self.names), label="name")
+
+    def create_as(self, name: tuple[str, str], body: ComponentRecord) -> None:
+        sent = attrs.evolve(body, type_id=name[0], identifier=name[1])
+        comp = self.components.setdefault(name, _Component())
+        expected = comp.highest + 1
+        returned = self.store.create_component(sent)
+        _check_created(returned, sent, expected)
+        comp.versions[expected] = returned
+        comp.highest = expected
+
+    # -------------------------------------------------------------- names
+    @initialize(
+        names=st.lists(st.tuples(_TYPE_IDS, identifiers()), min_size=1, max_size=3, unique=True),
+        bodies=st.lists(_RECORD_BODIES, max_size=3),
+        variant=st.one_of(st.none(), st.integers(0, 6)),
+    )
+    def start(
+        self, names: list[tuple[str, str]], bodies: list[ComponentRecord], variant: int | None
+    ) -> None:
+        self.names = list(names)
+        type_id, identifier = names[0]
+        variants = _confusable(identifier)
+        if variant is not None and variants:
+            # A name a sloppy store would merge with the first one (case, spaces, NFD).
+            confusable = (type_id, variants[variant % len(variants)])
+            if confusable not in self.names:
+                self.names.append(confusable)
+        for body in bodies:
+            self.create_as(self.names[0], body)
+
+    @rule(data=st.data(), confusable=st.booleans())
+    def new_name(self, data: st.DataObject, confusable: bool) -> None:
+        if confusable:
+            # Names a sloppy store might merge with an existing one (case, spaces, NFD).
+            type_id, base = self.pick_name(data)
+            variants = _confusable(base)
+            if not variants:
+                return
+            identifier = data.draw(st.sampled_from(variants), label="variant")
+        else:
+            type_id, identifier = data.draw(_NAME, label="name")
+        if (type_id, identifier) not in self.names and len(self.names) < 6:
+            self.names.append((type_id, identifier))
+
+    # -------------------------------------------------------------- components
+    @rule(data=st.data(), body=_RECORD_BODIES)
+    def create(self, data: st.DataObject, body: ComponentRecord) -> None:
+        self.create_as(self.pick_name(data), body)
+
+    @rule(data=st.data(), body=_RECORD_BODIES)
+    def create_explicit(self, data: st.DataObject, body: ComponentRecord) -> None:
+        type_id, identifier = self.pick_name(data)
+        comp = self.components.get((type_id, identifier), _Component())
+        version = data.draw(
+            st.one_of(
+                st.integers(0, comp.highest + 3),
+                st.sampled_from(sorted(comp.versions) or [0]),
+            ),
+            label="version",
+        )
+        sent = attrs.evolve(body, type_id=type_id, identifier=identifier, version=version)
+        if version in comp.versions:
+            with pytest.raises(VersionConflict):
+                self.store.create_component(sent)
+            return
+        returned = self.store.create_component(sent)
+        _check_created(returned, sent, version)
+        comp.versions[version] = returned
+        comp.highest = max(comp.highest, version)
+        self.components[(type_id, identifier)] = comp
+
+    @rule(data=st.data(), latest=st.booleans(), version=st.integers(0, 40))
+    def get(self, data: st.DataObject, latest: bool, version: int) -> None:
+        type_id, identifier = self.pick_name(data)
+        comp = self.components.get((type_id, identifier), _Component())
+        if latest and comp.versions:
+            expected = comp.versions[max(comp.versions)]
+            got = self.store.get_component(type_id, identifier)
+        elif latest:
+            with pytest.raises(ComponentNotFound):
+                self.store.get_component(type_id, identifier)
+            return
+        elif version in comp.versions:
+            expected = comp.versions[version]
+            got = self.store.get_component(type_id, identifier, version)
+        else:
+            with pytest.raises(ComponentNotFound):
+                self.store.get_component(type_id, identifier, version)
+            with pytest.raises(ComponentNotFound):
+                self.store.delete_component_version(type_id, identifier, version)
+            return
+        assert got == expected, f"get_component returned {got!r}, expected {expected!r}"
+        if self.has_keys():  # lineage of any version, linked or not
+            key = self.pick_key(data)
+            assert self.store.get_parents(key) == self.parents_of(key)
+            assert self.store.get_children(key) == self.children_of(key)
+
+    @precondition(lambda self: self.has_keys())
+    @rule(data=st.data(), force=_FORCE, which=_DELETE_TARGETS)
+    def delete(self, data: st.DataObject, force: bool, which: str) -> None:
+        key = self.pick_key(data)
+        used = sorted({c for _, c in self.edges})
+        if which == "latest":  # deleting the latest version is where allocation bugs hide
+            versions = self.components[(key.type_id, key.identifier)].versions
+            key = _key(key.type_id, key.identifier, max(versions))
+        elif which == "used" and used:  # a version others depend on
+            key = data.draw(st.sampled_from(used), label="used key")
+        if self.parents_of(key) and not force:
+            with pytest.raises(ComponentInUse):
+                self.store.delete_component_version(key.type_id, key.identifier, key.version)
+            return
+        if force:
+            self.store.delete_component_version(
+                key.type_id, key.identifier, key.version, force=True
+            )
+        else:
+            self.store.delete_component_version(key.type_id, key.identifier, key.version)
+        del self.components[(key.type_id, key.identifier)].versions[key.version]
+        self.edges = {(p, c) for p, c in self.edges if key not in (p, c)}
+
+    # -------------------------------------------------------------- lineage
+    @precondition(lambda self: len(self.keys()) >= 2)
+    @rule(data=st.data(), twice=st.booleans(), ghost=_GHOST)
+    def link(self, data: st.DataObject, twice: bool, ghost: str | None) -> None:
+        parent = self.pick_key(data)
+        child = data.draw(st.sampled_from([k for k in self.keys() if k != parent]))
+        if ghost is not None:
+            # A version that does not exist on one side: ComponentNotFound, no edge.
+            missing = data.draw(st.integers(0, 40).filter(lambda v: v not in self.versions(child)))
+            fake = _key(child.type_id, child.identifier, missing)
+            parent, child = (fake, child) if ghost == "parent" else (parent, fake)
+            with pytest.raises(ComponentNotFound):
+                self.store.create_parent_child(parent, child)
+            return
+        self.store.create_parent_child(parent, child)
+        if twice:
+            self.store.create_parent_child(parent, child)
+        self.edges.add((parent, child))
+        self.linked |= {parent, child}
+
+    # -------------------------------------------------------------- jobs
+    @rule(data=st.data(), action=_JOB_ACTIONS)
+    def job_rule(self, data: st.DataObject, action: str) -> None:
+        """Create (or conflict), update, or check jobs."""
+        if action == "create":
+            self.create_job(data)
+        elif action == "update" and self.jobs:
+            self.update_job(data)
+        else:
+            self.check_jobs(data, data.draw(identifiers(), label="missing job id"))
+
+    def create_job(self, data: st.DataObject) -> None:
+        job_id = data.draw(
+            st.one_of(identifiers(), st.sampled_from(sorted(self.jobs) or ["j"])),
+            label="job_id",
+        )
+        keys: list[ComponentKey | None] = [None, *self.keys()]
+        components = st.sampled_from(keys)
+        component = data.draw(components, label="component")
+        body = data.draw(_JOB_BODIES, label="job")
+        job = attrs.evolve(body, job_id=job_id, component=component)
+        if job_id in self.jobs:
+            with pytest.raises(VersionConflict):
+                self.store.create_job(job)
+            return
+        returned = self.store.create_job(job)
+        assert returned.created_at is not None
+        assert returned.created_at.tzinfo is not None
+        expected = attrs.evolve(job, created_at=job.created_at or returned.created_at)
+        assert returned == expected, f"create_job returned {returned!r}, sent {job!r}"
+        self.jobs[job_id] = returned
+
+    def update_job(self, data: st.DataObject) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)), label="job_id")
+        old = self.jobs[job_id]
+        component = data.draw(st.sampled_from([old.component, *self.keys(), None]))
+        body = data.draw(_JOB_BODIES, label="job")
+        new = attrs.evolve(body, job_id=job_id, component=component)
+        created = data.draw(st.sampled_from([old.created_at, new.created_at]))
+        new = attrs.evolve(new, created_at=created or old.created_at)
+        returned = self.store.update_job(new)
+        assert returned == new, f"update_job returned {returned!r}, sent {new!r}"
+        self.jobs[job_id] = new
+
+    def check_jobs(self, data: st.DataObject, missing_id: str) -> None:
+        if self.jobs:
+            job_id = data.draw(st.sampled_from(sorted(self.jobs)), label="job_id")
+            assert self.store.get_job(job_id) == self.jobs[job_id]
+        if missing_id not in self.jobs:
+            with pytest.raises(JobNotFound):
+                self.store.get_job(missing_id)
+            with pytest.raises(JobNotFound):
+                self.store.update_job(JobRecord(job_id=missing_id, kind="k", created_at=_T0))
+        used = sorted({j.component for j in self.jobs.values() if j.component is not None})
+        choices: list[ComponentKey | None] = [None, *used]
+        component = data.draw(st.sampled_from(choices))
+        status = data.draw(st.one_of(st.none(), st.sampled_from(list(JobStatus))))
+        expected = sorted(
+            (
+                j
+                for j in self.jobs.values()
+                if (component is None or j.component == component)
+                and (status is None or j.status == status)
+            ),
+            key=lambda j: (j.created_at, j.job_id),
+        )
+        got = self.store.show_jobs(component=component, status=status)
+        assert got == expected, f"show_jobs({component}, {status}) = {got}, want {expected}"
+
+    # -------------------------------------------------------------- metadata
+    @rule(data=st.data(), default=_DEFAULTS)
+    def metadata(self, data: st.DataObject, default: JSONValue) -> None:
+        keys = st.one_of(identifiers(), st.sampled_from(self.meta_keys or ["k"]))
+        if data.draw(st.booleans(), label="set"):
+            key = data.draw(keys, label="key")
+            value = data.draw(json_values(), label="value")
+            self.store.set_metadata(key, value)
+            self.meta[key] = value
+            if key not in self.meta_keys:
+                self.meta_keys.append(key)
+        key = data.draw(keys, label="key")
+        expected = self.meta.get(key, default)
+        got = self.store.get_metadata(key, default)
+        assert got == expected, f"get_metadata({key!r}) = {got!r}, expected {expected!r}"
+        force = data.draw(st.sampled_from([None, False]), label="drop force")
+        with pytest.raises(DropRefused):  # nothing may change: the invariants check it
+            drop_without_force(self.store, force)
+
+    # -------------------------------------------------------------- invariants
+    @invariant()
+    def same_components(self) -> None:
+        expected = sorted(
+            _key(t, i, max(c.versions)) for (t, i), c in self.components.items() if c.versions
+        )
+        got = self.store.show_components()
+        assert got == expected, f"show_components() = {got}, expected {expected}"
+
+    @invariant()
+    def same_lineage(self) -> None:
+        existing = set(self.keys())
+        for key in sorted(self.linked & existing):
+            parents = self.store.get_parents(key)
+            assert parents == self.parents_of(key), f"get_parents({key}) = {parents}"
+            children = self.store.get_children(key)
+            assert children == self.children_of(key), f"get_children({key}) = {children}"
+
+    @invariant()
+    def same_versions(self) -> None:
+        for t, i in self.names:
+            expected = sorted(self.components.get((t, i), _Component()).versions)
+            got = self.store.show_versions(t, i)
+            assert got == expected, f"show_versions({t!r}, {i!r}) = {got}, expected {expected}"
+
+    @invariant()
+    def same_artifacts(self) -> None:
+        expected = {
+            ref.sha256
+            for comp in self.components.values()
+            for record in comp.versions.values()
+            for ref in record.artifacts.values()
+        }
+        assert self.store.referenced_artifacts() == expected
+
+
 class MetadataStoreContract(ContractBase[MS], Generic[MS]):
     """Contract tests for a :class:`~pinnacle_protocols.protocols.MetadataStore`.
 
@@ -92,6 +417,7 @@ class MetadataStoreContract(ContractBase[MS], Generic[MS]):
     (default 5), plus those of the base.
     """
 
+    machine = MetadataStoreStateMachine
     concurrent_writers: ClassVar[int] = 4
     versions_per_writer: ClassVar[int] = 5
 
@@ -518,339 +844,3 @@ class MetadataStoreContract(ContractBase[MS], Generic[MS]):
             versions += pool.map(work, range(writers))  # then every writer reuses it
         assert set(versions) == {0}, versions
         assert store.show_versions("model", "same") == [0]
-
-    # ------------------------------------------------------------------ state machine
-    def test_state_machine(self, store_factory: Callable[[], MS]) -> None:
-        """Random sequences of every operation agree with a dict model after each step."""
-        self.run_state_machine(self.state_machine(store_factory))
-
-    def state_machine(
-        self, store_factory: Callable[[], MS]
-    ) -> type[MetadataStoreStateMachine[Any]]:
-        """The machine on stores of ``store_factory`` (one fresh store per example)."""
-        return self.bind(MetadataStoreStateMachine, store_factory)
-
-
-#: Records and jobs without names: drawn, then given a name from the machine's pool.
-_RECORD_BODIES = component_records(type_ids=st.just("t"), names=st.just("i"))
-_NAME = st.tuples(
-    st.one_of(st.sampled_from(["model", "listener", "' OR 1=1 --"]), identifiers()), identifiers()
-)
-_DEFAULTS = st.one_of(st.none(), st.sampled_from([0, "default", [], {"d": None}]))
-_JOB_BODIES = job_records(job_ids=st.just("j"), components=st.none())
-_TYPE_IDS = st.one_of(st.sampled_from(["model", "listener", "' OR 1=1 --"]), identifiers())
-_NAMES = st.tuples(_TYPE_IDS, identifiers())
-# Weighted by repetition: most deletes hit the interesting cases.
-_DELETE_TARGETS = st.sampled_from(["any", "latest", "used", "used"])
-_FORCE = st.sampled_from([False, False, True])
-_GHOST = st.sampled_from([None, None, None, "parent", "child"])
-_JOB_ACTIONS = st.sampled_from(["create", "update", "check"])
-
-
-@attrs.define
-class _Component:
-    versions: dict[int, ComponentRecord] = attrs.field(factory=dict)
-    highest: int = -1
-
-
-class MetadataStoreStateMachine(StoreStateMachine[MS], Generic[MS]):
-    """The metadata contract's state machine. Model: dicts of versions, a set of edges, dicts
-    of jobs and metadata. Subclass it, define :meth:`make_store` (a fresh, migrated store), and
-    run it (see :class:`StoreStateMachine`).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.components: dict[tuple[str, str], _Component] = {}
-        self.names: list[tuple[str, str]] = []
-        self.edges: set[tuple[ComponentKey, ComponentKey]] = set()
-        self.linked: set[ComponentKey] = set()  # every key that was ever in an edge
-        self.jobs: dict[str, JobRecord] = {}
-        self.meta: dict[str, JSONValue] = {}
-        self.meta_keys: list[str] = []
-
-    # -------------------------------------------------------------- helpers
-    def keys(self) -> list[ComponentKey]:
-        return sorted(
-            _key(t, i, v) for (t, i), comp in self.components.items() for v in comp.versions
-        )
-
-    def parents_of(self, child: ComponentKey) -> list[ComponentKey]:
-        return sorted(p for p, c in self.edges if c == child)
-
-    def children_of(self, parent: ComponentKey) -> list[ComponentKey]:
-        return sorted(c for p, c in self.edges if p == parent)
-
-    def versions(self, key: ComponentKey) -> set[int]:
-        return set(self.components.get((key.type_id, key.identifier), _Component()).versions)
-
-    def has_keys(self) -> bool:
-        return bool(self.keys())
-
-    def pick_key(self, data: st.DataObject) -> ComponentKey:
-        return data.draw(st.sampled_from(self.keys()), label="key")
-
-    def pick_name(self, data: st.DataObject) -> tuple[str, str]:
-        return data.draw(st.sampled_from(self.names), label="name")
-
-    def create_as(self, name: tuple[str, str], body: ComponentRecord) -> None:
-        sent = attrs.evolve(body, type_id=name[0], identifier=name[1])
-        comp = self.components.setdefault(name, _Component())
-        expected = comp.highest + 1
-        returned = self.store.create_component(sent)
-        _check_created(returned, sent, expected)
-        comp.versions[expected] = returned
-        comp.highest = expected
-
-    # -------------------------------------------------------------- names
-    @initialize(
-        names=st.lists(st.tuples(_TYPE_IDS, identifiers()), min_size=1, max_size=3, unique=True),
-        bodies=st.lists(_RECORD_BODIES, max_size=3),
-        variant=st.one_of(st.none(), st.integers(0, 6)),
-    )
-    def start(
-        self, names: list[tuple[str, str]], bodies: list[ComponentRecord], variant: int | None
-    ) -> None:
-        self.names = list(names)
-        type_id, identifier = names[0]
-        variants = _confusable(identifier)
-        if variant is not None and variants:
-            # A name a sloppy store would merge with the first one (case, spaces, NFD).
-            confusable = (type_id, variants[variant % len(variants)])
-            if confusable not in self.names:
-                self.names.append(confusable)
-        for body in bodies:
-            self.create_as(self.names[0], body)
-
-    @rule(data=st.data(), confusable=st.booleans())
-    def new_name(self, data: st.DataObject, confusable: bool) -> None:
-        if confusable:
-            # Names a sloppy store might merge with an existing one (case, spaces, NFD).
-            type_id, base = self.pick_name(data)
-            variants = _confusable(base)
-            if not variants:
-                return
-            identifier = data.draw(st.sampled_from(variants), label="variant")
-        else:
-            type_id, identifier = data.draw(_NAME, label="name")
-        if (type_id, identifier) not in self.names and len(self.names) < 6:
-            self.names.append((type_id, identifier))
-
-    # -------------------------------------------------------------- components
-    @rule(data=st.data(), body=_RECORD_BODIES)
-    def create(self, data: st.DataObject, body: ComponentRecord) -> None:
-        self.create_as(self.pick_name(data), body)
-
-    @rule(data=st.data(), body=_RECORD_BODIES)
-    def create_explicit(self, data: st.DataObject, body: ComponentRecord) -> None:
-        type_id, identifier = self.pick_name(data)
-        comp = self.components.get((type_id, identifier), _Component())
-        version = data.draw(
-            st.one_of(
-                st.integers(0, comp.highest + 3),
-                st.sampled_from(sorted(comp.versions) or [0]),
-            ),
-            label="version",
-        )
-        sent = attrs.evolve(body, type_id=type_id, identifier=identifier, version=version)
-        if version in comp.versions:
-            with pytest.raises(VersionConflict):
-                self.store.create_component(sent)
-            return
-        returned = self.store.create_component(sent)
-        _check_created(returned, sent, version)
-        comp.versions[version] = returned
-        comp.highest = max(comp.highest, version)
-        self.components[(type_id, identifier)] = comp
-
-    @rule(data=st.data(), latest=st.booleans(), version=st.integers(0, 40))
-    def get(self, data: st.DataObject, latest: bool, version: int) -> None:
-        type_id, identifier = self.pick_name(data)
-        comp = self.components.get((type_id, identifier), _Component())
-        if latest and comp.versions:
-            expected = comp.versions[max(comp.versions)]
-            got = self.store.get_component(type_id, identifier)
-        elif latest:
-            with pytest.raises(ComponentNotFound):
-                self.store.get_component(type_id, identifier)
-            return
-        elif version in comp.versions:
-            expected = comp.versions[version]
-            got = self.store.get_component(type_id, identifier, version)
-        else:
-            with pytest.raises(ComponentNotFound):
-                self.store.get_component(type_id, identifier, version)
-            with pytest.raises(ComponentNotFound):
-                self.store.delete_component_version(type_id, identifier, version)
-            return
-        assert got == expected, f"get_component returned {got!r}, expected {expected!r}"
-        if self.has_keys():  # lineage of any version, linked or not
-            key = self.pick_key(data)
-            assert self.store.get_parents(key) == self.parents_of(key)
-            assert self.store.get_children(key) == self.children_of(key)
-
-    @precondition(lambda self: self.has_keys())
-    @rule(data=st.data(), force=_FORCE, which=_DELETE_TARGETS)
-    def delete(self, data: st.DataObject, force: bool, which: str) -> None:
-        key = self.pick_key(data)
-        used = sorted({c for _, c in self.edges})
-        if which == "latest":  # deleting the latest version is where allocation bugs hide
-            versions = self.components[(key.type_id, key.identifier)].versions
-            key = _key(key.type_id, key.identifier, max(versions))
-        elif which == "used" and used:  # a version others depend on
-            key = data.draw(st.sampled_from(used), label="used key")
-        if self.parents_of(key) and not force:
-            with pytest.raises(ComponentInUse):
-                self.store.delete_component_version(key.type_id, key.identifier, key.version)
-            return
-        if force:
-            self.store.delete_component_version(
-                key.type_id, key.identifier, key.version, force=True
-            )
-        else:
-            self.store.delete_component_version(key.type_id, key.identifier, key.version)
-        del self.components[(key.type_id, key.identifier)].versions[key.version]
-        self.edges = {(p, c) for p, c in self.edges if key not in (p, c)}
-
-    # -------------------------------------------------------------- lineage
-    @precondition(lambda self: len(self.keys()) >= 2)
-    @rule(data=st.data(), twice=st.booleans(), ghost=_GHOST)
-    def link(self, data: st.DataObject, twice: bool, ghost: str | None) -> None:
-        parent = self.pick_key(data)
-        child = data.draw(st.sampled_from([k for k in self.keys() if k != parent]))
-        if ghost is not None:
-            # A version that does not exist on one side: ComponentNotFound, no edge.
-            missing = data.draw(st.integers(0, 40).filter(lambda v: v not in self.versions(child)))
-            fake = _key(child.type_id, child.identifier, missing)
-            parent, child = (fake, child) if ghost == "parent" else (parent, fake)
-            with pytest.raises(ComponentNotFound):
-                self.store.create_parent_child(parent, child)
-            return
-        self.store.create_parent_child(parent, child)
-        if twice:
-            self.store.create_parent_child(parent, child)
-        self.edges.add((parent, child))
-        self.linked |= {parent, child}
-
-    # -------------------------------------------------------------- jobs
-    @rule(data=st.data(), action=_JOB_ACTIONS)
-    def job_rule(self, data: st.DataObject, action: str) -> None:
-        """Create (or conflict), update, or check jobs."""
-        if action == "create":
-            self.create_job(data)
-        elif action == "update" and self.jobs:
-            self.update_job(data)
-        else:
-            self.check_jobs(data, data.draw(identifiers(), label="missing job id"))
-
-    def create_job(self, data: st.DataObject) -> None:
-        job_id = data.draw(
-            st.one_of(identifiers(), st.sampled_from(sorted(self.jobs) or ["j"])),
-            label="job_id",
-        )
-        keys: list[ComponentKey | None] = [None, *self.keys()]
-        components = st.sampled_from(keys)
-        component = data.draw(components, label="component")
-        body = data.draw(_JOB_BODIES, label="job")
-        job = attrs.evolve(body, job_id=job_id, component=component)
-        if job_id in self.jobs:
-            with pytest.raises(VersionConflict):
-                self.store.create_job(job)
-            return
-        returned = self.store.create_job(job)
-        assert returned.created_at is not None
-        assert returned.created_at.tzinfo is not None
-        expected = attrs.evolve(job, created_at=job.created_at or returned.created_at)
-        assert returned == expected, f"create_job returned {returned!r}, sent {job!r}"
-        self.jobs[job_id] = returned
-
-    def update_job(self, data: st.DataObject) -> None:
-        job_id = data.draw(st.sampled_from(sorted(self.jobs)), label="job_id")
-        old = self.jobs[job_id]
-        component = data.draw(st.sampled_from([old.component, *self.keys(), None]))
-        body = data.draw(_JOB_BODIES, label="job")
-        new = attrs.evolve(body, job_id=job_id, component=component)
-        created = data.draw(st.sampled_from([old.created_at, new.created_at]))
-        new = attrs.evolve(new, created_at=created or old.created_at)
-        returned = self.store.update_job(new)
-        assert returned == new, f"update_job returned {returned!r}, sent {new!r}"
-        self.jobs[job_id] = new
-
-    def check_jobs(self, data: st.DataObject, missing_id: str) -> None:
-        if self.jobs:
-            job_id = data.draw(st.sampled_from(sorted(self.jobs)), label="job_id")
-            assert self.store.get_job(job_id) == self.jobs[job_id]
-        if missing_id not in self.jobs:
-            with pytest.raises(JobNotFound):
-                self.store.get_job(missing_id)
-            with pytest.raises(JobNotFound):
-                self.store.update_job(JobRecord(job_id=missing_id, kind="k", created_at=_T0))
-        used = sorted({j.component for j in self.jobs.values() if j.component is not None})
-        choices: list[ComponentKey | None] = [None, *used]
-        component = data.draw(st.sampled_from(choices))
-        status = data.draw(st.one_of(st.none(), st.sampled_from(list(JobStatus))))
-        expected = sorted(
-            (
-                j
-                for j in self.jobs.values()
-                if (component is None or j.component == component)
-                and (status is None or j.status == status)
-            ),
-            key=lambda j: (j.created_at, j.job_id),
-        )
-        got = self.store.show_jobs(component=component, status=status)
-        assert got == expected, f"show_jobs({component}, {status}) = {got}, want {expected}"
-
-    # -------------------------------------------------------------- metadata
-    @rule(data=st.data(), default=_DEFAULTS)
-    def metadata(self, data: st.DataObject, default: JSONValue) -> None:
-        keys = st.one_of(identifiers(), st.sampled_from(self.meta_keys or ["k"]))
-        if data.draw(st.booleans(), label="set"):
-            key = data.draw(keys, label="key")
-            value = data.draw(json_values(), label="value")
-            self.store.set_metadata(key, value)
-            self.meta[key] = value
-            if key not in self.meta_keys:
-                self.meta_keys.append(key)
-        key = data.draw(keys, label="key")
-        expected = self.meta.get(key, default)
-        got = self.store.get_metadata(key, default)
-        assert got == expected, f"get_metadata({key!r}) = {got!r}, expected {expected!r}"
-        force = data.draw(st.sampled_from([None, False]), label="drop force")
-        with pytest.raises(DropRefused):  # nothing may change: the invariants check it
-            drop_without_force(self.store, force)
-
-    # -------------------------------------------------------------- invariants
-    @invariant()
-    def same_components(self) -> None:
-        expected = sorted(
-            _key(t, i, max(c.versions)) for (t, i), c in self.components.items() if c.versions
-        )
-        got = self.store.show_components()
-        assert got == expected, f"show_components() = {got}, expected {expected}"
-
-    @invariant()
-    def same_lineage(self) -> None:
-        existing = set(self.keys())
-        for key in sorted(self.linked & existing):
-            parents = self.store.get_parents(key)
-            assert parents == self.parents_of(key), f"get_parents({key}) = {parents}"
-            children = self.store.get_children(key)
-            assert children == self.children_of(key), f"get_children({key}) = {children}"
-
-    @invariant()
-    def same_versions(self) -> None:
-        for t, i in self.names:
-            expected = sorted(self.components.get((t, i), _Component()).versions)
-            got = self.store.show_versions(t, i)
-            assert got == expected, f"show_versions({t!r}, {i!r}) = {got}, expected {expected}"
-
-    @invariant()
-    def same_artifacts(self) -> None:
-        expected = {
-            ref.sha256
-            for comp in self.components.values()
-            for record in comp.versions.values()
-            for ref in record.artifacts.values()
-        }
-        assert self.store.referenced_artifacts() == expected

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import pytest
-from hypothesis import note, settings
+from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 from pinnacle_protocols.errors import InvalidVector, SerializationError
-from pinnacle_protocols.testing._base import configured
+from pinnacle_protocols.testing._base import MachineSettings, configured
 from pinnacle_protocols.vectors import (
     MEASURES,
     Measure,
@@ -112,34 +112,11 @@ def _vectors(dim: int, measure: Measure) -> st.SearchStrategy[list[float]]:
 _IDS: tuple[VectorId, ...] = (*range(12), "a", "b", "c", "\u00e9", "0")
 
 
-class VectorEngineContract(Generic[E]):
-    """Contract tests for a :class:`~pinnacle_protocols.vectors.VectorEngine`.
-
-    Subclass as ``class TestMyEngine(VectorEngineContract[MyEngine])`` and define the
-    ``make_engine`` fixture returning the :class:`VectorEngineType` under test (the engine
-    class, or an object whose ``build`` passes tuning options).
-
-    Knobs (class attributes):
-        exact: The engine claims brute-force results (compared score by score); otherwise it
-            must return live, allowed ids with true scores, best first, and meet ``min_recall``.
-        min_recall: Recall@10 against brute force on fixed clustered data (ANN engines).
-        max_examples / stateful_step_count: Hypothesis knobs (``None``: the active profile).
-    """
+class _Checks:
+    """What the contract and its state machine share: ``exact`` and :meth:`check`."""
 
     exact: ClassVar[bool] = False
-    min_recall: ClassVar[float] = 0.95
-    max_examples: ClassVar[int | None] = None
-    stateful_step_count: ClassVar[int | None] = None
 
-    @pytest.fixture
-    def make_engine(self) -> VectorEngineType:
-        """Abstract: return the engine type under test (``build`` and ``from_bytes``)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must define a `make_engine` fixture returning the "
-            "VectorEngineType under test"
-        )
-
-    # ------------------------------------------------------------------ helpers
     def check(
         self,
         engine: VectorEngine,
@@ -161,14 +138,30 @@ class VectorEngineContract(Generic[E]):
         )
         return result
 
-    def state_machine_settings(self) -> settings:
-        """The active Hypothesis profile, adjusted by the class knobs."""
-        overrides: dict[str, Any] = {"deadline": None}
-        if self.max_examples is not None:
-            overrides["max_examples"] = self.max_examples
-        if self.stateful_step_count is not None:
-            overrides["stateful_step_count"] = self.stateful_step_count
-        return settings(settings(), **overrides)
+
+class VectorEngineContract(_Checks, MachineSettings, Generic[E]):
+    """Contract tests for a :class:`~pinnacle_protocols.vectors.VectorEngine`.
+
+    Subclass as ``class TestMyEngine(VectorEngineContract[MyEngine])`` and define the
+    ``make_engine`` fixture returning the :class:`VectorEngineType` under test (the engine
+    class, or an object whose ``build`` passes tuning options).
+
+    Knobs (class attributes):
+        exact: The engine claims brute-force results (compared score by score); otherwise it
+            must return live, allowed ids with true scores, best first, and meet ``min_recall``.
+        min_recall: Recall@10 against brute force on fixed clustered data (ANN engines).
+        max_examples / stateful_step_count: Hypothesis knobs (``None``: the active profile).
+    """
+
+    min_recall: ClassVar[float] = 0.95
+
+    @pytest.fixture
+    def make_engine(self) -> VectorEngineType:
+        """Abstract: return the engine type under test (``build`` and ``from_bytes``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define a `make_engine` fixture returning the "
+            "VectorEngineType under test"
+        )
 
     # ------------------------------------------------------------------ examples
     def test_flags(self, make_engine: VectorEngineType) -> None:
@@ -344,7 +337,7 @@ class VectorEngineContract(Generic[E]):
         return configured(VectorEngineStateMachine, engine_type=make_engine, exact=self.exact)
 
 
-class VectorEngineStateMachine(RuleBasedStateMachine):
+class VectorEngineStateMachine(_Checks, RuleBasedStateMachine):
     """The vector engine contract's state machine. Model: id -> vector; every search is judged
     by brute force over it (see :func:`check_result`). Subclass it and set ``engine_type``.
 
@@ -355,7 +348,6 @@ class VectorEngineStateMachine(RuleBasedStateMachine):
     """
 
     engine_type: ClassVar[VectorEngineType]
-    exact: ClassVar[bool] = False
     dim: ClassVar[int] = 3
 
     def __init__(self) -> None:
@@ -378,17 +370,6 @@ class VectorEngineStateMachine(RuleBasedStateMachine):
         assert self.engine is not None
         return self.engine
 
-    def check(self, q: Vec, n: int, allowed: Collection[VectorId] | None = None) -> None:
-        check_result(
-            self.live.search(q, n, allowed=allowed),
-            measure=self.live.measure,
-            model=self.model,
-            q=q,
-            n=n,
-            allowed=allowed,
-            exact=self.exact,
-        )
-
     @rule(data=st.data())
     def add(self, data: st.DataObject) -> None:
         ids = data.draw(st.lists(st.sampled_from(_IDS), unique=True, max_size=5))
@@ -407,13 +388,13 @@ class VectorEngineStateMachine(RuleBasedStateMachine):
     @rule(data=st.data(), n=st.integers(0, 8))
     def search(self, data: st.DataObject, n: int) -> None:
         q = data.draw(_vectors(self.dim, self.measure))
-        self.check(q, n)
+        self.check(self.live, self.model, q, n)
 
     @rule(data=st.data(), n=st.integers(1, 8))
     def filtered_search(self, data: st.DataObject, n: int) -> None:
         q = data.draw(_vectors(self.dim, self.measure))
         allowed = data.draw(st.sets(st.sampled_from([*_IDS, "x", 99])))
-        self.check(q, n, allowed)
+        self.check(self.live, self.model, q, n, allowed)
 
     @precondition(lambda self: self.engine is not None)
     @rule()
