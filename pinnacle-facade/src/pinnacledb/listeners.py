@@ -819,7 +819,7 @@ class ListenerEngine:
         db = self._db
         md = db.metadata
         backend = db.compute
-        local = bool(getattr(type(backend), "runs_in_process", False))
+        local = type(backend).runs_in_process
         idc = active.id_column
         try:
             if ids is None:

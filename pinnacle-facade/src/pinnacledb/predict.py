@@ -223,7 +223,7 @@ def predict(
         id_column = _default_id_column(db, table)
     out_table = output or output_table_name(model.identifier)
     backend = db.compute
-    in_process = bool(getattr(type(backend), "runs_in_process", False))
+    in_process = type(backend).runs_in_process
     job_id = f"predict-{uuid.uuid4().hex}"
     record = JobRecord(
         job_id=job_id,

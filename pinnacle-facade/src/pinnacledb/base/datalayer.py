@@ -1061,7 +1061,7 @@ class Datalayer:
         if force:
             for key in keys:
                 for job in md.show_jobs(component=key):
-                    self._delete_job(job)
+                    md.delete_job(job.job_id)
         return keys
 
     def drop(self, *, force: bool = False) -> None:
@@ -1208,20 +1208,9 @@ class Datalayer:
                 continue
             if cutoff is not None and (job.created_at is None or job.created_at >= cutoff):
                 continue
-            self._delete_job(job)
+            self.metadata.delete_job(job.job_id)
             removed.append(job.job_id)
         return removed
-
-    def _delete_job(self, job: JobRecord) -> None:
-        delete = getattr(self.metadata, "delete_job", None)
-        if delete is None:
-            from pinnacle_protocols.errors import UnsupportedOperation
-
-            raise UnsupportedOperation(
-                f"metadata store {self.metadata.uri} cannot delete job records "
-                "(it has no delete_job); upgrade its package"
-            )
-        delete(job.job_id)
 
     def gc(
         self,
