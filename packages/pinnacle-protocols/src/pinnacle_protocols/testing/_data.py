@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 import itertools
 import math
 import operator
@@ -383,11 +382,6 @@ class _Strategies:
         )
 
 
-@functools.cache
-def _placeholder_strategies() -> _Strategies:
-    return _Strategies.build(Schema.of(x="int"), {}, frozenset(), 1)
-
-
 class DataBackendStateMachine(StoreStateMachine[DB], Generic[DB]):
     """The databackend contract's state machine. Model: the main table's rows as a list of
     normalized dicts, plus side tables. Subclass it, define :meth:`make_store`, and run it (see
@@ -420,7 +414,7 @@ class DataBackendStateMachine(StoreStateMachine[DB], Generic[DB]):
         self.pools: dict[str, list[Any]] = {}
         self.model: list[dict[str, Any]] = []
         self.tables: dict[str, Schema] = {}
-        self.strategies = _placeholder_strategies()  # replaced in create_main_table
+        self.strategies: _Strategies  # set in create_main_table (the initialize rule)
         self.full_order: list[tuple[str, Literal["asc", "desc"]]] = []
 
     # -------------------------------------------------------------- helpers
