@@ -12,6 +12,7 @@ from pinnacle_protocols.errors import ConfigError
 from pinnacledb._schemes import schemes_where
 
 if TYPE_CHECKING:
+    from pinnacledb.base._host import JobHost
     from pinnacledb.base.datalayer import Datalayer
     from pinnacledb.components._base import Component
 
@@ -34,12 +35,21 @@ LOCK_RETRY_MAX_DELAY = 0.1
 class InProcessJob:
     """What an in-process runner's task may share with the caller (nothing is serialized)."""
 
-    def __init__(self, db: Datalayer, model: Component | None, where: Any) -> None:
-        """The caller's Datalayer, the model object (None: the task loads what it needs from
-        ``db``) and the original filter."""
-        self.db = db
+    def __init__(self, db: JobHost, model: Component | None, where: Any) -> None:
+        """The caller's Datalayer (as predict and listeners see it), the model object (None:
+        the task loads what it needs from ``db``) and the original filter."""
+        self._db = db
         self.model = model
         self.where = where
+
+    @property
+    def db(self) -> Datalayer:
+        """The caller's Datalayer, which the task writes through."""
+        from pinnacledb.base.datalayer import Datalayer
+
+        if not isinstance(self._db, Datalayer):
+            raise TypeError(f"an in-process job needs the caller's Datalayer, got {self._db!r}")
+        return self._db
 
 
 _lock = threading.Lock()
