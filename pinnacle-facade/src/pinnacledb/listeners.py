@@ -93,6 +93,7 @@ from pinnacle_protocols.records import (
 from pinnacle_protocols.serialization import utcnow
 from pinnacle_protocols.uri import redact
 from pinnacledb.components.listener import Listener
+from pinnacledb.jobs._predict import python_value
 
 if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
@@ -205,14 +206,6 @@ def input_hash(values: Sequence[Any]) -> str:
     """
     text = "[" + ",".join([_hash_piece(v) for v in values]) + "]"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _python(value: Any) -> Any:
-    if hasattr(value, "tolist") and callable(value.tolist):
-        return value.tolist()
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value
 
 
 def _and(*filters: Filter | None) -> Filter | None:
@@ -1346,7 +1339,7 @@ class ListenerEngine:
 
     def _predict(self, active: Active, xs: list[Any]) -> list[Any]:
         model = active.component(self._db).model
-        ys = [_python(y) for y in model.predict(xs)]
+        ys = [python_value(y) for y in model.predict(xs)]
         if len(ys) != len(xs):
             raise PinnacleError(
                 f"model {model.identifier!r} returned {len(ys)} outputs for {len(xs)} inputs"
@@ -1572,28 +1565,15 @@ def anti_join_keys(
 ) -> list[Any]:
     """:class:`~pinnacle_protocols.protocols.SupportsAntiJoin` through the backend when it has
     it, else a portable fallback: keyset pages of ``table`` and one ``$in`` lookup each."""
+    kw: dict[str, Any] = {
+        "where": where,
+        "other_where": other_where,
+        "after": after,
+        "limit": limit,
+    }
     if isinstance(backend, SupportsAntiJoin):
-        return backend.anti_join_keys(
-            table,
-            column,
-            other,
-            other_column,
-            where=where,
-            other_where=other_where,
-            after=after,
-            limit=limit,
-        )
-    return anti_join_fallback(
-        backend,
-        table,
-        column,
-        other,
-        other_column,
-        where=where,
-        other_where=other_where,
-        after=after,
-        limit=limit,
-    )
+        return backend.anti_join_keys(table, column, other, other_column, **kw)
+    return anti_join_fallback(backend, table, column, other, other_column, **kw)
 
 
 def anti_join_fallback(

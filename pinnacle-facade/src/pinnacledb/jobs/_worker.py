@@ -76,10 +76,14 @@ def in_process(job_id: str) -> InProcessJob | None:
         return _in_process.get(job_id)
 
 
-def worker_datalayer(stores: Mapping[str, Any], trust: list[str]) -> Datalayer:
-    """The Datalayer for these store URIs in this worker (built once, then reused)."""
+def worker_datalayer(payload: Mapping[str, Any]) -> Datalayer:
+    """The Datalayer for a task's store URIs and trusted serializers in this worker (built
+    once, then reused)."""
     from pinnacledb._wiring import pinnacle
 
+    stores = payload["stores"]
+    trust = [str(t) for t in payload.get("trust_serializers") or []]
+    assert isinstance(stores, dict)
     for role in ("databackend", "metadata", "artifact_store"):
         if not isinstance(stores.get(role), str):
             raise ConfigError(f"task has no {role} URI; out-of-process runners need store URIs")
