@@ -11,6 +11,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -65,3 +66,17 @@ def test_importing_the_helpers_does_not_import_the_datalayer() -> None:
 def test_private_hooks_are_gone(hook: str) -> None:
     """The helpers use the documented members of the Protocols, not private hooks."""
     assert not hasattr(Datalayer, hook)
+
+
+def test_in_process_job_hands_the_worker_side_the_callers_datalayer() -> None:
+    """predict/listeners register their JobHost; the worker side gets the Datalayer back, and
+    anything else is refused with a clear error rather than failing later on a missing member."""
+    from pinnacledb import pinnacle
+    from pinnacledb.base._host import JobHost
+    from pinnacledb.jobs._worker import InProcessJob
+
+    with pinnacle("memory://") as db:
+        assert InProcessJob(db, None, None).db is db
+    stranger = cast(JobHost, object())
+    with pytest.raises(TypeError, match="needs the caller's Datalayer"):
+        _ = InProcessJob(stranger, None, None).db
