@@ -126,7 +126,7 @@ def test_watch_on_a_terminal_redraws_progress_bars(tmp_path: Path) -> None:
         from pinnacle_protocols.records import JobRecord
 
         record = JobRecord(job_id="predict-watched", kind="predict", rows_total=20)
-        db._job_driver.submit(
+        db.job_driver.submit(
             db.metadata, db.compute, record, [Task(task_id="0", kind="predict", payload={})]
         )
         stream = _Terminal()

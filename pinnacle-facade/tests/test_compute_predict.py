@@ -249,7 +249,7 @@ def test_jobs_api_lists_waits_cancels_and_removes(local_db: Datalayer) -> None:
         Task(task_id=str(i), kind="predict", payload={"job_id": "predict-manual"}) for i in range(3)
     ]
     register_in_process("predict-manual", InProcessJob(db, db.load("model", "m"), None))
-    db._job_driver.submit(db.metadata, db.compute, record, tasks)
+    db.job_driver.submit(db.metadata, db.compute, record, tasks)
     assert db.job("predict-manual").status is JobStatus.QUEUED
     cancelled = db.cancel("predict-manual")
     assert cancelled.status is JobStatus.CANCELLED
@@ -277,7 +277,7 @@ def test_cancel_from_another_datalayer_is_seen_by_the_driver(local_db: Datalayer
         from pinnacle_protocols.compute import Task
 
         record = JobRecord(job_id="j-remote-cancel", kind="predict")
-        db._job_driver.submit(
+        db.job_driver.submit(
             db.metadata,
             db.compute,
             record,

@@ -73,7 +73,7 @@ def _db(tmp_path: Path, store: Any) -> Datalayer:
 
 def _old_path(db: Datalayer) -> list[dict[str, Any]]:
     """What select returned before batching: one verified ``get`` and decode per cell."""
-    codec = db._table_codec("items")
+    codec = db.table_codec("items")
     assert codec is not None
     rows = db.select("items", decode=False, order_by=["id"])
     for row in rows:

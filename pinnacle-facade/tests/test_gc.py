@@ -18,11 +18,22 @@ import pytest
 from pinnacle_protocols.records import JobStatus, JSONValue
 from pinnacle_protocols.serialization import utcnow
 from pinnacledb import DataType, LinearModel, Table, pinnacle
+from pinnacledb.base._components import ComponentIO
 from pinnacledb.base._owner import OWNER_KEY, current_owner, owner_alive
 from pinnacledb.base.datalayer import Datalayer
 from pinnacledb.gc import FIRST_SEEN_KEY, TextProgress, collect_garbage
 
 LONG_AGO = "2000-01-01T00:00:00+00:00"
+
+
+def _journal(db: Datalayer) -> ComponentIO:
+    """Writes apply journal jobs to ``db``'s stores, as an apply in flight in any process does."""
+    return ComponentIO(
+        metadata=lambda: db.metadata,
+        artifacts=lambda: db.artifact_store,
+        serializers=db.serializers,
+        registry=db.components,
+    )
 
 
 def _two_versions(db: Datalayer) -> tuple[str, str]:
@@ -75,7 +86,7 @@ def test_unknown_artifacts_get_a_first_seen_time(mem_db: Datalayer) -> None:
 def test_in_flight_apply_without_artifact_list_blocks_deletion(mem_db: Datalayer) -> None:
     orphan = mem_db.artifact_store.put(b"old orphan")
     mem_db.metadata.set_metadata(FIRST_SEEN_KEY, {orphan.sha256: LONG_AGO})
-    io = mem_db._component_io
+    io = _journal(mem_db)
     job = io.journal_start("apply", {"type_id": "model", "identifier": "x"})
     report = mem_db.gc(grace_seconds=3600)
     assert report.blocked_by == (job.job_id,)
@@ -89,7 +100,7 @@ def test_in_flight_apply_protects_exactly_its_artifacts(mem_db: Datalayer) -> No
     claimed = mem_db.artifact_store.put(b"being applied right now")
     other = mem_db.artifact_store.put(b"forgotten")
     mem_db.metadata.set_metadata(FIRST_SEEN_KEY, {claimed.sha256: LONG_AGO, other.sha256: LONG_AGO})
-    io = mem_db._component_io
+    io = _journal(mem_db)
     job = io.journal_start("apply", {"type_id": "model", "identifier": "x"})
     io.journal_artifacts(job, [claimed.sha256])
     report = mem_db.gc(grace_seconds=3600)
@@ -111,7 +122,7 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize("owner", ["another host", "dead process", "not recorded"])
 def test_stale_running_journal_is_marked_failed(mem_db: Datalayer, owner: str) -> None:
     """A RUNNING job past the grace period whose owner is gone (or unknown) was abandoned."""
-    io = mem_db._component_io
+    io = _journal(mem_db)
     job = io.journal_start("apply", {"type_id": "model", "identifier": "x"})
     me = current_owner()
     args = dict(job.args)
@@ -133,7 +144,7 @@ def test_stale_running_journal_is_marked_failed(mem_db: Datalayer, owner: str) -
 
 def test_running_journal_of_a_live_process_is_kept_past_the_grace(mem_db: Datalayer) -> None:
     """A slow writer that is still running is not mistaken for a crashed one."""
-    io = mem_db._component_io
+    io = _journal(mem_db)
     job = io.journal_start("insert", {"table": "t"})
     assert job.args[OWNER_KEY] == current_owner()
     assert owner_alive(job.args[OWNER_KEY]) is True

@@ -90,7 +90,7 @@ if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
     from pinnacle_protocols.protocols import ArtifactStore, DataBackend, MetadataStore
     from pinnacle_protocols.records import Field, Schema
-    from pinnacledb.base.datalayer import Datalayer
+    from pinnacledb.base._host import StoreHost
     from pinnacledb.vector_search import Pointer
 
 __all__ = [
@@ -291,7 +291,7 @@ class CopyReport:
     indexes_copied: int = 0
 
 
-def progress_key(src: Datalayer, table: str) -> str:
+def progress_key(src: StoreHost, table: str) -> str:
     """The destination metadata key recording the copy of ``table`` from ``src``."""
     ident = hashlib.sha256(str(src.slots["databackend"].uri).encode()).hexdigest()[:16]
     return f"copy:{ident}:{table}"
@@ -301,7 +301,7 @@ def _show(key: ComponentKey) -> str:
     return f"{key.type_id} {key.identifier!r} v{key.version}"
 
 
-def _uris(db: Datalayer) -> tuple[str, str, str]:
+def _uris(db: StoreHost) -> tuple[str, str, str]:
     s = db.slots
     return (str(s["databackend"].uri), str(s["metadata"].uri), str(s["artifact_store"].uri))
 
@@ -370,7 +370,7 @@ def _source_schema(src: DataBackend, dst: DataBackend, table: str) -> Schema:
         ) from exc
 
 
-def _table_plan(src: Datalayer, dst: Datalayer, table: str) -> tuple[TablePlan, Conflict | None]:
+def _table_plan(src: StoreHost, dst: StoreHost, table: str) -> tuple[TablePlan, Conflict | None]:
     rows = src.databackend.count(table)
     marker = dst.metadata.get_metadata(progress_key(src, table))
     exists = table in dst.databackend.list_tables()
@@ -390,8 +390,8 @@ def _table_plan(src: Datalayer, dst: Datalayer, table: str) -> tuple[TablePlan, 
 
 
 def plan_copy(
-    src: Datalayer,
-    dst: Datalayer,
+    src: StoreHost,
+    dst: StoreHost,
     *,
     tables: Iterable[str] | None = None,
     all_tables: bool = False,
@@ -482,7 +482,7 @@ def plan_copy(
     )
 
 
-def _source_pointer(src: Datalayer, identifier: str) -> Pointer | None:
+def _source_pointer(src: StoreHost, identifier: str) -> Pointer | None:
     """The source index's pointer, if it is well formed and its artifacts are all there."""
     from pinnacledb.vector_search import Pointer, pointer_key
 
@@ -496,7 +496,7 @@ def _source_pointer(src: Datalayer, identifier: str) -> Pointer | None:
 
 
 def _index_plan(
-    src: Datalayer, dst: Datalayer, planned: set[str]
+    src: StoreHost, dst: StoreHost, planned: set[str]
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[ArtifactRef, ...]]:
     """Indexes whose pointer to copy, those differing at the destination, and the artifacts
     of the builds to copy that the destination lacks (and the plan does not copy already)."""
@@ -521,7 +521,7 @@ def _index_plan(
     return tuple(to_copy), tuple(differing), tuple(missing.values())
 
 
-def _copy_index_pointers(src: Datalayer, dst: Datalayer, plan: CopyPlan) -> tuple[int, int, int]:
+def _copy_index_pointers(src: StoreHost, dst: StoreHost, plan: CopyPlan) -> tuple[int, int, int]:
     """Each planned index's artifacts, then its pointer (unless one appeared meanwhile)."""
     from pinnacledb.vector_search import pointer_key
 
@@ -565,9 +565,9 @@ def _column_batches(
     yield from read_batches(sb, table, schema=schema, batch_size=batch_size)[1]
 
 
-def _by_reference_columns(src: Datalayer, table: str) -> list[str]:
+def _by_reference_columns(src: StoreHost, table: str) -> list[str]:
     """Columns of ``table`` whose values are artifact sha256 (by-reference DataType)."""
-    codec = src._table_codec(table)
+    codec = src.table_codec(table)
     return [c for c, dt in (codec or {}).items() if dt.by_reference]
 
 
@@ -655,7 +655,7 @@ def _upload(src: ArtifactStore, dst: ArtifactStore, ref: ArtifactRef) -> int:
 
 
 def _copy_components(
-    src: Datalayer, dst: Datalayer, plan: CopyPlan, progress: Progress | None, workers: int
+    src: StoreHost, dst: StoreHost, plan: CopyPlan, progress: Progress | None, workers: int
 ) -> tuple[int, int, int]:
     """Artifacts (``workers`` uploads in flight, in record order), each record once its own
     artifacts are stored, then its lineage edges."""
@@ -710,7 +710,7 @@ def _copy_components(
     return copied_versions, copied_arts, copied_bytes
 
 
-def _copy_jobs(src: Datalayer, dst: Datalayer, plan: CopyPlan) -> int:
+def _copy_jobs(src: StoreHost, dst: StoreHost, plan: CopyPlan) -> int:
     wanted = set(plan.jobs_to_copy)
     copied = 0
     for job in src.metadata.show_jobs():
@@ -755,8 +755,8 @@ def _resumable_order(sb: DataBackend, schema: Schema | None) -> bool:
 
 
 def _copy_table(
-    src: Datalayer,
-    dst: Datalayer,
+    src: StoreHost,
+    dst: StoreHost,
     table: TablePlan,
     *,
     batch_size: int,
@@ -970,8 +970,8 @@ def _skip(
 
 
 def copy_deployment(
-    src: Datalayer,
-    dst: Datalayer,
+    src: StoreHost,
+    dst: StoreHost,
     *,
     tables: Iterable[str] | None = None,
     all_tables: bool = False,
@@ -1029,7 +1029,9 @@ def copy_deployment(
         )
     versions, arts, nbytes = _copy_components(src, dst, plan, progress, workers)
     if any(k.type_id in ("listener", "vector_index") for k in plan.to_copy):
-        dst._listeners.bump()  # every process at the destination sees the new listener set
+        from pinnacledb.listeners import bump_epoch
+
+        bump_epoch(dst.metadata)  # every process at the destination sees the new listener set
     jobs = _copy_jobs(src, dst, plan)
     rows = {
         t.name: _copy_table(src, dst, t, batch_size=batch_size, progress=progress)

@@ -54,7 +54,7 @@ from pinnacledb.base._gcfence import announce, withdraw
 from pinnacledb.base._owner import OWNER_KEY, owner_alive
 
 if TYPE_CHECKING:
-    from pinnacledb.base.datalayer import Datalayer
+    from pinnacledb.base._host import StoreHost
 
 __all__ = ["FIRST_SEEN_KEY", "GCReport", "Progress", "TextProgress", "collect_garbage"]
 
@@ -131,7 +131,7 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def _data_references(db: Datalayer) -> set[str]:
+def _data_references(db: StoreHost) -> set[str]:
     """sha256 values held by by-reference DataType columns of tables with a Table component,
     and the stored builds vector index pointers name."""
     from pinnacledb.vector_search import pointer_references
@@ -140,7 +140,7 @@ def _data_references(db: Datalayer) -> set[str]:
     md = db.metadata
     for key in md.show_components("table"):
         try:
-            codec = db._table_codec(key.identifier)
+            codec = db.table_codec(key.identifier)
         except ComponentNotFound:
             continue
         cols = [c for c, dt in (codec or {}).items() if dt.by_reference]
@@ -158,7 +158,7 @@ def _data_references(db: Datalayer) -> set[str]:
     return refs
 
 
-def _journal(db: Datalayer) -> list[JobRecord]:
+def _journal(db: StoreHost) -> list[JobRecord]:
     return [j for j in db.metadata.show_jobs() if j.kind in JOURNAL_KINDS]
 
 
@@ -180,7 +180,7 @@ def _as_time(value: Any) -> datetime | None:
 
 
 def _scan_journal(
-    db: Datalayer, now: datetime, grace: timedelta, *, dry_run: bool
+    db: StoreHost, now: datetime, grace: timedelta, *, dry_run: bool
 ) -> tuple[dict[str, datetime], list[str]]:
     """Last claim time per sha256, and in-flight jobs that have not yet listed their artifacts.
 
@@ -213,7 +213,7 @@ def _scan_journal(
 
 
 def _still_claimed(
-    db: Datalayer, candidates: list[ArtifactRef], now: datetime, grace: timedelta
+    db: StoreHost, candidates: list[ArtifactRef], now: datetime, grace: timedelta
 ) -> set[str]:
     """References and journal claims re-read right before deleting."""
     again = set(db.metadata.referenced_artifacts()) | _data_references(db)
@@ -229,7 +229,7 @@ def _still_claimed(
 
 
 def collect_garbage(
-    db: Datalayer,
+    db: StoreHost,
     *,
     dry_run: bool = False,
     grace_seconds: float,

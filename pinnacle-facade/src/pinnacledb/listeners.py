@@ -93,11 +93,13 @@ from pinnacle_protocols.records import (
 from pinnacle_protocols.serialization import utcnow
 from pinnacle_protocols.uri import redact
 from pinnacledb.components.listener import Listener
+from pinnacledb.jobs._predict import python_value
 
 if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
-    from pinnacledb.base.datalayer import Datalayer
-    from pinnacledb.vector_search import IndexInfo
+    from pinnacle_protocols.protocols import MetadataStore
+    from pinnacledb.base._host import EngineHost, JobHost
+    from pinnacledb.vector_search import IndexInfo, VectorIndexEngine
 
 __all__ = [
     "EPOCH_KEY",
@@ -132,6 +134,11 @@ OUTPUT_INDEXES: Final = (("source_id", "model_version"), ("id",))
 BATCH: Final = 1000
 #: Failing source ids kept in a job record.
 MAX_FAILED_IDS: Final = 1000
+
+
+def bump_epoch(metadata: MetadataStore) -> None:
+    """Tell every process of the deployment in ``metadata`` that its listener set changed."""
+    metadata.set_metadata(EPOCH_KEY, uuid.uuid4().hex)
 
 
 # ---------------------------------------------------------------------- hashing
@@ -199,14 +206,6 @@ def input_hash(values: Sequence[Any]) -> str:
     """
     text = "[" + ",".join([_hash_piece(v) for v in values]) + "]"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _python(value: Any) -> Any:
-    if hasattr(value, "tolist") and callable(value.tolist):
-        return value.tolist()
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value
 
 
 def _and(*filters: Filter | None) -> Filter | None:
@@ -330,19 +329,16 @@ class Active:
     _component: Listener | None = None
     _id_type: DType | None = None
 
-    def component(self, db: Datalayer) -> Listener:
+    def component(self, db: JobHost) -> Listener:
         """The loaded listener (model included), loaded on first use."""
         if self._component is None:
-            loaded = db._component_io.from_record(
-                db.metadata.get_component(self.key.type_id, self.key.identifier, self.key.version),
-                {},
-            )
+            loaded = db.load(self.key.type_id, self.key.identifier, self.key.version)
             if not isinstance(loaded, Listener):
                 raise InvalidRecord(f"listener {self.identifier!r} is not a Listener")
             self._component = loaded
         return self._component
 
-    def id_type(self, db: Datalayer) -> DType:
+    def id_type(self, db: JobHost) -> DType:
         """The portable type of the ``source_id`` column (the source id's, else str)."""
         if self._id_type is None:
             from pinnacledb.predict import _id_dtype
@@ -350,7 +346,7 @@ class Active:
             self._id_type = _id_dtype(db, self.table, self.id_column)
         return self._id_type
 
-    def copies(self, db: Datalayer) -> tuple[str, ...]:
+    def copies(self, db: JobHost) -> tuple[str, ...]:
         """The outputs table's copies of the input values (``input_0``...), one per input
         column, or none (an outputs table written before copies existed, or input types not
         copied); known once the outputs table exists."""
@@ -369,7 +365,7 @@ class Active:
         self._copies = names if same else ()
         return self._copies
 
-    def sid(self, db: Datalayer, value: Any) -> Any:
+    def sid(self, db: JobHost, value: Any) -> Any:
         """A source id as stored in the outputs table."""
         if self.id_type(db) is DType.INT and isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -434,9 +430,10 @@ class _Item:
 class ListenerEngine:
     """Trigger, backfill and catch-up work of one Datalayer (see the module docstring)."""
 
-    def __init__(self, db: Datalayer) -> None:
-        """Work for ``db``."""
+    def __init__(self, db: EngineHost, vectors: Callable[[], VectorIndexEngine]) -> None:
+        """Work for ``db``, keeping the vector indexes ``vectors()`` current."""
         self._db = db
+        self._vectors = vectors
         self._snap: Snapshot | None = None
 
     # ------------------------------------------------------------------ the listener set
@@ -483,7 +480,7 @@ class ListenerEngine:
 
     def bump(self) -> None:
         """Tell every process the listener set changed."""
-        self._db.metadata.set_metadata(EPOCH_KEY, uuid.uuid4().hex)
+        bump_epoch(self._db.metadata)
 
     # ------------------------------------------------------------------ cycles
     def check_cycle(self, listener: Listener, id_column: str) -> None:
@@ -629,7 +626,7 @@ class ListenerEngine:
                 if now is not None and now.key == active.key:
                     handled.add(active.identifier)
                     if pairs and after.indexes.get(now.identifier):
-                        self._db._vectors.written(after, now, [(i.sid, y) for i, y in pairs])
+                        self._vectors().written(after, now, [(i.sid, y) for i, y in pairs])
                 elif out_rows:  # removed or replaced meanwhile: take these outputs back
                     ids = [r["id"] for r in out_rows]
                     self._delete_outputs(after, active, {"id": {"$in": ids}})
@@ -865,8 +862,8 @@ class ListenerEngine:
             if not local and db.slots["databackend"].uri.scheme in EXCLUSIVE_FILE_SCHEMES:
                 db.slots["databackend"].close()  # workers take turns on a single-writer file
             record = attrs.evolve(record, rows_total=len(ids))
-            db._job_driver.submit(md, backend, record, tasks)
-            job = db._job_driver.wait(md, job_id)
+            db.job_driver.submit(md, backend, record, tasks)
+            job = db.job_driver.wait(md, job_id)
             progress = backend.status(job_id)
             if local and job.status is JobStatus.FAILED:
                 raised = _first_exception(db, backend, job_id)
@@ -931,8 +928,8 @@ class ListenerEngine:
         errors: list[str] = []
         counts = {"computed": 0, "recomputed": 0, "removed": 0}
         # the table's DataType columns, read once per task rather than once per batch
-        codec = self._db._table_codec(active.table) if mode == "backfill" else None
-        with self._db._vectors.batch():
+        codec = self._db.table_codec(active.table) if mode == "backfill" else None
+        with self._vectors().batch():
             for rows in self._scan(active, batch_size, extra):
                 if mode == "backfill":
                     items = self._items(active, rows)
@@ -1332,19 +1329,17 @@ class ListenerEngine:
         reads them once per task), else True: read them now (a metadata lookup).
         """
         if codec is True:
-            codec = self._db._table_codec(active.table)
+            codec = self._db.table_codec(active.table)
         if not isinstance(codec, Mapping) or not codec or not set(codec) & set(active.columns):
             return
-        decoded = self._db._decode_rows(
-            codec, [{c: r.get(c) for c in active.columns} for r in rows]
-        )
+        decoded = self._db.decode_rows(codec, [{c: r.get(c) for c in active.columns} for r in rows])
         for n, row in enumerate(decoded):
             xs = [row.get(c) for c in active.columns]
             items[n] = attrs.evolve(items[n], x=xs[0] if active.single else xs)
 
     def _predict(self, active: Active, xs: list[Any]) -> list[Any]:
         model = active.component(self._db).model
-        ys = [_python(y) for y in model.predict(xs)]
+        ys = [python_value(y) for y in model.predict(xs)]
         if len(ys) != len(xs):
             raise PinnacleError(
                 f"model {model.identifier!r} returned {len(ys)} outputs for {len(xs)} inputs"
@@ -1436,20 +1431,20 @@ class ListenerEngine:
         if not fresh:
             self._delete_outputs(snap, active, {"id": {"$in": [r["id"] for r in out_rows]}})
         if snap.by_table.get(active.output_table):
-            self._db._insert_with(snap, active.output_table, out_rows)
+            self._db.insert_with_snapshot(snap, active.output_table, out_rows)
         else:
             self._db.databackend.insert(active.output_table, out_rows)
         if snap.indexes.get(active.identifier):
-            self._db._vectors.written(snap, active, [(item.sid, y) for item, y in done])
+            self._vectors().written(snap, active, [(item.sid, y) for item, y in done])
 
     def _indexed_removed(self, snap: Snapshot, active: Active, sids: Sequence[Any]) -> None:
         """Tell the vector indexes of ``active`` these source ids have no output any more."""
         if snap.indexes.get(active.identifier):
-            self._db._vectors.removed(snap, active, sids)
+            self._vectors().removed(snap, active, sids)
 
     def _delete_outputs(self, snap: Snapshot, active: Active, where: Filter) -> None:
         if snap.by_table.get(active.output_table):
-            self._db._delete_with(snap, active.output_table, where)
+            self._db.delete_with_snapshot(snap, active.output_table, where)
         elif self._outputs_exist(active):
             self._db.databackend.delete(active.output_table, where)
 
@@ -1511,7 +1506,7 @@ def _failed_args(sids: Sequence[Any]) -> dict[str, JSONValue]:
     return {"failed_ids": shown, "failed_count": len(sids)}
 
 
-def create_outputs_table(db: Datalayer, active: Active, ys: Sequence[Any] = ()) -> bool:
+def create_outputs_table(db: JobHost, active: Active, ys: Sequence[Any] = ()) -> bool:
     """Create ``active``'s outputs table if missing; False when the output type is unknown."""
     from pinnacledb.jobs._predict import _dtype_of
 
@@ -1547,7 +1542,7 @@ def create_outputs_table(db: Datalayer, active: Active, ys: Sequence[Any] = ()) 
     return True
 
 
-def index_outputs(db: Datalayer, active: Active) -> None:
+def index_outputs(db: JobHost, active: Active) -> None:
     """Create the :data:`OUTPUT_INDEXES` of ``active``'s outputs table (where the backend
     has indexes; idempotent, so an outputs table made before indexes existed gets them)."""
     backend = db.databackend
@@ -1570,28 +1565,15 @@ def anti_join_keys(
 ) -> list[Any]:
     """:class:`~pinnacle_protocols.protocols.SupportsAntiJoin` through the backend when it has
     it, else a portable fallback: keyset pages of ``table`` and one ``$in`` lookup each."""
+    kw: dict[str, Any] = {
+        "where": where,
+        "other_where": other_where,
+        "after": after,
+        "limit": limit,
+    }
     if isinstance(backend, SupportsAntiJoin):
-        return backend.anti_join_keys(
-            table,
-            column,
-            other,
-            other_column,
-            where=where,
-            other_where=other_where,
-            after=after,
-            limit=limit,
-        )
-    return anti_join_fallback(
-        backend,
-        table,
-        column,
-        other,
-        other_column,
-        where=where,
-        other_where=other_where,
-        after=after,
-        limit=limit,
-    )
+        return backend.anti_join_keys(table, column, other, other_column, **kw)
+    return anti_join_fallback(backend, table, column, other, other_column, **kw)
 
 
 def anti_join_fallback(

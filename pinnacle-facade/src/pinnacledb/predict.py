@@ -46,7 +46,7 @@ from pinnacledb.jobs._worker import (
 
 if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
-    from pinnacledb.base.datalayer import Datalayer
+    from pinnacledb.base._host import JobHost
 
 __all__ = ["OUTPUT_COLUMNS", "PredictResult", "output_table_name", "plan_partitions", "predict"]
 
@@ -78,7 +78,7 @@ def output_table_name(identifier: str) -> str:
     return "outputs__" + re.sub(r"[^0-9A-Za-z_]", "_", identifier)
 
 
-def _id_dtype(db: Datalayer, table: str, id_column: str) -> DType:
+def _id_dtype(db: JobHost, table: str, id_column: str) -> DType:
     try:
         schema = db.databackend.table_schema(table)
     except (TableNotFound, NotImplementedError, PinnacleError):
@@ -88,7 +88,7 @@ def _id_dtype(db: Datalayer, table: str, id_column: str) -> DType:
     return DType.STR
 
 
-def _default_id_column(db: Datalayer, table: str) -> str:
+def _default_id_column(db: JobHost, table: str) -> str:
     """``id`` if the table has it, else the backend's native ``_id``, else ``id`` (an error)."""
     try:
         if "id" in db.databackend.table_schema(table):
@@ -136,7 +136,7 @@ def plan_partitions(ids: Sequence[Any], size: int) -> list[tuple[dict[str, JSONV
     return out
 
 
-def _store_uris(db: Datalayer) -> dict[str, JSONValue]:
+def _store_uris(db: JobHost) -> dict[str, JSONValue]:
     """The three store URIs a worker opens (file paths made absolute)."""
     out: dict[str, JSONValue] = {}
     for role in ("databackend", "metadata", "artifact_store"):
@@ -166,7 +166,7 @@ def _absolute(raw: str) -> str:
 
 
 def predict(
-    db: Datalayer,
+    db: JobHost,
     model: str | Model,
     table: str,
     *,
@@ -270,8 +270,8 @@ def predict(
         if exclusive:
             db.slots["databackend"].close()  # workers take turns on a single-writer file
         record = _evolve(record, rows_total=rows_total)
-        db._job_driver.submit(md, backend, record, tasks, retries=retries)
-        job = db._job_driver.wait(md, job_id)
+        db.job_driver.submit(md, backend, record, tasks, retries=retries)
+        job = db.job_driver.wait(md, job_id)
         if in_process:
             progress_error = _first_exception(db, backend, job_id)
             if progress_error is not None and job.status is JobStatus.FAILED:
@@ -290,7 +290,7 @@ def predict(
 
 
 def _plan(
-    db: Datalayer,
+    db: JobHost,
     record: JobRecord,
     *,
     table: str,
@@ -344,7 +344,7 @@ def _evolve(record: JobRecord, **changes: Any) -> JobRecord:
     return attrs.evolve(record, **changes)
 
 
-def _first_exception(db: Datalayer, backend: Any, job_id: str) -> BaseException | None:
+def _first_exception(db: JobHost, backend: Any, job_id: str) -> BaseException | None:
     try:
         progress = backend.status(job_id)
     except PinnacleError:
@@ -356,7 +356,7 @@ def _first_exception(db: Datalayer, backend: Any, job_id: str) -> BaseException 
 
 
 def _tasks(
-    db: Datalayer,
+    db: JobHost,
     *,
     ids: list[Any],
     in_process: bool,

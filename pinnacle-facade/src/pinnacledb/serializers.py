@@ -328,14 +328,7 @@ class SerializerRegistry:
         action = f"deserialize {what}"
 
         def load(data: bytes) -> Any:
-            try:
-                return ser.load(data)
-            except SerializationError:
-                raise
-            except Exception as exc:
-                raise SerializationError(
-                    f"{ser.name} serializer could not {action}: {type(exc).__name__}: {exc}"
-                ) from exc
+            return _wrap(ser, action, lambda s: s.load(data))
 
         return load
 

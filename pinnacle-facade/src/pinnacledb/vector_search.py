@@ -100,6 +100,7 @@ from pinnacledb.vectors.delta import Delta, pack_delta, unpack_delta
 
 if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
+    from pinnacledb.base._host import StoreHost
     from pinnacledb.base.datalayer import Datalayer
     from pinnacledb.components.vector_index import VectorIndex
     from pinnacledb.listeners import Active, Snapshot
@@ -268,7 +269,7 @@ def pointer_key(identifier: str) -> str:
     return POINTER_PREFIX + identifier
 
 
-def pointer_references(db: Datalayer) -> set[str]:
+def pointer_references(db: StoreHost) -> set[str]:
     """sha256 of every stored build and change file a vector index pointer names (kept by
     gc)."""
     md = db.metadata

@@ -249,7 +249,9 @@ class Datalayer:
             "artifact_store": _slot("artifact_store", artifact_store),
             "compute": _slot("compute", compute if compute is not None else _local()),
         }
-        self._job_driver = JobDriver()
+        #: Submits this Datalayer's jobs and drives them while someone waits (internal API of
+        #: :class:`pinnacledb.base._host.JobHost`).
+        self.job_driver = JobDriver()
         self.serializers = SerializerRegistry(trusted=frozenset(trust_serializers))
         self.components = ComponentRegistry()
         for cls in components:
@@ -273,7 +275,7 @@ class Datalayer:
         if self._engine is None:
             from pinnacledb.listeners import ListenerEngine
 
-            self._engine = ListenerEngine(self)
+            self._engine = ListenerEngine(self, lambda: self._vectors)
         return self._engine
 
     @property
@@ -411,9 +413,9 @@ class Datalayer:
             column, or the native ``_id`` the backend assigned), ``jobs`` and ``failures``.
         """
         with self._vectors.batch():
-            return self._insert_with(None, table, rows, batch_rows=batch_rows)
+            return self.insert_with_snapshot(None, table, rows, batch_rows=batch_rows)
 
-    def _insert_with(
+    def insert_with_snapshot(
         self,
         snap: Snapshot | None,
         table: str,
@@ -421,9 +423,14 @@ class Datalayer:
         *,
         batch_rows: int = DEFAULT_BATCH_ROWS,
     ) -> InsertResult:
+        """:meth:`insert` under the listener set ``snap`` (None: the current one, read after the
+        write). With ``snap`` given, rows are written as they are (no DataType encoding): the
+        listener engine writes outputs this way, triggering the listeners of the write that
+        caused them. Internal API of :class:`pinnacledb.base._host.EngineHost`.
+        """
         from pinnacledb.listeners import InsertResult
 
-        codec = self._codec(table) if snap is None else None
+        codec = self.table_codec(table) if snap is None else None
         count = 0
         ids: list[Any] = []  # a list per chunk: Python ids, or an Arrow id column
         failures: list[ListenerFailure] = []
@@ -574,7 +581,7 @@ class Datalayer:
                 f"select format must be one of {', '.join(map(repr, _FORMATS))}, got {format!r}"
             )
         if format != "dicts":
-            codec = self._codec(table) if decode else None
+            codec = self.table_codec(table) if decode else None
             python = bool(outputs) or bool(codec and (columns is None or set(codec) & set(columns)))
             if not python:
                 return _convert_arrow(
@@ -610,9 +617,9 @@ class Datalayer:
         rows = self.databackend.select(
             table, where, columns=query_columns, limit=limit, order_by=order_by
         )
-        codec = self._codec(table) if decode else None
+        codec = self.table_codec(table) if decode else None
         if codec:
-            rows = self._decode_rows(codec, rows)
+            rows = self.decode_rows(codec, rows)
         if snap is not None:
             self._listeners.attach_outputs(snap, rows, versions)
             for row in rows:
@@ -652,7 +659,7 @@ class Datalayer:
     def _update(self, table: str, where: Filter | None, values: Mapping[str, Any]) -> int:
         snap = self._listeners.snapshot()
         ids = self._listeners.changed_ids(snap, table, where)
-        codec = self._codec(table)
+        codec = self.table_codec(table)
         if codec is None or not set(values) & set(codec):
             count = self.databackend.update(table, where, values)
         else:
@@ -668,9 +675,11 @@ class Datalayer:
         """Delete matching rows; return how many. Listeners drop the rows' outputs (and vector
         indexes the rows' vectors)."""
         with self._vectors.batch():
-            return self._delete_with(None, table, where)
+            return self.delete_with_snapshot(None, table, where)
 
-    def _delete_with(self, snap: Snapshot | None, table: str, where: Filter | None) -> int:
+    def delete_with_snapshot(self, snap: Snapshot | None, table: str, where: Filter | None) -> int:
+        """:meth:`delete` under the listener set ``snap`` (None: the current one). Internal API
+        of :class:`pinnacledb.base._host.EngineHost`."""
         before = self._listeners.snapshot() if snap is None else snap
         ids = self._listeners.changed_ids(before, table, where)
         count = self.databackend.delete(table, where)
@@ -683,7 +692,12 @@ class Datalayer:
         """How many rows match."""
         return self.databackend.count(table, where)
 
-    def _codec(self, table: str) -> dict[str, DataType] | None:
+    def table_codec(self, table: str) -> dict[str, DataType] | None:
+        """The DataType columns of ``table``'s Table component (None: none, or no component).
+
+        Internal API of :class:`pinnacledb.base._host.StoreHost` (gc, copy and the listener
+        engine read it).
+        """
         try:
             record = self.metadata.get_component(Table.type_id, table)
         except ComponentNotFound:
@@ -736,10 +750,12 @@ class Datalayer:
             raise
         self._io.journal_finish(job)
 
-    def _decode_rows(
+    def decode_rows(
         self, codec: Mapping[str, DataType], rows: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """Decode the DataType columns of ``rows`` in place (and return them).
+
+        Internal API of :class:`pinnacledb.base._host.EngineHost`.
 
         By-reference cells are fetched per batch of ``_DECODE_BATCH`` rows with one
         :func:`~pinnacle_protocols.protocols.get_many` call for the batch's distinct sha256s
@@ -1167,7 +1183,7 @@ class Datalayer:
         Raises:
             JobTimeout: it is still running after ``timeout`` seconds (it keeps running).
         """
-        return self._job_driver.wait(self.metadata, job_id, timeout)
+        return self.job_driver.wait(self.metadata, job_id, timeout)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job: no task starts afterwards; tasks already running finish.
@@ -1175,7 +1191,7 @@ class Datalayer:
         Outputs already written stay (each task writes its partition idempotently). A job
         another process runs is marked cancelled, and its driver cancels it on the runner.
         """
-        return self._job_driver.cancel(self.metadata, job_id)
+        return self.job_driver.cancel(self.metadata, job_id)
 
     def remove_jobs(
         self,
@@ -1265,11 +1281,3 @@ class Datalayer:
             progress=progress,
             workers=workers,
         )
-
-    # internal hooks used by predict/gc
-    @property
-    def _component_io(self) -> ComponentIO:
-        return self._io
-
-    def _table_codec(self, table: str) -> dict[str, DataType] | None:
-        return self._codec(table)

@@ -88,11 +88,6 @@ class JobDriver:
             )
         return record
 
-    def owns(self, job_id: str) -> bool:
-        """Whether this driver submitted ``job_id`` and it is still followed."""
-        with self._lock:
-            return job_id in self._live
-
     def progress(self, job_id: str) -> JobProgress | None:
         """The runner's task states of a job this driver follows."""
         with self._lock:

@@ -32,11 +32,7 @@ def run_listener_task(task: Task) -> JSONValue:
     if local is not None:
         db = local.db
     else:
-        stores = p["stores"]
-        trust = p.get("trust_serializers") or []
-        assert isinstance(stores, dict)
-        assert isinstance(trust, list)
-        db = worker_datalayer(stores, [str(t) for t in trust])
+        db = worker_datalayer(p)
     extra = partition_filter(str(p["id_column"]), p["partition"])
 
     def run() -> JSONValue:

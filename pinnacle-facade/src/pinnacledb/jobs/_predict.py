@@ -91,7 +91,7 @@ def run_predict_task(task: Task) -> JSONValue:
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             xs = [r[columns[0]] if single else [r[c] for c in columns] for r in batch]
-            ys = [_python(y) for y in model.predict(xs)]
+            ys = [python_value(y) for y in model.predict(xs)]
             if len(ys) != len(batch):
                 raise PinnacleError(
                     f"model {model.identifier!r} returned {len(ys)} outputs for {len(batch)} inputs"
@@ -120,11 +120,7 @@ def _task_model(p: Mapping[str, Any], job_id: str) -> tuple[Datalayer, Model, An
         assert local.model is not None
         model = local.model
     else:
-        stores = p["stores"]
-        trust = p.get("trust_serializers") or []
-        assert isinstance(stores, dict)
-        assert isinstance(trust, list)
-        db = worker_datalayer(stores, [str(t) for t in trust])
+        db = worker_datalayer(p)
         comp = p["component"]
         assert isinstance(comp, dict)
         model = worker_component(
@@ -287,7 +283,7 @@ def _match(ids: list[Any]) -> Any:
     return {"$in": ids}
 
 
-def _python(value: Any) -> Any:
+def python_value(value: Any) -> Any:
     """numpy scalars/arrays to plain Python values."""
     if hasattr(value, "tolist") and callable(value.tolist):
         return value.tolist()

@@ -12,6 +12,7 @@ from pinnacle_protocols.errors import ConfigError
 from pinnacledb._schemes import schemes_where
 
 if TYPE_CHECKING:
+    from pinnacledb.base._host import JobHost
     from pinnacledb.base.datalayer import Datalayer
     from pinnacledb.components._base import Component
 
@@ -34,12 +35,21 @@ LOCK_RETRY_MAX_DELAY = 0.1
 class InProcessJob:
     """What an in-process runner's task may share with the caller (nothing is serialized)."""
 
-    def __init__(self, db: Datalayer, model: Component | None, where: Any) -> None:
-        """The caller's Datalayer, the model object (None: the task loads what it needs from
-        ``db``) and the original filter."""
-        self.db = db
+    def __init__(self, db: JobHost, model: Component | None, where: Any) -> None:
+        """The caller's Datalayer (as predict and listeners see it), the model object (None:
+        the task loads what it needs from ``db``) and the original filter."""
+        self._db = db
         self.model = model
         self.where = where
+
+    @property
+    def db(self) -> Datalayer:
+        """The caller's Datalayer, which the task writes through."""
+        from pinnacledb.base.datalayer import Datalayer
+
+        if not isinstance(self._db, Datalayer):
+            raise TypeError(f"an in-process job needs the caller's Datalayer, got {self._db!r}")
+        return self._db
 
 
 _lock = threading.Lock()
@@ -66,10 +76,14 @@ def in_process(job_id: str) -> InProcessJob | None:
         return _in_process.get(job_id)
 
 
-def worker_datalayer(stores: Mapping[str, Any], trust: list[str]) -> Datalayer:
-    """The Datalayer for these store URIs in this worker (built once, then reused)."""
+def worker_datalayer(payload: Mapping[str, Any]) -> Datalayer:
+    """The Datalayer for a task's store URIs and trusted serializers in this worker (built
+    once, then reused)."""
     from pinnacledb._wiring import pinnacle
 
+    stores = payload["stores"]
+    trust = [str(t) for t in payload.get("trust_serializers") or []]
+    assert isinstance(stores, dict)
     for role in ("databackend", "metadata", "artifact_store"):
         if not isinstance(stores.get(role), str):
             raise ConfigError(f"task has no {role} URI; out-of-process runners need store URIs")

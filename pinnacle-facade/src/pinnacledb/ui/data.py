@@ -521,7 +521,7 @@ class Deployment:
             columns = []
         codec_error = None
         try:
-            codec = self.db._table_codec(name) or {}
+            codec = self.db.table_codec(name) or {}
         except PinnacleError as exc:
             codec, codec_error = {}, self.message(exc)
         encoded: dict[str, dict[str, Any]] = {
