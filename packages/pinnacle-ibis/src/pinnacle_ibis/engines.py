@@ -27,15 +27,17 @@ vector    DOUBLE[]      DOUBLE PRECISION[]  JSON                 TEXT (JSON)   l
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import attrs
 
 from pinnacle_ibis import _sql
 from pinnacle_ibis._bound import PARAM, BoundLeaves, StatementCache, finish
+from pinnacle_ibis._point import SLOW, PointPlan, RowShape, operand_check
 from pinnacle_ibis._values import arrow_type, canonical_table, dump_json
 from pinnacle_ibis.backend import (
     IbisDataBackend,
@@ -47,8 +49,8 @@ from pinnacle_protocols.errors import (
     SchemaError,
     UnsupportedOperation,
 )
-from pinnacle_protocols.filters import Filter, compile_filter
-from pinnacle_protocols.protocols import Rows
+from pinnacle_protocols.filters import Filter, compile_filter, validate_filter
+from pinnacle_protocols.protocols import OrderBy, Rows
 from pinnacle_protocols.records import DType, Field, Schema, index_name
 from pinnacle_protocols.tables import SCHEMAS_TABLE, schema_from_text, schema_to_text
 from pinnacle_protocols.uri import RedactedURI
@@ -194,14 +196,23 @@ class SQLDataBackend(IbisDataBackend):
     #: ibis way, with literals: SQLite takes at most 32,766 parameters, psycopg 65,535.
     max_bound_params: ClassVar[int] = 30_000
 
+    #: Point reads by plan (see :mod:`pinnacle_ibis._point`; False: the generic way, for tests).
+    _point_reads: bool = attrs.field(default=True, init=False, repr=False)
+    _point_plans: dict[tuple[Any, ...], PointPlan] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
+
     def _invalidate(self, name: str | None = None) -> None:
         super()._invalidate(name)
         self._store_exists = None
         self._statements.clear()
+        self._point_plans.clear()
 
     def _forget_cached(self, name: str) -> None:
         super()._forget_cached(name)
         self._statements.forget(name)
+        for key in [k for k in self._point_plans if k[0] == name]:
+            del self._point_plans[key]
 
     def _create_physical(self, name: str, schema: Schema) -> None:
         ddl = f"CREATE TABLE {self._q(name)} ({self._column_defs(schema)})"
@@ -335,6 +346,134 @@ class SQLDataBackend(IbisDataBackend):
     def _select(self, table: str, schema: Schema, query: SelectQuery) -> list[dict[str, Any]]:
         sql, params = self._select_sql(table, schema, query)
         return self._run_select(sql, [schema[n] for n in query.columns], params)
+
+    # ------------------------------------------------------------------ point reads
+    def select(
+        self,
+        table: str,
+        where: Filter | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+        order_by: OrderBy | None = None,
+    ) -> list[dict[str, Any]]:
+        """See :meth:`IbisDataBackend.select`; ``{col: v}`` and ``{col: {"$in": [...]}}``
+        reuse a cached plan (:mod:`pinnacle_ibis._point`), with the same answers."""
+        if (
+            type(where) is dict
+            and len(where) == 1
+            and columns is None
+            and limit is None
+            and order_by is None
+            and self._bind_filters
+            and self._point_reads
+        ):
+            rows = self._point_select(table, where)
+            if rows is not None:
+                return rows
+        return super().select(table, where, columns=columns, limit=limit, order_by=order_by)
+
+    def _point_select(self, table: str, where: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The rows of a one-column filter by a cached plan; None: it goes the generic way."""
+        ((column, operand),) = where.items()
+        items: Any = None
+        if type(operand) is dict:
+            if len(operand) != 1 or "$in" not in operand:
+                return None
+            items = operand["$in"]
+            if type(items) is not list and type(items) is not tuple:
+                return None
+            n = len(items)
+            if n < 2 or n > self.max_bound_params:
+                return None
+            kind = type(items[0])
+            for item in items:
+                if type(item) is not kind:
+                    return None
+            key: tuple[Any, ...] = (table, column, n, kind)
+        else:
+            kind = type(operand)
+            key = (table, column, 0, kind)
+        with self._lock:
+            try:
+                schema = self._schema(table)
+                plan = self._point_plans.get(key)
+                if plan is None or plan.schema is not schema:
+                    plan = self._point_plan(key, table, schema, where, kind=kind, items=items)
+                    if plan is None:
+                        return None
+                params: list[Any] | None
+                if items is None:
+                    value = plan.check(operand)
+                    if value is SLOW:
+                        return None
+                    convert = plan.convert
+                    params = [value if convert is None else convert(value)]
+                else:
+                    params = plan.params(items)
+                    if params is None:
+                        return None
+            except Exception as exc:
+                self._reraise("select", None, exc)
+            try:
+                return self._run_select(plan.sql, plan.shape.fields, params, plan.shape)
+            except Exception as exc:
+                self._reraise("select", table, exc)
+
+    def _reraise(self, op: str, table: str | None, exc: Exception) -> NoReturn:
+        """Raise ``exc`` as :meth:`_serialised` (and with ``table``, :meth:`_guard`) would."""
+        with self._serialised(op):
+            if table is None:
+                raise exc
+            with self._guard(op, table):
+                raise exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _point_plan(
+        self,
+        key: tuple[Any, ...],
+        table: str,
+        schema: Schema,
+        where: dict[str, Any],
+        *,
+        kind: type,
+        items: Sequence[Any] | None,
+    ) -> PointPlan | None:
+        """Build (and cache) the plan of ``where``'s shape from the generic path, or None."""
+        column = key[1]
+        if type(self)._select is not SQLDataBackend._select or not isinstance(column, str):
+            return None
+        if column.startswith("$") or column not in schema:
+            return None  # the generic way says what is wrong
+        field = schema[column]
+        check = operand_check(field.dtype, kind)
+        if check is None:
+            return None
+        operands = list(where.values()) if items is None else list(items)
+        checked = [check(v) for v in operands]
+        if any(v is SLOW for v in checked):
+            return None  # a special operand: its statement is not the shape's
+        validate_filter(where, schema)
+        query = SelectQuery(where=where, columns=list(schema.names), order=[], limit=None)
+        sql, params = self._select_sql(table, schema, query)
+        convert: Callable[[Any], Any] | None = None
+        if type(self)._bound_value is not SQLDataBackend._bound_value or not (
+            field.dtype in (DType.INT, DType.FLOAT)
+            or (field.dtype is DType.STR and self._encoder(field) is None)
+        ):
+            convert = functools.partial(self._bound_value, field)
+        expected = [v if convert is None else convert(v) for v in checked]
+        if params is None or len(params) != len(expected):
+            return None
+        for got, want in zip(params, expected, strict=True):
+            if type(got) is not type(want) or got != want:
+                return None  # pragma: no cover - the generic path bound something else
+        fields = [schema[n] for n in query.columns]
+        plan = PointPlan(schema, sql, check, convert, RowShape.of(fields, self._decoder))
+        if len(self._point_plans) >= 1024:
+            self._point_plans.clear()
+        self._point_plans[key] = plan
+        return plan
 
     def _select_arrow(self, table: str, schema: Schema, query: SelectQuery) -> pa.Table:
         if type(self)._select is not SQLDataBackend._select:  # an engine with its own select
@@ -471,9 +610,15 @@ class SQLDataBackend(IbisDataBackend):
         return sql, None
 
     def _run_select(
-        self, sql: str, fields: Sequence[Field], params: Sequence[Any] | None = None
+        self,
+        sql: str,
+        fields: Sequence[Field],
+        params: Sequence[Any] | None = None,
+        shape: RowShape | None = None,
     ) -> list[dict[str, Any]]:
-        return self._tuple_rows(self._query(sql, params), fields)
+        """Run a select; rows built by ``shape`` (a point plan's) when given."""
+        rows = self._query(sql, params)
+        return self._tuple_rows(rows, fields) if shape is None else shape.rows(rows)
 
     def _run_select_arrow(
         self, sql: str, fields: Sequence[Field], params: Sequence[Any] | None = None
@@ -761,15 +906,21 @@ class DuckDBDataBackend(SQLDataBackend):
     _small: dict[str, bool] = attrs.field(factory=dict, init=False, repr=False)
 
     def _run_select(
-        self, sql: str, fields: Sequence[Field], params: Sequence[Any] | None = None
+        self,
+        sql: str,
+        fields: Sequence[Field],
+        params: Sequence[Any] | None = None,
+        shape: RowShape | None = None,
     ) -> list[dict[str, Any]]:
         # DuckDB's fetchall() needs pytz for TIMESTAMPTZ: datetimes always come as Arrow
-        if self._small.get(sql) and not any(f.dtype is DType.DATETIME for f in fields):
+        if self._small.get(sql) and not (
+            shape.datetimes if shape is not None else any(f.dtype is DType.DATETIME for f in fields)
+        ):
             con = self._dbapi
             result = con.execute(sql) if params is None else con.execute(sql, list(params))
             rows = result.fetchall()
             self._remember(sql, len(rows))
-            return self._tuple_rows(rows, fields)
+            return self._tuple_rows(rows, fields) if shape is None else shape.rows(rows)
         table = self._arrow(sql, params)
         self._remember(sql, table.num_rows)
         return self._arrow_rows(table, fields)
