@@ -1,6 +1,7 @@
 """Point reads through pinnacle-ibis against the raw driver with a prepared statement.
 
-Per engine (DuckDB file, SQLite file, PostgreSQL, MariaDB; a fresh database each), on a table
+Per engine (DuckDB file, SQLite file, PostgreSQL, MariaDB, and MongoDB on a throw-away
+nx-27017 wire server; a fresh database each), on a table
 of ``--rows`` rows ``(id int, x float, s str)`` with an index on ``id`` where the engine keeps
 one, three sides in the same run, interleaved so load hits them alike:
 
@@ -205,6 +206,49 @@ def bench_engine(engine: str, uri: str, path: str, args: argparse.Namespace) -> 
     return results
 
 
+def bench_mongo(uri: str, args: argparse.Namespace) -> list[Any]:
+    """pinnacle-mongo's ``select``/``count`` against pymongo on the same collection."""
+    from pinnacle_mongo import MongoDataBackend
+
+    store = MongoDataBackend.from_uri(uri)
+    store.create_table("bench", SCHEMA)
+    rows = args.mongo_rows
+    store.insert("bench", make_table(rows))
+    store.create_index("bench", ["id"])
+    coll = store._db()["bench"]
+    schemas = store._schemas()
+
+    def sel(k: int) -> Any:
+        rows = store.select("bench", {"id": k})
+        assert len(rows) == 1
+        return rows
+
+    def raw_find(k: int) -> Any:
+        docs = list(coll.find({"id": k}))
+        assert len(docs) == 1
+        return docs
+
+    results: list[tuple[str, float, float | None, float]] = []
+    got = interleaved(
+        {
+            "bound": sel,
+            "raw": raw_find,
+            "find_one": lambda k: coll.find_one({"id": k}),
+            "schema": lambda k: schemas.find_one({"_id": "bench"}),
+        },
+        rows,
+        args.mongo_calls,
+        min(args.warmup, args.mongo_calls // 4),
+    )
+    results.append(("select by id, warm p50", got["bound"], None, got["raw"]))
+    results.append(("(raw `find_one`, warm p50)", got["find_one"], None, got["raw"]))
+    results.append(("(the schema `find_one` every select makes)", got["schema"], None, got["raw"]))
+    for r in results:
+        print("mongo", r, flush=True)
+    store.close()
+    return results
+
+
 def fmt(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -217,7 +261,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--fresh", type=int, default=3)
-    parser.add_argument("--engines", default="duckdb,sqlite,postgres,mariadb")
+    parser.add_argument("--engines", default="duckdb,sqlite,postgres,mariadb,mongo")
+    # nx-27017 answers a find on an indexed field by scanning (~10 µs a document here)
+    parser.add_argument("--mongo-rows", type=int, default=2000)
+    parser.add_argument("--mongo-calls", type=int, default=200)
     parser.add_argument("--write", default=None)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
@@ -235,6 +282,12 @@ def main() -> None:
                 uri = f"sqlite://{path}"
             elif engine == "postgres":
                 uri = pg.create_database()
+            elif engine == "mongo":
+                from pinnacle_mongo.testing import run_nx27017
+
+                with run_nx27017() as server:
+                    report[engine] = bench_mongo(server.uri("bench"), args)
+                continue
             else:
                 uri = maria.create_database()
             report[engine] = bench_engine(engine, uri, path, args)
@@ -259,10 +312,15 @@ def main() -> None:
         "`bound`: operands as driver parameters, statement cached by filter shape (now); "
         "`ibis`: the filter built and compiled by ibis each call (before); `raw`: the same "
         "SQL on the same DB-API connection with parameters (psycopg `prepare=True`), "
-        "`fetchall()` of tuples (no dicts, no decoding).",
+        "`fetchall()` of tuples (no dicts, no decoding). MongoDB: pinnacle-mongo against "
+        f"pymongo's `list(find({{'id': k}}))` on the same collection of {args.mongo_rows:,} "
+        f"rows (index on id; {args.mongo_calls} calls per side), on an "
+        "nx-27017 wire server started by the script (Python, SQLite underneath, sharing the "
+        "cores); `find_one` shown for reference.",
         "Reproduce: `python benchmarks/select/bench_point_reads.py --write "
         "benchmarks/RESULTS_select.md` (this run: "
-        f"`--rows {args.rows} --calls {args.calls} --fresh {args.fresh}`).",
+        f"`--rows {args.rows} --calls {args.calls} --fresh {args.fresh} "
+        f"--mongo-rows {args.mongo_rows} --mongo-calls {args.mongo_calls}`).",
     ]
     for engine, rows in report.items():
         lines += [
@@ -276,7 +334,9 @@ def main() -> None:
         for label, bound, ib, raw in rows:
             ratio = bound / raw
             before = "-" if ib is None else f"{ib / raw:.2f}x"
-            if label.startswith("select by id, warm"):
+            if label.startswith("("):
+                target = "(info: / find)"
+            elif label.startswith("select by id, warm"):
                 target = "<= 1.5x: " + ("met" if ratio <= 1.5 else "**missed**")
             else:
                 target = "(info)"
