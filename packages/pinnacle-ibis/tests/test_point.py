@@ -236,3 +236,28 @@ def test_plan_follows_a_recreated_table(
     got = store.select("u", {"a": 1})
     assert got == [{"a": 1.0, "c": 3}]
     assert type(got[0]["a"]) is float
+
+
+@pytest.mark.sqlite
+def test_point_read_errors_are_translated_as_before(tmp_path: Any) -> None:
+    """A table dropped by another connection, a closed backend: the same typed errors."""
+    from pinnacle_protocols.errors import BackendUnavailable, TableNotFound
+
+    uri = f"sqlite://{tmp_path}/data.db"
+    store: Any = IbisDataBackend.from_uri(uri)
+    other = IbisDataBackend.from_uri(uri)
+    store.create_table("t", Schema.of(a="int"))
+    store.insert("t", [{"a": 1}])
+    assert store.select("t", {"a": 1}) == [{"a": 1}]
+    assert store._point_plans
+    other.drop_table("t")
+    other.close()
+    with pytest.raises(TableNotFound, match="dropped meanwhile"):
+        store.select("t", {"a": 1})
+    with pytest.raises(TableNotFound):
+        store.select("t", {"a": 1})
+    store.create_table("t", Schema.of(a="int"))
+    assert store.select("t", {"a": 1}) == []
+    store.close()
+    with pytest.raises(BackendUnavailable, match="closed"):
+        store.select("t", {"a": 1})

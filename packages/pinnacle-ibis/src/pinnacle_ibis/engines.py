@@ -367,6 +367,7 @@ class SQLDataBackend(IbisDataBackend):
             and order_by is None
             and self._bind_filters
             and self._point_reads
+            and type(self)._select is SQLDataBackend._select  # not an engine with its own
         ):
             rows = self._point_select(table, where)
             if rows is not None:
@@ -397,6 +398,9 @@ class SQLDataBackend(IbisDataBackend):
         with self._lock:
             try:
                 schema = self._schema(table)
+            except Exception as exc:
+                self._reraise("select", None, exc)
+            try:
                 plan = self._point_plans.get(key)
                 if plan is None or plan.schema is not schema:
                     plan = self._point_plan(key, table, schema, where, kind=kind, items=items)
@@ -413,9 +417,6 @@ class SQLDataBackend(IbisDataBackend):
                     params = plan.params(items)
                     if params is None:
                         return None
-            except Exception as exc:
-                self._reraise("select", None, exc)
-            try:
                 return self._run_select(plan.sql, plan.shape.fields, params, plan.shape)
             except Exception as exc:
                 self._reraise("select", table, exc)
@@ -441,7 +442,7 @@ class SQLDataBackend(IbisDataBackend):
     ) -> PointPlan | None:
         """Build (and cache) the plan of ``where``'s shape from the generic path, or None."""
         column = key[1]
-        if type(self)._select is not SQLDataBackend._select or not isinstance(column, str):
+        if not isinstance(column, str):
             return None
         if column.startswith("$") or column not in schema:
             return None  # the generic way says what is wrong
