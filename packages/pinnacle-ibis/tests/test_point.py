@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pinnacle_ibis import IbisDataBackend, backend, engines
+from pinnacle_ibis import IbisDataBackend
 from pinnacle_protocols.errors import PinnacleError
-from pinnacle_protocols.filters import Filter, matcher
+from pinnacle_protocols.filters import Filter, compile_filter, matcher, validate_filter
 from pinnacle_protocols.records import Schema
 
 ENGINES = [
@@ -174,8 +174,6 @@ def test_repeated_point_reads_skip_the_compiler(
     rows = _rows()
     store.insert("t", rows)
     walks: list[Filter] = []
-    compile_filter = engines.compile_filter
-    validate_filter = engines.validate_filter
 
     def counting_compile(where: Filter, *args: Any, **kwargs: Any) -> Any:
         walks.append(where)
@@ -185,9 +183,9 @@ def test_repeated_point_reads_skip_the_compiler(
         walks.append(where or {})
         validate_filter(where, *args, **kwargs)
 
-    monkeypatch.setattr(engines, "compile_filter", counting_compile)
-    monkeypatch.setattr(engines, "validate_filter", counting_validate)
-    monkeypatch.setattr(backend, "validate_filter", counting_validate)
+    monkeypatch.setattr("pinnacle_ibis.engines.compile_filter", counting_compile)
+    monkeypatch.setattr("pinnacle_ibis.engines.validate_filter", counting_validate)
+    monkeypatch.setattr("pinnacle_ibis.backend.validate_filter", counting_validate)
     shapes: list[Callable[[int], Filter]] = [
         lambda n: {"i": [0, 1, -1, 7][n % 4]},
         lambda n: {"x": [0.5, 1 / 3, -2.5, 7.0][n % 4]},
