@@ -180,3 +180,108 @@ def test_insert_chunks_slices_tables_and_keeps_whole_inputs_whole() -> None:
 def test_insert_chunks_refuses_what_is_not_rows(bad: Any) -> None:
     with pytest.raises(SchemaError):
         list(arrow.insert_chunks(bad))
+
+
+# ----------------------------------------------------------- coerce_columns vs the cells
+#: Values some column type refuses (or takes only after a conversion), mixed into valid rows.
+ODD_VALUES: tuple[Any, ...] = (
+    None, True, 0, 1, -1, 2**63, -(2**63) - 1, 2**53 + 1, 1.5, float("nan"), float("inf"),
+    -0.0, 1e308 * 10, "", "x", "a\x00b", "\ud800", "é", b"", b"\x00", bytearray(b"x"),
+    datetime(2024, 1, 1), T, T.astimezone(timezone(timedelta(hours=3))), "2024-01-01",
+    [], [1.0], [1.0, 2.0], (1, 2), [True, 1.0], [1.0, float("nan")], [1.0, None], ["a", "b"],
+    {"x": 1}, {"x": {1, 2}}, {1: "x"}, [1, [2]],
+)  # fmt: skip
+
+
+def _cell_reference(
+    schema: Schema, rows: list[Any], json_text: bool, extra: tuple[str, ...]
+) -> list[list[Any]] | str:
+    """The per-cell reference: ``coerce_value`` on every cell, first bad row then column."""
+    from pinnacle_protocols.records import coerce_value
+
+    columns: list[list[Any]] = [[] for _ in (*schema.fields, *extra)]
+    try:
+        for i, row in enumerate(rows):
+            where = f"insert into 't', row {i}"
+            if not isinstance(row, dict):
+                raise SchemaError(f"{where}: a row must be a dict, got {type(row).__name__}")
+            unknown = [k for k in row if k not in {*schema.names, *extra}]
+            if unknown:
+                raise SchemaError(
+                    f"{where}: unknown column(s) {unknown!r}; the table has {list(schema.names)}"
+                )
+            for col, field in zip(columns, schema.fields, strict=False):
+                value = coerce_value(field, row.get(field.name), where)
+                col.append(arrow.storage_value(field, value) if json_text else value)
+            for col, key in zip(columns[len(schema.fields) :], extra, strict=True):
+                col.append(row.get(key, arrow.ABSENT))
+    except (SchemaError, OverflowError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return columns
+
+
+def _outcome(fn: Any) -> Any:
+    try:
+        return fn()
+    except (SchemaError, OverflowError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    schema=schemas(max_columns=4),
+    json_text=st.booleans(),
+    as_table=st.booleans(),
+)
+def test_coerce_columns_agrees_with_coerce_value_per_cell(
+    data: st.DataObject, schema: Schema, json_text: bool, as_table: bool
+) -> None:
+    """Accept/reject, the error (first bad row, then column) and the values, per column type."""
+    drawn = data.draw(st.lists(rows(schema), max_size=6))
+    spoil = data.draw(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(schema.names),
+                                         st.sampled_from(ODD_VALUES)), max_size=3))  # fmt: skip
+    for i, name, value in spoil:
+        if i < len(drawn):
+            drawn[i] = {**drawn[i], name: value}
+    extra: tuple[str, ...] = data.draw(st.sampled_from([(), ("_id",)]))
+    if extra and drawn and data.draw(st.booleans()):
+        drawn[0] = {**drawn[0], "_id": 7}
+    want = _cell_reference(schema, drawn, json_text, extra)
+    got = _outcome(lambda: arrow.coerce_columns(schema, drawn, "t", json_text=json_text,
+                                                extra=extra))  # fmt: skip
+    assert got == want
+    if as_table and not isinstance(want, str) and not extra:
+        try:
+            table = arrow.canonical_table(schema, drawn, "t")
+        except SchemaError:  # e.g. a float column of huge ints: Arrow input cannot say it
+            return
+        from_arrow = arrow.coerce_columns(schema, table, "t", json_text=json_text)
+        assert from_arrow == want
+
+
+def test_coerce_columns_checks_vectorised(no_slow_path: None, monkeypatch: Any) -> None:
+    """Valid dicts and Arrow data never reach the per-cell loop (nor coerce_value)."""
+
+    def refuse(*_: object, **__: object) -> Any:
+        raise AssertionError("coerce_value ran on valid input")
+
+    monkeypatch.setattr(arrow, "_exact_columns", refuse)
+    monkeypatch.setattr(arrow, "coerce_value", refuse)
+    columns = arrow.coerce_columns(SCHEMA, GOOD, "t", json_text=False)
+    assert columns[2] == [1.5, 3.0, None] and type(columns[2][1]) is float
+    assert columns[6][1] == T and columns[6][1].tzinfo is UTC
+    assert columns[7] == [{"x": [1]}, "text", None]
+    assert columns[8] == [[1.0, 2.0], [1.0, 2.5], None]
+    table = pa.Table.from_pylist([{"k": 1, "f": 2, "s": "x"}, {"k": 2}])
+    table = table.drop_columns(["s"]).append_column("s", pa.array(["a", None]))
+    assert arrow.coerce_columns(SCHEMA, table, "t")[:4] == [[1, 2], [None, None], [2.0, None],
+                                                             ["a", None]]  # fmt: skip
+
+
+def test_coerce_columns_names_the_first_bad_row_across_columns() -> None:
+    """Arrow input with bad values in two columns: the earlier row wins, as row by row."""
+    schema = Schema.of(a="float", b="str")
+    table = pa.table({"a": [1.0, 2.0, float("nan")], "b": ["x", "y\x00", "z"]})
+    with pytest.raises(SchemaError, match=r"row 1: strings must not contain NUL"):
+        arrow.coerce_columns(schema, table, "t")

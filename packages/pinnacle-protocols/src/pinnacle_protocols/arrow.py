@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from functools import partial
 from itertools import chain, islice
 from operator import attrgetter, is_not, itemgetter
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "ABSENT",
     "DEFAULT_BATCH_ROWS",
     "INT64_MAX",
     "INT64_MIN",
@@ -55,6 +56,7 @@ __all__ = [
     "as_arrow",
     "canonical_arrow_schema",
     "canonical_table",
+    "coerce_columns",
     "coerce_rows",
     "coerce_value",
     "dump_json",
@@ -127,8 +129,26 @@ def coerce_rows(schema: Schema, rows: Sequence[Any], table: str, first: int = 0)
     This is the exact loop: it raises the error of the first bad row (numbered from
     ``first``) and, within it, the first bad column. Values come back canonical (JSON as text).
     """
+    return _exact_columns(schema, rows, table, first=first)
+
+
+#: The value of an ``extra`` key a row does not have (see :func:`coerce_columns`).
+ABSENT: Final[Any] = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
+
+
+def _exact_columns(
+    schema: Schema,
+    rows: Sequence[Any],
+    table: str,
+    *,
+    first: int = 0,
+    json_text: bool = True,
+    extra: Sequence[str] = (),
+) -> list[list[Any]]:
+    """The reference loop behind :func:`coerce_rows` and :func:`coerce_columns`."""
     columns: list[list[Any]] = [[] for _ in schema.fields]
-    names = set(schema.names)
+    extras: list[list[Any]] = [[] for _ in extra]
+    names = set(schema.names) | set(extra)
     for i, row in enumerate(rows, first):
         where = f"insert into {table!r}, row {i}"
         if not isinstance(row, Mapping):
@@ -139,8 +159,64 @@ def coerce_rows(schema: Schema, rows: Sequence[Any], table: str, first: int = 0)
                 f"{where}: unknown column(s) {unknown!r}; the table has {list(schema.names)}"
             )
         for col, field in zip(columns, schema.fields, strict=True):
-            col.append(storage_value(field, coerce_value(field, row.get(field.name), where)))
-    return columns
+            value = coerce_value(field, row.get(field.name), where)
+            col.append(storage_value(field, value) if json_text else value)
+        for col, key in zip(extras, extra, strict=True):
+            col.append(row.get(key, ABSENT))
+    return columns + extras
+
+
+def coerce_columns(
+    schema: Schema,
+    rows: Any,
+    table: str,
+    *,
+    json_text: bool = True,
+    extra: Sequence[str] = (),
+) -> list[list[Any]]:
+    """Validate insert input vectorised; return the coerced Python values column by column.
+
+    For databackends whose driver takes Python values (``executemany``, ``insert_many``).
+    ``rows`` is a list of dicts or Arrow data (a ``pyarrow`` Table or RecordBatch, a pandas or
+    polars DataFrame). Column ``i`` of the result equals
+    ``[coerce_value(field_i, row.get(field_i.name), where) for row in rows]`` (JSON cells as
+    their text with ``json_text``): the reference rules, checked per column with Arrow's
+    conversions and compute kernels instead of per cell. When a check fails, the exact
+    reference loop runs to raise the reference's error (first bad row, then first bad column).
+
+    ``extra`` names keys a row may carry besides the columns (MongoDB's ``_id``): they are not
+    checked, and come back as one more column each, after the schema's, holding the row's
+    value or :data:`ABSENT`. Without pyarrow installed the reference loop does all the work.
+
+    Raises:
+        SchemaError: a row is not a dict, has an unknown column or a value that does not fit.
+    """
+    if isinstance(rows, (Mapping, str, bytes)):
+        raise SchemaError(f"insert into {table!r}: pass a list of dicts, not a single row")
+    arrow = as_arrow(rows)
+    if arrow is not None:
+        found = _arrow_python_columns(schema, arrow, table, json_text, extra)
+        if found is not None:
+            return found
+        rows = arrow.to_pylist()
+    elif not isinstance(rows, Sequence) and hasattr(rows, "to_pylist"):
+        rows = rows.to_pylist()
+    elif not isinstance(rows, Sequence):
+        try:
+            rows = list(rows)
+        except TypeError:
+            raise SchemaError(
+                f"insert into {table!r}: expected a list of dicts or a pyarrow Table, got "
+                f"{type(rows).__name__}"
+            ) from None
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return _exact_columns(schema, rows, table, json_text=json_text, extra=extra)
+    fast = _fast_python_columns(schema, rows, json_text, extra)
+    if fast is None:  # something is off: the exact loop raises the first error
+        return _exact_columns(schema, rows, table, json_text=json_text, extra=extra)
+    return fast
 
 
 def as_arrow(data: Any) -> pa.Table | None:
@@ -365,6 +441,133 @@ def _fast_column(field: Field, values: list[Any]) -> pa.Array | None:
         column = _canonical_column(field, pa.chunked_array([array]))
         return None if column is None else column.combine_chunks()
     return _checked(field, array)
+
+
+def _fast_python_columns(
+    schema: Schema, rows: Sequence[Any], json_text: bool, extra: Sequence[str]
+) -> list[list[Any]] | None:
+    """:func:`coerce_columns` of valid dict rows, or None when any check fails (or is unsure).
+
+    The Python values are the input's own wherever the reference returns them unchanged;
+    Arrow arrays are built only to run the checks (and to convert ints in float columns).
+    """
+    if not rows:
+        return [[] for _ in (*schema.fields, *extra)]
+    if set(map(type, rows)) != {dict}:
+        return None
+    if not set().union(*rows) <= {*schema.names, *extra}:
+        return None
+    columns = []
+    for field in schema.fields:
+        name = field.name
+        try:
+            values = list(map(itemgetter(name), rows))  # C-level when every row has the key
+        except KeyError:
+            values = [r.get(name) for r in rows]
+        column = _python_column(field, values, json_text)
+        if column is None:
+            return None
+        columns.append(column)
+    for key in extra:
+        columns.append([r.get(key, ABSENT) for r in rows])
+    return columns
+
+
+def _python_column(field: Field, values: list[Any], json_text: bool) -> list[Any] | None:
+    """``[coerce_value(field, v, ...) for v in values]`` when every value passes, else None."""
+    import pyarrow as pa
+
+    dtype = field.dtype
+    types = set(map(type, values))
+    if _NONE in types and not field.nullable:
+        return None
+    if dtype is DType.JSON:  # Python values by nature: checked one by one
+        return _json_column(values, json_text)
+    if not types <= _ALLOWED[dtype]:
+        return None
+    if types == {_NONE} or dtype in (DType.BOOL, DType.BYTES):
+        return values  # exact bools and bytes are their own coerced values
+    if dtype is DType.DATETIME:
+        present = values if _NONE not in types else list(filter(_not_none, values))
+        zones = set(map(_tzinfo, present))
+        if not all(type(tz) is timezone for tz in zones):
+            return None
+        if zones == {UTC}:
+            return values
+        try:  # normalising, not checking: the values are known valid
+            return [None if v is None else v.astimezone(UTC) for v in values]
+        except (OverflowError, ValueError):
+            return None
+    if dtype is DType.VECTOR:
+        present = values if _NONE not in types else list(filter(_not_none, values))
+        items = set(map(type, chain.from_iterable(present)))
+        if not items <= {float, int}:
+            return None
+    try:
+        array = pa.array(values, type=arrow_type(field))
+        if dtype is DType.VECTOR:
+            column = _canonical_column(field, pa.chunked_array([array]))
+            if column is None:
+                return None
+            plain = types <= {list, _NONE} and items <= {float}
+            converted: list[Any] = values if plain else column.to_pylist()
+            return converted
+        if _checked(field, array) is None:
+            return None
+        if dtype is DType.FLOAT and int in types:
+            floats: list[Any] = array.to_pylist()
+            return floats
+    except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError):
+        return None
+    return values
+
+
+def _arrow_python_columns(
+    schema: Schema, data: pa.Table, table: str, json_text: bool, extra: Sequence[str]
+) -> list[list[Any]] | None:
+    """:func:`coerce_columns` of Arrow input, or None to take its rows through the exact loop.
+
+    None for unknown (or ``extra``) columns and for any column the vectorised checks do not
+    prove valid, so an error always names the first bad row as the reference does.
+    """
+    if len(set(data.column_names)) != len(data.column_names):
+        raise SchemaError(f"insert into {table!r}: the Arrow table repeats a column name")
+    if not set(data.column_names) <= set(schema.names):
+        return None
+    columns: list[list[Any]] = []
+    for field in schema.fields:
+        if field.name not in data.column_names:
+            if data.num_rows and not field.nullable:
+                return None
+            columns.append([None] * data.num_rows)
+            continue
+        column = data.column(field.name)
+        if column.null_count and not field.nullable:
+            return None
+        if field.dtype is DType.JSON:  # Python values by nature: checked one by one
+            found = _json_column(column.to_pylist(), json_text)
+            if found is None:
+                return None
+            columns.append(found)
+            continue
+        canonical = _canonical_column(field, column, table)
+        if canonical is None:
+            return None
+        columns.append(canonical.to_pylist())
+    return columns
+
+
+def _json_column(values: list[Any], json_text: bool) -> list[Any] | None:
+    """Checked JSON cells (their text with ``json_text``), or None if one is not JSON data."""
+    try:
+        for v in values:
+            if v is not None:
+                check_json(v, "json", SchemaError)
+        if json_text:
+            return [None if v is None else dump_json(v) for v in values]
+    except (SchemaError, ValueError, TypeError):
+        return None
+    return values
 
 
 def _checked(field: Field, array: pa.Array) -> pa.Array | None:
