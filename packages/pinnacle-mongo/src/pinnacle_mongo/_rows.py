@@ -16,6 +16,7 @@ a column.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any
 
 import attrs
@@ -128,6 +129,34 @@ class TableCodec:
         for name, fld, check in self._checkers:
             doc[fld] = check(get(name), where)
         return doc
+
+    def documents(self, rows: Any, table: str) -> list[dict[str, Any]]:
+        """Validated documents for the rows of an insert (a list of dicts, or Arrow data).
+
+        The checks run per column on Arrow
+        (:func:`pinnacle_protocols.arrow.coerce_columns`, the rules of :meth:`document`, the
+        same error for the first bad row and column), then every document is built in one
+        pass. Without pyarrow installed, :meth:`document` runs row by row.
+        """
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            return [self.document(row, RowPlace(table, i)) for i, row in enumerate(rows)]
+        from pinnacle_protocols.arrow import ABSENT, coerce_columns
+
+        columns = coerce_columns(self.schema, rows, table, json_text=False, extra=("_id",))
+        ids = columns.pop()
+        if not ids:
+            return []
+        keys: tuple[str, ...] = self.fields
+        if any(i is not ABSENT for i in ids):
+            keys, columns = ("_id", *keys), [ids, *columns]
+        docs = list(map(dict, map(zip, repeat(keys), zip(*columns, strict=True))))
+        if keys[0] == "_id" and ABSENT in ids:
+            for doc in docs:
+                if doc["_id"] is ABSENT:
+                    del doc["_id"]
+        return docs
 
     def values(self, values: Mapping[str, Any], where: object) -> dict[str, Any]:
         """Validated ``$set`` contents for an update."""

@@ -11,7 +11,7 @@ import attrs
 from pinnacle_mongo._connection import Document, MongoConnection, parse_mongo_uri
 from pinnacle_mongo._native import Aggregate, Find, parse_native_query
 from pinnacle_mongo._query import CompiledFilter, compile_filter, mongo_sort
-from pinnacle_mongo._rows import RowPlace, TableCodec, check_schema_for_mongo, encode_field
+from pinnacle_mongo._rows import TableCodec, check_schema_for_mongo, encode_field
 from pinnacle_protocols.errors import (
     ConfigError,
     DropRefused,
@@ -231,16 +231,21 @@ class MongoDataBackend:
         """
         if isinstance(rows, (Mapping, str, bytes)):
             raise SchemaError(f"insert into {table!r}: pass a list of dicts, not a single row")
-        if not isinstance(rows, Sequence) and isinstance(rows, ArrowTableLike):
-            items: Sequence[Any] = rows.to_pylist()
-        else:
-            items = rows if isinstance(rows, list) else list(rows)
+        from pinnacle_protocols.arrow import as_arrow
+
+        data: Any = as_arrow(rows)  # Arrow input stays Arrow: its checks run per column
+        if data is None:
+            if not isinstance(rows, Sequence) and isinstance(rows, ArrowTableLike):
+                data = rows.to_pylist()
+            else:
+                data = rows if isinstance(rows, list) else list(rows)
         from bson.errors import InvalidDocument
         from pymongo.errors import BulkWriteError
 
         with self._conn.errors(f"insert into {table!r}"):
             codec = self._codec(table)
             if codec is None:
+                items = data if isinstance(data, list) else data.to_pylist()
                 docs = []
                 for i, row in enumerate(items):
                     if not isinstance(row, Mapping):
@@ -250,8 +255,7 @@ class MongoDataBackend:
                         )
                     docs.append(dict(row))
             else:
-                document = codec.document
-                docs = [document(row, RowPlace(table, i)) for i, row in enumerate(items)]
+                docs = codec.documents(data, table)
             if not docs:
                 return 0
             try:
