@@ -276,3 +276,67 @@ def test_in_lists_of_datetimes_match(tmp_path: Path) -> None:
     assert backend.update("t", {"d": {"$in": two}}, {"k": 5}) == 1
     assert backend.delete("t", {"d": {"$nin": [start + timedelta(milliseconds=1), None]}}) == 1
     backend.close()
+
+
+_ALL = Schema.of(k="int", f="float", s="str", b="bool", y="bytes", t="datetime", j="json",
+                 v="vector")  # fmt: skip
+_GOOD = [
+    {"k": 1, "f": 2, "s": "é", "b": True, "y": b"\x00", "t": _T.astimezone(timezone.utc),
+     "j": {"a": [1]}, "v": (1, 2.5)},
+    {"k": 2, "t": _T.astimezone(timezone(timedelta(hours=-3)))},
+]  # fmt: skip
+
+
+@pytest.mark.file
+def test_insert_checks_values_per_column_not_per_cell(
+    backend: SQLAlchemyDataBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valid dicts and Arrow tables are checked on Arrow (issue 16): no per-cell coerce_value."""
+    pa = pytest.importorskip("pyarrow")
+    import pinnacle_sql.data
+    from pinnacle_protocols import arrow, records
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("a value was checked cell by cell")
+
+    for module in (pinnacle_sql.data, arrow, records):
+        monkeypatch.setattr(module, "coerce_value", refuse)
+    monkeypatch.setattr(arrow, "_exact_columns", refuse)
+    backend.create_table("t", _ALL)
+    assert backend.insert("t", _GOOD) == 2
+    assert backend.insert("t", pa.Table.from_pylist([{"k": 3, "f": 0.5, "s": None}])) == 1
+    monkeypatch.undo()
+    rows = backend.select("t", order_by=["k"])
+    assert rows[0] == {"k": 1, "f": 2.0, "s": "é", "b": True, "y": b"\x00", "t": _T,
+                       "j": {"a": [1]}, "v": [1.0, 2.5]}  # fmt: skip
+    assert rows[1] == {"k": 2, "t": _T} | dict.fromkeys(["f", "s", "b", "y", "j", "v"])
+    assert rows[2]["f"] == 0.5 and rows[2]["s"] is None
+    with sqlite3.connect(backend.uri.path) as raw:  # stored exactly as the Core types bind
+        assert raw.execute("SELECT t, v, j, b FROM t WHERE k = 1").fetchone() == (
+            "2024-01-02 03:04:05.678000",
+            "[1.0,2.5]",
+            '{"a":[1]}',
+            1,
+        )
+
+
+@pytest.mark.file
+@pytest.mark.parametrize("as_arrow", [False, True])
+def test_insert_errors_name_the_first_bad_row_and_column(
+    backend: SQLAlchemyDataBackend, as_arrow: bool
+) -> None:
+    """The error is the per-cell reference's (first bad row, then column); nothing is written."""
+    from pinnacle_protocols import arrow
+
+    backend.create_table("t", Schema.of(a="float", b="str"))
+    rows = [{"a": 1.0, "b": "x"}, {"a": 2.0, "b": "y\x00"}, {"a": float("nan"), "b": "z"}]
+    with pytest.raises(SchemaError) as reference:
+        arrow.coerce_rows(backend.table_schema("t"), rows, "t")
+    data = (
+        arrow.as_arrow(pytest.importorskip("pyarrow").Table.from_pylist(rows)) if as_arrow else rows
+    )
+    with pytest.raises(SchemaError) as got:
+        backend.insert("t", data)
+    assert str(got.value) == str(reference.value)
+    assert "row 1" in str(got.value)
+    assert backend.count("t") == 0
