@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -281,7 +282,7 @@ def test_in_lists_of_datetimes_match(tmp_path: Path) -> None:
 _ALL = Schema.of(k="int", f="float", s="str", b="bool", y="bytes", t="datetime", j="json",
                  v="vector")  # fmt: skip
 _GOOD = [
-    {"k": 1, "f": 2, "s": "é", "b": True, "y": b"\x00", "t": _T.astimezone(timezone.utc),
+    {"k": 1, "f": 2, "s": "é", "b": True, "y": b"\x00", "t": _T.astimezone(UTC),
      "j": {"a": [1]}, "v": (1, 2.5)},
     {"k": 2, "t": _T.astimezone(timezone(timedelta(hours=-3)))},
 ]  # fmt: skip
@@ -310,7 +311,8 @@ def test_insert_checks_values_per_column_not_per_cell(
     assert rows[0] == {"k": 1, "f": 2.0, "s": "é", "b": True, "y": b"\x00", "t": _T,
                        "j": {"a": [1]}, "v": [1.0, 2.5]}  # fmt: skip
     assert rows[1] == {"k": 2, "t": _T} | dict.fromkeys(["f", "s", "b", "y", "j", "v"])
-    assert rows[2]["f"] == 0.5 and rows[2]["s"] is None
+    assert rows[2]["f"] == 0.5
+    assert rows[2]["s"] is None
     with sqlite3.connect(backend.uri.path) as raw:  # stored exactly as the Core types bind
         assert raw.execute("SELECT t, v, j, b FROM t WHERE k = 1").fetchone() == (
             "2024-01-02 03:04:05.678000",
@@ -332,9 +334,8 @@ def test_insert_errors_name_the_first_bad_row_and_column(
     rows = [{"a": 1.0, "b": "x"}, {"a": 2.0, "b": "y\x00"}, {"a": float("nan"), "b": "z"}]
     with pytest.raises(SchemaError) as reference:
         arrow.coerce_rows(backend.table_schema("t"), rows, "t")
-    data = (
-        arrow.as_arrow(pytest.importorskip("pyarrow").Table.from_pylist(rows)) if as_arrow else rows
-    )
+    pa = pytest.importorskip("pyarrow")
+    data: Any = pa.Table.from_pylist(rows) if as_arrow else rows
     with pytest.raises(SchemaError) as got:
         backend.insert("t", data)
     assert str(got.value) == str(reference.value)
