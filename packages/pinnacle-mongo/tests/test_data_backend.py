@@ -331,3 +331,56 @@ def test_scan_streams_whole_tables_in_id_order(backend: MongoDataBackend) -> Non
         next(backend.scan("missing"))
     with pytest.raises(SchemaError):
         next(backend.scan("t", columns=["nope"]))
+
+
+def test_insert_checks_values_per_column_not_per_cell(
+    backend: MongoDataBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valid dicts and Arrow tables are checked on Arrow (issue 16), not row by row."""
+    pa = pytest.importorskip("pyarrow")
+    from pinnacle_mongo._rows import TableCodec
+    from pinnacle_protocols import arrow
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("a row was checked cell by cell")
+
+    monkeypatch.setattr(TableCodec, "document", refuse)
+    monkeypatch.setattr(arrow, "_exact_columns", refuse)
+    t = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    backend.create_table("t", Schema.of(k="int", f="float", t="datetime", j="json", v="vector"))
+    rows: list[dict[str, Any]] = [
+        {"k": 1, "f": 2, "t": t.astimezone(timezone(timedelta(hours=2))), "j": {"a": [1]}},
+        {"_id": "mine", "k": 2, "v": (1, 2.5)},
+    ]
+    assert backend.insert("t", rows) == 2
+    assert backend.insert("t", pa.Table.from_pylist([{"k": 3, "f": 0.5}])) == 1
+    monkeypatch.undo()
+    got = backend.select("t", order_by=["k"])
+    assert isinstance(got[0].pop("_id"), ObjectId)
+    assert got[0] == {"k": 1, "f": 2.0, "t": t, "j": {"a": [1]}, "v": None}
+    stored = backend.native("t").find_one({"k": 1})
+    assert stored is not None
+    assert isinstance(stored["f"], float)  # a double, not an int
+    assert got[1] == {"_id": "mine", "k": 2, "f": None, "t": None, "j": None, "v": [1.0, 2.5]}
+    assert got[2]["f"] == 0.5
+    assert rows[0].keys() == {"k", "f", "t", "j"}  # the caller's dicts are not touched
+
+
+@pytest.mark.parametrize("as_arrow", [False, True])
+def test_insert_errors_name_the_first_bad_row_and_column(
+    backend: MongoDataBackend, as_arrow: bool
+) -> None:
+    """The error is the per-cell reference's (first bad row, then column); nothing is written."""
+    pa = pytest.importorskip("pyarrow")
+    from pinnacle_protocols import arrow
+
+    backend.create_table("t", Schema.of(a="float", b="str"))
+    rows = [{"a": 1.0, "b": "x"}, {"a": 2.0, "b": "y\x00"}, {"a": float("nan"), "b": "z"}]
+    with pytest.raises(SchemaError) as reference:
+        arrow.coerce_rows(backend.table_schema("t"), rows, "t")
+    data: Any = pa.Table.from_pylist(rows) if as_arrow else rows
+    with pytest.raises(SchemaError) as got:
+        backend.insert("t", data)
+    assert str(got.value) == str(reference.value)
+    assert "row 1" in str(got.value)
+    assert backend.count("t") == 0
