@@ -523,3 +523,44 @@ def test_duckdb_insert_many_is_one_transaction(fresh: Callable[[str], IbisDataBa
     assert store.select("b") == [row_b]
     assert store.insert_many([("a", [{"id": 7, "x": 7.0}])]) == [1]  # usable afterwards
     assert store.count("a") == 4
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_dicts_reach_executemany_engines_without_an_arrow_table(
+    fresh: Callable[[str], IbisDataBackend], engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On engines written with Python tuples, dicts are checked per column (coerce_columns)
+    and their Python values go to the driver: no canonical Arrow table to turn back into
+    Python values (issue 16), and every type is stored as through Arrow."""
+    import pinnacle_ibis.backend
+
+    store = fresh(engine)
+    schema = Schema.of(
+        k="int", f="float", s="str", b="bool", y="bytes", t="datetime", j="json", v="vector"
+    )
+    store.create_table("py", schema)
+    t = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    rows: list[dict[str, Any]] = [
+        {"k": 1, "f": 2, "s": "é", "b": True, "y": b"\x00a", "t": t, "j": {"a": [1]},
+         "v": (1, 2.5)},
+        {"k": 2, "b": False},
+    ]  # fmt: skip
+    with monkeypatch.context() as patched:
+
+        def refuse(*_: object, **__: object) -> None:
+            raise AssertionError("the dicts went through a canonical Arrow table")
+
+        patched.setattr(pinnacle_ibis.backend, "canonical_table", refuse)
+        assert store.insert("py", rows) == 2
+    assert store.select("py", order_by=["k"]) == [
+        {"k": 1, "f": 2.0, "s": "é", "b": True, "y": b"\x00a", "t": t, "j": {"a": [1]},
+         "v": [1.0, 2.5]},
+        {"k": 2, "f": None, "s": None, "b": False, "y": None, "t": None, "j": None, "v": None},
+    ]  # fmt: skip

@@ -222,6 +222,18 @@ class SelectQuery:
     limit: int | None
 
 
+@attrs.frozen
+class PythonColumns:
+    """Validated insert rows as Python columns (``coerce_columns(..., json_text=True)``)."""
+
+    columns: list[list[Any]]
+
+    @property
+    def num_rows(self) -> int:
+        """How many rows."""
+        return len(self.columns[0]) if self.columns else 0
+
+
 @attrs.define(kw_only=True, eq=False, slots=False)
 class IbisDataBackend:
     """A DataBackend on an ibis connection: portable CRUD plus native ibis expressions.
@@ -802,11 +814,19 @@ class IbisDataBackend:
         """
         with self._serialised("insert"):
             schema = self._schema(table)
-            data = canonical_table(schema, rows, table)
+            data = self._validated(schema, rows, table)
             if data.num_rows:
                 with self._guard("insert", table):
                     self._write(table, schema, data)
             return int(data.num_rows)
+
+    def _validated(self, schema: Schema, rows: Any, table: str) -> Any:
+        """The rows of an insert, validated: the canonical Arrow table (engine hook).
+
+        Engines whose driver takes Python values may return :class:`PythonColumns` instead,
+        which only their ``_write`` sees.
+        """
+        return canonical_table(schema, rows, table)
 
     def _select_query(
         self,

@@ -41,8 +41,10 @@ from pinnacle_ibis._point import SLOW, PointPlan, RowShape, operand_check
 from pinnacle_ibis._values import arrow_type, canonical_table, dump_json
 from pinnacle_ibis.backend import (
     IbisDataBackend,
+    PythonColumns,
     SelectQuery,
 )
+from pinnacle_protocols.arrow import as_arrow, coerce_columns
 from pinnacle_protocols.errors import (
     BackendUnavailable,
     PinnacleError,
@@ -87,6 +89,9 @@ class SQLDataBackend(IbisDataBackend):
 
     #: DB-API paramstyle of the driver.
     paramstyle: ClassVar[str] = "qmark"
+    #: Whether ``_write`` hands the driver Python tuples (``_row_tuples``), so a list of dicts
+    #: is validated into Python columns rather than an Arrow table.
+    writes_python_rows: ClassVar[bool] = True
     float_literals_as_text: ClassVar[bool] = False  # floats are bound as parameters
     #: Column type per portable dtype (SQL text; identifiers are quoted separately).
     ddl_types: ClassVar[Mapping[DType, str]] = {}
@@ -665,10 +670,20 @@ class SQLDataBackend(IbisDataBackend):
         return int(rows[0][0])
 
     # ------------------------------------------------------------------ writes
-    def _row_tuples(self, schema: Schema, data: pa.Table) -> list[tuple[Any, ...]]:
+    def _validated(self, schema: Schema, rows: Any, table: str) -> Any:
+        """Dicts for an engine that writes Python tuples: checked per column on Arrow and kept
+        as Python columns (no round trip through an Arrow table); Arrow input as before."""
+        if not self.writes_python_rows or as_arrow(rows) is not None:
+            return super()._validated(schema, rows, table)
+        return PythonColumns(coerce_columns(schema, rows, table, json_text=True))
+
+    def _row_tuples(self, schema: Schema, data: Any) -> list[tuple[Any, ...]]:
         columns = []
         for i, f in enumerate(schema.fields):
-            values = data.column(i).to_pylist()
+            if isinstance(data, PythonColumns):
+                values = data.columns[i]
+            else:
+                values = data.column(i).to_pylist()
             enc = self._encoder(f)
             if enc is not None:
                 values = [None if v is None else enc(v) for v in values]
@@ -832,6 +847,7 @@ class DuckDBDataBackend(SQLDataBackend):
     """DuckDB (``duckdb://``, ``duckdb://file.db``): Arrow in and out, full CRUD."""
 
     paramstyle: ClassVar[str] = "qmark"
+    writes_python_rows: ClassVar[bool] = False  # Arrow goes to DuckDB as is
     ddl_types: ClassVar[Mapping[DType, str]] = {
         DType.INT: "BIGINT",
         DType.FLOAT: "DOUBLE",
