@@ -149,10 +149,11 @@ class TableCodec:
         if not ids:
             return []
         keys: tuple[str, ...] = self.fields
-        if any(i is not ABSENT for i in ids):
+        absent = ids.count(ABSENT)  # ABSENT equals only itself
+        if absent < len(ids):
             keys, columns = ("_id", *keys), [ids, *columns]
         docs = list(map(dict, map(zip, repeat(keys), zip(*columns, strict=True))))
-        if keys[0] == "_id" and ABSENT in ids:
+        if keys[0] == "_id" and absent:
             for doc in docs:
                 if doc["_id"] is ABSENT:
                     del doc["_id"]

@@ -455,7 +455,8 @@ def _fast_python_columns(
         return [[] for _ in (*schema.fields, *extra)]
     if set(map(type, rows)) != {dict}:
         return None
-    if not set().union(*rows) <= {*schema.names, *extra}:
+    keys = set().union(*rows)
+    if not keys <= {*schema.names, *extra}:
         return None
     columns = []
     for field in schema.fields:
@@ -469,7 +470,7 @@ def _fast_python_columns(
             return None
         columns.append(column)
     for key in extra:
-        columns.append([r.get(key, ABSENT) for r in rows])
+        columns.append([r.get(key, ABSENT) for r in rows] if key in keys else [ABSENT] * len(rows))
     return columns
 
 
