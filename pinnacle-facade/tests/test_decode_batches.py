@@ -138,3 +138,39 @@ def test_a_corrupt_blob_among_many_raises_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ArtifactCorrupted, match=sha):
         db.select("items", {"id": {"$gte": 1400}}, format="arrow")
     assert len(db.select("items", {"id": {"$lt": 100}})) == 100  # other blobs still decode
+
+
+def test_table_codec_decodes_only_when_the_table_record_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A select reads the latest Table record each call (one metadata read) but decodes the
+    codec from it only when the record changed (it used to resolve the record and each
+    referenced DataType on every call); a new version applied by another Datalayer on the
+    same stores (another process) is picked up at the next call."""
+    data, md, art = (
+        f"sqlite:///{tmp_path / 'data.db'}",
+        f"sqlite:///{tmp_path / 'md.db'}",
+        f"filesystem://{tmp_path / 'art'}",
+    )
+    db = pinnacle(data, metadata_store=md, artifact_store=art)
+    other = pinnacle(data, metadata_store=md, artifact_store=art)
+    as_json = DataType(identifier="enc", encoder="json")
+    db.apply(Table.of("t", id="int", v=as_json))
+    db.insert("t", [{"id": 1, "v": [1.0, 2.0]}])
+    decoded: list[str] = []
+    original = db._io.from_record
+
+    def counting(record: Any, cache: Any) -> Any:
+        decoded.append(record.key.type_id)
+        return original(record, cache)
+
+    monkeypatch.setattr(db._io, "from_record", counting)
+    for _ in range(5):
+        assert db.select("t", {"id": 1}) == [{"id": 1, "v": [1.0, 2.0]}]
+    assert decoded.count("table") <= 1
+    # another process re-applies the table with another DataType of the same storage
+    renamed = DataType(identifier="enc2", encoder="json")
+    other.apply(Table.of("t", id="int", v=renamed))
+    before = decoded.count("table")
+    assert db.table_codec("t") == {"v": renamed}
+    assert decoded.count("table") == before + 1

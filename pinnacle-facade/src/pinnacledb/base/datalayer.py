@@ -269,6 +269,8 @@ class Datalayer:
         )
         self._engine: ListenerEngine | None = None
         self._vector_engine: VectorIndexEngine | None = None
+        #: table -> (its latest Table record, the codec decoded from it); see table_codec
+        self._codecs: dict[str, tuple[ComponentRecord, dict[str, DataType] | None]] = {}
 
     @property
     def _listeners(self) -> ListenerEngine:
@@ -697,14 +699,27 @@ class Datalayer:
 
         Internal API of :class:`pinnacledb.base._host.StoreHost` (gc, copy and the listener
         engine read it).
+
+        One metadata read per call: the latest Table record is always read (another process
+        may have applied a new version), but the codec is decoded from it again only when
+        that record changed; the components it references are pinned versions, so the
+        codec is a function of the record alone.
         """
         try:
             record = self.metadata.get_component(Table.type_id, table)
         except ComponentNotFound:
+            self._codecs.pop(table, None)
             return None
+        cached = self._codecs.get(table)
+        if cached is not None and cached[0] == record:
+            return None if cached[1] is None else dict(cached[1])
         component = self._io.from_record(record, {})
         assert isinstance(component, Table)
-        return component.schema.encoded() or None
+        codec = component.schema.encoded() or None
+        if len(self._codecs) >= 1024:
+            self._codecs.clear()
+        self._codecs[table] = (record, codec)
+        return None if codec is None else dict(codec)
 
     def _encode_rows(
         self, codec: Mapping[str, DataType], rows: Iterable[Mapping[str, Any]]
