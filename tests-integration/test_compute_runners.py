@@ -221,3 +221,123 @@ def test_listener_backfill_gives_identical_outputs_on_every_runner(
     assert len(results["local://"]) == 300
     for name in RUNNERS[1:3]:
         assert results[name] == results["local://"], name
+
+
+#: Trigger jobs start at this many written rows in the trigger tests (default 10,000).
+TRIGGER_ROWS = 50
+
+
+def _trigger_outputs(db: Datalayer, table: str) -> list[tuple[Any, ...]]:
+    return sorted(
+        (r["id"], r["source_id"], r["model_version"], r["input_hash"], r["output"])
+        for r in db.select(table)
+    )
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("duckdb", marks=pytest.mark.duckdb),
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ],
+)
+def test_listener_trigger_of_a_large_write_runs_as_a_job_on_the_runner(
+    kind: str, tmp_path: Path, services: Services, runners: dict[str, ComputeBackend | str]
+) -> None:
+    """An insert (and an update) of >= ``trigger_job_rows`` rows runs its listeners' work as a
+    ``listener.trigger`` job on ``processes://`` / ``dask+local://``: outputs identical to the
+    in-process run of ``local://``, the job records name the runner, a model failing on some
+    rows gives the same failure report; a smaller insert submits no job."""
+    from pinnacledb import Listener
+
+    stores = _stores(kind, tmp_path, services)
+    fails = [i for i in range(120) if i % 7 == 3]
+    results: dict[str, Any] = {}
+    for n, name in enumerate(RUNNERS[:3]):
+        db = pinnacle(
+            **stores,
+            compute=runners[name],
+            trust_serializers={"pickle"},
+            trigger_job_rows=TRIGGER_ROWS,
+        )
+        try:
+            if n == 0:
+                rng = np.random.default_rng(0)
+                xs = rng.normal(size=(20, 1))
+                db.apply(LinearModel.fit("line", xs, 3 * xs[:, 0] - 1))
+                # list.index raises ValueError for the values it does not hold: i % 7 == 3
+                db.apply(
+                    Model(
+                        identifier="picky",
+                        object=[float(i) for i in range(1000) if i % 7 != 3],
+                        predict_method="index",
+                        batched=False,
+                        serializer="pickle",
+                    )
+                )
+            table = f"trig{n}"
+            db.create_table(table, {"id": "int", "x": "float"})
+            line, picky = db.load("model", "line"), db.load("model", "picky")
+            assert isinstance(line, Model)
+            assert isinstance(picky, Model)
+            db.apply(Listener(identifier=f"tl{n}", model=line, table=table, inputs="x"))
+            db.apply(Listener(identifier=f"tp{n}", model=picky, table=table, inputs="x"))
+            before = {j.job_id for j in db.jobs(limit=None)}
+
+            big = db.insert(table, [{"id": i, "x": float(i)} for i in range(120)])
+            assert big == 120
+            (failure,) = big.failures
+            assert failure.listener == f"tp{n}"
+            report = (sorted(failure.source_ids), failure.error)
+            jobs = [db.job(j) for j in big.jobs]
+            if name == "local://":
+                assert [j.kind for j in jobs] == ["listener.trigger"]  # the failure's record
+            else:
+                assert [(j.kind, j.runner, j.args["listener"]) for j in jobs] == [
+                    ("listener.trigger", name, f"tl{n}"),
+                    ("listener.trigger", name, f"tp{n}"),
+                ]
+                assert [j.status for j in jobs] == [JobStatus.SUCCESS, JobStatus.FAILED]
+                assert jobs[0].rows_done == 120
+                assert jobs[0].tasks_done == jobs[0].tasks_total
+                assert failure.job_id == jobs[1].job_id
+                failed_ids = jobs[1].args["failed_ids"]
+                assert isinstance(failed_ids, list)
+                assert sorted(int(str(i)) for i in failed_ids) == fails
+            assert report[0] == fails
+
+            # below the threshold: computed in this process, no job submitted
+            small = db.insert(table, [{"id": i, "x": float(i)} for i in range(200, 206)])
+            assert (small.jobs, small.failures) == ((), ())
+            # an update of >= the threshold rows: recomputed as a job on the runner
+            assert db.update(table, {"id": {"$lt": 60}}, {"x": 5.0}) == 60
+            new = [j for j in db.jobs(limit=None) if j.job_id not in before]
+            on_runner = sorted(
+                (j.args["listener"], j.args["mode"], j.status)
+                for j in new
+                if j.kind == "listener.trigger" and j.runner == name
+            )
+            if name == "local://":
+                assert on_runner == []
+            else:
+                assert on_runner == [
+                    (f"tl{n}", "backfill", JobStatus.SUCCESS),
+                    (f"tl{n}", "reconcile", JobStatus.SUCCESS),
+                    (f"tp{n}", "backfill", JobStatus.FAILED),
+                    (f"tp{n}", "reconcile", JobStatus.SUCCESS),
+                ]
+            snap = db._listeners.snapshot()
+            results[name] = (
+                report,
+                _trigger_outputs(db, snap.by_id[f"tl{n}"].output_table),
+                _trigger_outputs(db, snap.by_id[f"tp{n}"].output_table),
+            )
+        finally:
+            db.close()
+    report, line_out, picky_out = results["local://"]
+    assert len(line_out) == 126
+    # rows that failed and were not updated have no output
+    assert len(picky_out) == 126 - len([i for i in fails if i >= 60])
+    for name in RUNNERS[1:3]:
+        assert results[name] == results["local://"], name

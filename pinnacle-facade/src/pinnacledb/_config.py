@@ -23,11 +23,13 @@ __all__ = [
     "DEFAULT_DATABACKEND_URI",
     "DEFAULT_GC_GRACE_SECONDS",
     "DEFAULT_METADATA_URI",
+    "DEFAULT_TRIGGER_JOB_ROWS",
     "ENV_PREFIX",
     "Config",
     "ResolvedConfig",
     "Setting",
     "check_grace_seconds",
+    "check_trigger_job_rows",
     "resolve_config",
 ]
 
@@ -40,6 +42,9 @@ DEFAULT_ARTIFACT_URI: Final = "filesystem://.pinnacledb/artifacts/"
 DEFAULT_COMPUTE_URI: Final = "local://"
 #: Unreferenced artifacts younger than this are never garbage collected (seconds).
 DEFAULT_GC_GRACE_SECONDS: Final = 3600.0
+#: A write changing at least this many rows runs its listener work as a job on an
+#: out-of-process compute backend (smaller writes compute in the writing process).
+DEFAULT_TRIGGER_JOB_ROWS: Final = 10_000
 
 #: Names of the settings, in the order they are shown.
 _KEYS: Final = (
@@ -49,6 +54,7 @@ _KEYS: Final = (
     "trust_serializers",
     "gc_grace_seconds",
     "compute",
+    "trigger_job_rows",
 )
 
 
@@ -107,6 +113,19 @@ def check_grace_seconds(value: object, where: str = "gc_grace_seconds") -> float
     )
 
 
+def check_trigger_job_rows(value: object, where: str = "trigger_job_rows") -> int:
+    """Return ``value`` if it is an int >= 1 (a row count), else raise ConfigError naming
+    ``where``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise _config_error(f"{where} must be an int >= 1 (a number of rows), got {value!r:.60}")
+
+
+def _check_rows(_inst: object, _attribute: Any, value: object) -> None:
+    if value is not None:
+        check_trigger_job_rows(value, "CFG.trigger_job_rows")
+
+
 def _check_grace(_inst: object, _attribute: Any, value: object) -> None:
     if value is not None:
         check_grace_seconds(value, "CFG.gc_grace_seconds")
@@ -127,6 +146,10 @@ class Config:
         gc_grace_seconds: Unreferenced artifacts younger than this survive ``gc``.
         compute: URI of the compute backend jobs run on (``local://``,
             ``processes://?workers=4``, ``dask://scheduler:8786``).
+        trigger_job_rows: On a compute backend other than ``local://``, an insert or update
+            changing at least this many rows (per written batch) runs its listener work as a
+            partitioned job there, and waits for it; smaller writes compute in the writing
+            process (default :data:`DEFAULT_TRIGGER_JOB_ROWS`).
     """
 
     databackend: str | None = field(default=None, validator=_check_uri, repr=_uri_repr)
@@ -135,6 +158,7 @@ class Config:
     trust_serializers: frozenset[str] | None = field(default=None, converter=_to_trust)
     gc_grace_seconds: float | None = field(default=None, validator=_check_grace)
     compute: str | None = field(default=None, validator=_check_uri)
+    trigger_job_rows: int | None = field(default=None, validator=_check_rows)
 
     def reset(self) -> None:
         """Unset every setting (useful in tests and notebooks)."""
@@ -167,6 +191,7 @@ class ResolvedConfig:
     trust_serializers: Setting
     gc_grace_seconds: Setting
     compute: Setting
+    trigger_job_rows: Setting = Setting(value=None, source="default")
 
     def sources(self) -> dict[str, str]:
         """Setting name -> where its value came from."""
@@ -207,6 +232,14 @@ def _parse_value(key: str, value: object, where: str) -> Any:
             raise _config_error(
                 f"{where}: {key!r} must be a finite number of seconds >= 0, got {value!r}"
             ) from None
+    if key == "trigger_job_rows":
+        rows: object = value
+        if isinstance(value, str):
+            try:
+                rows = int(value.strip())
+            except ValueError:
+                rows = value
+        return check_trigger_job_rows(rows, f"{where}: {key!r}")
     raise AssertionError(key)  # pragma: no cover - keys are checked before
 
 

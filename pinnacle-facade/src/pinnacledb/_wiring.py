@@ -12,10 +12,12 @@ from pinnacledb._config import (
     DEFAULT_DATABACKEND_URI,
     DEFAULT_GC_GRACE_SECONDS,
     DEFAULT_METADATA_URI,
+    DEFAULT_TRIGGER_JOB_ROWS,
     Config,
     ResolvedConfig,
     Setting,
     check_grace_seconds,
+    check_trigger_job_rows,
     resolve_config,
 )
 from pinnacledb._schemes import SCHEMES
@@ -63,6 +65,7 @@ def pinnacle(
     compute: str | ComputeBackend | None = None,
     trust_serializers: Collection[str] | None = None,
     gc_grace_seconds: float | None = None,
+    trigger_job_rows: int | None = None,
     components: Iterable[type[Component]] = (),
     registry: StoreRegistry | None = None,
     relocate_artifacts: bool = False,
@@ -96,6 +99,11 @@ def pinnacle(
             Also ``CFG.compute``, ``PINNACLEDB_COMPUTE`` or the config file key ``compute``.
         trust_serializers: Code-executing serializers (``{"pickle"}``) allowed on load.
         gc_grace_seconds: Grace period of ``db.gc()``: a finite number of seconds >= 0.
+        trigger_job_rows: On a compute backend other than ``local://``, an insert or update
+            changing at least this many rows (per written batch) runs its listeners' work as
+            a partitioned job on that backend and waits for it; smaller writes compute in
+            this process. Default 10,000; also ``CFG.trigger_job_rows``,
+            ``PINNACLEDB_TRIGGER_JOB_ROWS`` or the config file key ``trigger_job_rows``.
         components: Extra component classes ``db.load`` may build.
         registry: Scheme registry (default: the installed entry points).
         relocate_artifacts: The artifacts were moved: record ``artifact_store`` as this
@@ -121,10 +129,12 @@ def pinnacle(
         compute=compute,
         trust_serializers=trust_serializers,
         gc_grace_seconds=gc_grace_seconds,
+        trigger_job_rows=trigger_job_rows,
         registry=registry,
     )
     trust = resolved.trust_serializers.value or frozenset()
     grace = resolved.gc_grace_seconds.value
+    rows = resolved.trigger_job_rows.value
     return Datalayer(
         databackend=slots["databackend"],
         metadata=slots["metadata"],
@@ -132,6 +142,7 @@ def pinnacle(
         compute=slots["compute"],
         trust_serializers=trust,
         gc_grace_seconds=DEFAULT_GC_GRACE_SECONDS if grace is None else grace,
+        trigger_job_rows=DEFAULT_TRIGGER_JOB_ROWS if rows is None else rows,
         components=components,
         config=resolved,
         artifact_home=ArtifactHome(
@@ -151,6 +162,7 @@ def resolve_stores(
     compute: Any = None,
     trust_serializers: Collection[str] | None = None,
     gc_grace_seconds: float | None = None,
+    trigger_job_rows: int | None = None,
     registry: StoreRegistry | None = None,
     cfg: Config = CFG,
 ) -> tuple[ResolvedConfig, dict[str, LazyStore[Any]]]:
@@ -165,6 +177,8 @@ def resolve_stores(
 
     if gc_grace_seconds is not None:
         gc_grace_seconds = check_grace_seconds(gc_grace_seconds)
+    if trigger_job_rows is not None:
+        trigger_job_rows = check_trigger_job_rows(trigger_job_rows)
     explicit: dict[str, Any] = {
         "databackend": databackend,
         "metadata": metadata_store,
@@ -172,6 +186,7 @@ def resolve_stores(
         "trust_serializers": None,
         "gc_grace_seconds": gc_grace_seconds,
         "compute": compute,
+        "trigger_job_rows": trigger_job_rows,
     }
     if trust_serializers is not None:
         if isinstance(trust_serializers, str):

@@ -14,9 +14,21 @@ How outputs stay current, and why it is correct:
   backend keeps them (``SupportsIndexes``). Because it has an ``id`` column, an outputs table
   can itself be a listener's source (a chain).
 * **Triggers.** ``Datalayer.insert/update/delete`` do the listener work for exactly the rows
-  they changed, in-process, before returning (the distributed runners of the compute issue will
-  run it elsewhere). Writes to an outputs table go through the same path, so downstream
-  listeners of a chain run after their upstream outputs are written (dependency order).
+  they changed before returning. In-process by default; on a compute backend that runs tasks
+  in other processes (``processes://``, ``dask://``, ``ray://``...), an insert batch or an
+  update changing at least ``db.trigger_job_rows`` rows (default 10,000) runs it as a
+  partitioned ``listener.trigger`` job there instead (:meth:`ListenerEngine._trigger_job`;
+  mode ``backfill`` for inserted rows, ``reconcile`` for updated ones), one listener after
+  another, and the write waits for it. Each worker opens its own Datalayer (``local://``), so
+  a downstream listener of a chain runs on the worker after its upstream outputs are written.
+  The rows are committed before the job is submitted: a failing model, a failed task or an
+  unreachable runner is reported like an in-process failure (a FAILED job with the rows
+  without outputs, in the write's result; never raised, so nobody retries a committed
+  write), and ``catch_up`` completes the outputs. Rows whose ids are not JSON (ObjectIds), a
+  ``where`` that is not, or stores that live in this process only (``memory://``, objects)
+  keep the in-process path; deletes always do (they run no model). Writes to an outputs
+  table go through the same path, so downstream listeners of a chain run after their
+  upstream outputs are written (dependency order).
   Where the databackend has ``SupportsInsertMany`` (DuckDB), a small insert whose listeners
   are cached writes its rows and their outputs in one transaction, one commit instead of two
   (:meth:`ListenerEngine.insert_with_outputs`; the epoch is still read after it, and a
@@ -244,9 +256,11 @@ class InsertResult(int):
     Attributes:
         ids: Ids of the inserted rows, in order: their ``id`` column, or the native ``_id``
             where the backend assigns ids; empty when neither is known.
-        jobs: Ids of the job records the listener work of this insert created. Successful
+        jobs: Ids of the job records the listener work of this insert created: the
+            ``listener.trigger`` jobs run on an out-of-process compute backend (inserts of at
+            least ``db.trigger_job_rows`` rows), and the FAILED job of any failure. Successful
             in-process trigger runs write no job record (their outputs carry the run id in
-            ``job_id``); a failure does.
+            ``job_id``).
         failures: Listener work that failed (empty when all went well).
     """
 
@@ -260,12 +274,14 @@ class InsertResult(int):
         *,
         ids: Sequence[Any] | Callable[[], Sequence[Any]] = (),
         failures: Sequence[ListenerFailure] = (),
+        jobs: Sequence[str] = (),
     ) -> InsertResult:
-        """The count plus details; ``ids`` may be a callable, called on first access."""
+        """The count plus details; ``ids`` may be a callable, called on first access;
+        ``jobs``: trigger jobs run on the compute backend (failures' jobs are added)."""
         obj = super().__new__(cls, count)
         obj._ids = ids if callable(ids) else tuple(ids)
         obj.failures = tuple(failures)
-        obj.jobs = tuple(f.job_id for f in obj.failures)
+        obj.jobs = tuple(dict.fromkeys([*jobs, *(f.job_id for f in obj.failures)]))
         return obj
 
     @property
@@ -530,12 +546,22 @@ class ListenerEngine:
         native_ids: Sequence[Any] | None,
         *,
         actives: Sequence[Active] | None = None,
+        jobs: list[str] | None = None,
     ) -> list[ListenerFailure]:
         """Compute outputs for freshly inserted rows (``stored``: as written, ``given``: as
-        passed, used as model inputs) for the listeners of ``table`` (or ``actives``)."""
+        passed, used as model inputs) for the listeners of ``table`` (or ``actives``).
+
+        At least ``db.trigger_job_rows`` rows on an out-of-process runner: a job per
+        listener (its id appended to ``jobs``), see the module docstring."""
         failures: list[ListenerFailure] = []
         run = f"listener.trigger-{uuid.uuid4().hex}"
+        distribute = self.distributes(len(stored))
         for active in snap.by_table.get(table, ()) if actives is None else actives:
+            if distribute:
+                raws = self._inserted_ids(active, table, stored, native_ids)
+                if raws is not None:
+                    failures += self._trigger_job(active, "backfill", raws, jobs)
+                    continue
             try:
                 items = []
                 match = matcher(active.where)
@@ -581,6 +607,7 @@ class ListenerEngine:
         if (
             cached is None
             or not 0 < len(rows) <= BATCH
+            or self.distributes(len(rows))  # a job on the runner: two commits, as usual
             or not isinstance(backend, SupportsInsertMany)
             or isinstance(backend, InsertReturningIds)
         ):
@@ -679,8 +706,11 @@ class ListenerEngine:
         table: str,
         ids: Sequence[Any] | None,
         values: Mapping[str, Any],
+        *,
+        jobs: list[str] | None = None,
     ) -> list[ListenerFailure]:
-        """Recompute outputs of updated rows whose inputs or ``where`` membership changed."""
+        """Recompute outputs of updated rows whose inputs or ``where`` membership changed
+        (at least ``db.trigger_job_rows`` rows on an out-of-process runner: as a job)."""
         failures: list[ListenerFailure] = []
         run = f"listener.trigger-{uuid.uuid4().hex}"
         for active in snap.by_table.get(table, ()):
@@ -690,11 +720,164 @@ class ListenerEngine:
                     self.catch_up_one(snap, active)
                     continue
                 unique = list(dict.fromkeys(ids))
+                if self.distributes(len(unique)) and self._sendable(active, unique):
+                    present = self._remove_gone(snap, active, unique)
+                    failures += self._trigger_job(active, "reconcile", present, jobs)
+                    continue
                 for chunk in _chunks(unique):
                     failures += self._reconcile_ids(snap, active, chunk, run, "listener.trigger")
             except Exception as exc:
                 failures.append(self._fail(active, "listener.trigger", exc, list(ids or ())))
         return failures
+
+    # ------------------------------------------------------------------ triggers as jobs
+    def distributes(self, rows: int) -> bool:
+        """Whether a write of ``rows`` rows runs its listener work as a job on the runner: at
+        least ``db.trigger_job_rows`` rows and a compute backend that is not in-process."""
+        db = self._db
+        if rows < db.trigger_job_rows:
+            return False
+        return not getattr(type(db.compute), "runs_in_process", False)
+
+    def _sendable(self, active: Active, raws: Sequence[Any]) -> bool:
+        """Whether workers can be told these ids, ``where`` and the store URIs (else the
+        trigger stays in this process)."""
+        from pinnacledb.predict import _is_json, _store_uris
+
+        if not _is_json(list(raws)) or (active.where is not None and not _is_json(active.where)):
+            return False
+        try:
+            _store_uris(self._db)
+        except ConfigError:
+            return False
+        return True
+
+    def _inserted_ids(
+        self,
+        active: Active,
+        table: str,
+        stored: Sequence[Mapping[str, Any]],
+        native_ids: Sequence[Any] | None,
+    ) -> list[Any] | None:
+        """The ids of the inserted rows matching ``active.where`` (None: they cannot be
+        sent to workers, or a row has no id -- the in-process path says which)."""
+        match = matcher(active.where)
+        raws: list[Any] = []
+        for i, row in enumerate(stored):
+            raw = row.get(active.id_column)
+            if raw is None and native_ids is not None and active.id_column == "_id":
+                raw = native_ids[i]
+            if raw is None:
+                return None
+            if match(row):
+                raws.append(raw)
+        return raws if self._sendable(active, raws) else None
+
+    def _remove_gone(self, snap: Snapshot, active: Active, raws: Sequence[Any]) -> list[Any]:
+        """Delete the outputs of these source ids whose row is gone or no longer matches
+        ``where``; return the ids of those that still match (one id query per chunk)."""
+        idc = active.id_column
+        present: list[Any] = []
+        for chunk in _chunks(raws):
+            rows = self._db.databackend.select(
+                active.table, _and(active.where, {idc: {"$in": list(chunk)}}), columns=[idc]
+            )
+            present += [r[idc] for r in rows]
+        have = {active.sid(self._db, r) for r in present}
+        gone = [s for s in dict.fromkeys(active.sid(self._db, r) for r in raws) if s not in have]
+        if gone and self._outputs_exist(active):
+            for chunk in _chunks(gone):
+                self._delete_outputs(snap, active, {"source_id": {"$in": list(chunk)}})
+            self._indexed_removed(snap, active, gone)
+        return present
+
+    def _trigger_job(
+        self, active: Active, mode: str, raws: list[Any], jobs: list[str] | None
+    ) -> list[ListenerFailure]:
+        """Run one listener's trigger work for the source ids ``raws`` as a partitioned
+        ``listener.trigger`` job on the compute backend and wait for it; return its failure
+        (model failures, a failed task, an unreachable runner), never raise."""
+        if not raws:
+            return []
+        record = JobRecord(
+            job_id=f"listener.trigger-{uuid.uuid4().hex}",
+            kind="listener.trigger",
+            status=JobStatus.PENDING,
+            component=active.key,
+            args={
+                "listener": active.identifier,
+                "table": active.table,
+                "output": active.output_table,
+                "model_version": active.model_version,
+                "mode": mode,
+                "total": len(raws),
+                "done": 0,
+            },
+        )
+        if jobs is not None:
+            jobs.append(record.job_id)
+        md = self._db.metadata
+        try:
+            job, counts, failed = self._run_job(
+                record, active, mode, ids=raws, batch_size=BATCH, partition_size=None
+            )
+        except Exception as exc:
+            # the rows are committed: the job record says what happened, catch_up repairs
+            try:
+                error = md.get_job(record.job_id).error or ""
+            except Exception:
+                error = ""
+            text = error or redact(f"{type(exc).__name__}: {exc}")
+            sids = [active.sid(self._db, r) for r in raws]
+            with contextlib.suppress(Exception):  # bookkeeping must not hide the user's write
+                job = md.get_job(record.job_id)
+                md.update_job(
+                    attrs.evolve(
+                        job,
+                        status=JobStatus.FAILED,
+                        error=text,
+                        finished_at=job.finished_at or utcnow(),
+                        updated_at=utcnow(),
+                        args={**job.args, **_failed_args(sids)},
+                    )
+                )
+            logger.warning(
+                "listener %r: the trigger job %s for %d rows of %r failed: %s; the data write "
+                "was kept and db.catch_up() computes the outputs",
+                active.identifier,
+                record.job_id,
+                len(raws),
+                active.table,
+                text,
+            )
+            return [
+                ListenerFailure(
+                    listener=active.identifier,
+                    job_id=record.job_id,
+                    error=text,
+                    source_ids=tuple(sids),
+                )
+            ]
+        md.update_job(attrs.evolve(job, args={**job.args, **counts}))
+        if not failed:
+            return []
+        logger.warning(
+            "listener %r failed on %d rows of %r (job %s): %s; the data write was kept and "
+            "db.catch_up() retries them",
+            active.identifier,
+            len(failed),
+            active.table,
+            job.job_id,
+            job.error,
+        )
+        return [
+            ListenerFailure(
+                listener=active.identifier,
+                job_id=job.job_id,
+                error=job.error or "",
+                source_ids=tuple(failed),
+            )
+        ]
 
     def after_delete(
         self, snap: Snapshot, table: str, ids: Sequence[Any] | None

@@ -103,6 +103,12 @@ class EngineHost(JobHost, Protocol):
     """A deployment whose listener engine writes outputs through its own write paths (the
     engine is also handed the deployment's vector index engine, which it keeps current)."""
 
+    @property
+    def trigger_job_rows(self) -> int:
+        """A write changing at least this many rows runs its listener work as a job on an
+        out-of-process compute backend (smaller writes compute in the writing process)."""
+        ...
+
     def decode_rows(
         self, codec: Mapping[str, DataType], rows: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:

@@ -47,7 +47,12 @@ from pinnacle_protocols.records import (
     check_version,
 )
 from pinnacle_protocols.records import Schema as PortableSchema
-from pinnacledb._config import DEFAULT_GC_GRACE_SECONDS, check_grace_seconds
+from pinnacledb._config import (
+    DEFAULT_GC_GRACE_SECONDS,
+    DEFAULT_TRIGGER_JOB_ROWS,
+    check_grace_seconds,
+    check_trigger_job_rows,
+)
 from pinnacledb.base._artifact_home import describe_location
 from pinnacledb.base._components import ComponentIO
 from pinnacledb.base._lazy import LazyStore
@@ -225,6 +230,7 @@ class Datalayer:
         compute: ComputeBackend | LazyStore[ComputeBackend] | None = None,
         trust_serializers: Iterable[str] = (),
         gc_grace_seconds: float = DEFAULT_GC_GRACE_SECONDS,
+        trigger_job_rows: int = DEFAULT_TRIGGER_JOB_ROWS,
         components: Iterable[type[Component]] = (),
         config: ResolvedConfig | None = None,
         artifact_home: ArtifactHome | None = None,
@@ -238,6 +244,9 @@ class Datalayer:
             compute: Where jobs run (default ``local://``: in this process).
             trust_serializers: Code-executing serializers allowed on load (e.g. ``{"pickle"}``).
             gc_grace_seconds: Unreferenced artifacts younger than this survive ``gc()``.
+            trigger_job_rows: On an out-of-process compute backend, a write changing at
+                least this many rows runs its listener work there as a job (see
+                :meth:`insert`); smaller writes compute in this process.
             components: Extra component classes ``load`` may build.
             config: The resolved configuration (shown by ``pinnacle info``).
             artifact_home: Checks the artifact store against the location recorded in the
@@ -257,6 +266,7 @@ class Datalayer:
         for cls in components:
             self.components.register(cls)
         self.gc_grace_seconds = check_grace_seconds(gc_grace_seconds)
+        self.trigger_job_rows = check_trigger_job_rows(trigger_job_rows)
         self.config = config
         self._artifact_home = artifact_home
         self._home_lock = threading.Lock()
@@ -405,10 +415,16 @@ class Datalayer:
         memory stays flat however long it is; each batch is all-or-nothing, and an error names
         the batch and how many rows were written before it.
 
-        Listeners on ``table`` compute the outputs of the inserted rows before this returns
-        (in-process). A model failing on some rows does not undo or fail the insert: the
-        failure is recorded as a FAILED job, logged, and listed in the result's
-        ``failures``; ``db.catch_up()`` retries it.
+        Listeners on ``table`` compute the outputs of the inserted rows before this returns:
+        in this process, or -- when the compute backend runs elsewhere (``processes://``,
+        ``dask://``...) and the written batch has at least ``trigger_job_rows`` rows (default
+        10,000) -- as a partitioned ``listener.trigger`` job on that backend, which this call
+        waits for (its id is in ``jobs``). A model failing on some rows does not undo or fail
+        the insert: the failure is recorded as a FAILED job, logged, and listed in the
+        result's ``failures``; ``db.catch_up()`` retries it. The same holds when the runner
+        cannot be reached or the job fails as a whole: the rows are already committed, so
+        the insert does not raise; the failure (its job says why) lists the rows without
+        outputs and ``db.catch_up()`` computes them.
 
         Returns:
             The number of rows inserted: an ``int`` subclass with ``ids`` (the rows' ``id``
@@ -436,9 +452,10 @@ class Datalayer:
         count = 0
         ids: list[Any] = []  # a list per chunk: Python ids, or an Arrow id column
         failures: list[ListenerFailure] = []
+        jobs: list[str] = []
         for chunk in insert_chunks(rows, batch_rows):
             try:
-                n, chunk_ids, chunk_failures = self._insert_chunk(snap, table, chunk, codec)
+                n, chunk_ids, chunk_failures = self._insert_chunk(snap, table, chunk, codec, jobs)
             except SchemaError as exc:
                 if not count:  # nothing written: the error as the backend gave it
                     raise
@@ -452,8 +469,8 @@ class Datalayer:
             ids.append(chunk_ids)
             failures += chunk_failures
         if len(ids) == 1 and isinstance(ids[0], list):
-            return InsertResult(count, ids=ids[0], failures=failures)
-        return InsertResult(count, ids=lambda: _join_ids(ids), failures=failures)
+            return InsertResult(count, ids=ids[0], failures=failures, jobs=jobs)
+        return InsertResult(count, ids=lambda: _join_ids(ids), failures=failures, jobs=jobs)
 
     def _insert_chunk(
         self,
@@ -461,8 +478,10 @@ class Datalayer:
         table: str,
         chunk: Any,
         codec: Mapping[str, DataType] | None,
+        jobs: list[str],
     ) -> tuple[int, Any, list[ListenerFailure]]:
-        """Write one chunk (a list of dicts or an Arrow table); return count, ids, failures.
+        """Write one chunk (a list of dicts or an Arrow table); return count, ids, failures
+        (trigger jobs run on the compute backend are appended to ``jobs``).
 
         The ids are a list, or the chunk's Arrow ``id`` column (made Python values only when
         ``InsertResult.ids`` is read).
@@ -476,7 +495,7 @@ class Datalayer:
             failures: list[ListenerFailure] = []
             if snap.by_table.get(table):
                 given = chunk.to_pylist()
-                failures = self._listeners.after_insert(snap, table, given, given, None)
+                failures = self._listeners.after_insert(snap, table, given, given, None, jobs=jobs)
             ids = chunk.column("id") if "id" in chunk.column_names else []
             return count, ids, failures
         given = chunk
@@ -501,7 +520,7 @@ class Datalayer:
             # read the listener set AFTER the data write (see pinnacledb.listeners)
             snap = self._listeners.snapshot() if snap is None else snap
             failures = (
-                self._listeners.after_insert(snap, table, stored, given, native_ids)
+                self._listeners.after_insert(snap, table, stored, given, native_ids, jobs=jobs)
                 if snap.by_table.get(table)
                 else []
             )
@@ -652,8 +671,9 @@ class Datalayer:
         """Set ``values`` on matching rows (DataType columns encoded); return the match count.
 
         Listeners on ``table`` recompute the outputs of the updated rows whose input values
-        or ``where`` membership changed, in-process, before this returns (failures are
-        recorded and logged as for :meth:`insert`, not raised).
+        or ``where`` membership changed before this returns: in this process, or as a job on
+        an out-of-process compute backend when at least ``trigger_job_rows`` rows matched
+        (as for :meth:`insert`; failures are recorded and logged, not raised).
         """
         with self._vectors.batch():
             return self._update(table, where, values)
