@@ -420,3 +420,34 @@ def test_gc_fence_announcements(mem_db: Datalayer) -> None:
     assert set(md.get_metadata(fence.DELETING_KEY, None)) == {c}  # type: ignore[arg-type]
     fence.withdraw(md, c)
     assert md.get_metadata(fence.DELETING_KEY, None) is None
+
+
+def test_gc_fence_ignores_a_killed_gc_on_this_host(mem_db: Datalayer) -> None:
+    """A gc killed between announcing and withdrawing (its process gone) holds no writer, even
+    within STALE_SECONDS; a live owner (this process) does."""
+    from pinnacledb.base import _gcfence as fence
+
+    md = mem_db.metadata
+    dead_owner: JSONValue = {**current_owner(), "pid": _dead_pid(), "start": None}
+    killed: dict[str, JSONValue] = {
+        "at": utcnow().isoformat(),
+        "artifacts": ["e" * 64],
+        OWNER_KEY: dead_owner,
+    }
+    md.set_metadata(fence.DELETING_KEY, {"killed": killed})
+    naps: list[float] = []
+
+    def must_not_wait(seconds: float) -> None:
+        raise AssertionError("waited for a gc whose process is gone")
+
+    fence.wait_while_deleting(md, ["e" * 64], sleep=must_not_wait)
+    alive = fence.announce(md, ["f" * 64])
+    # the next gc run drops the killed run's announcement
+    assert set(md.get_metadata(fence.DELETING_KEY, None)) == {alive}  # type: ignore[arg-type]
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        fence.withdraw(md, alive)
+
+    fence.wait_while_deleting(md, ["f" * 64], sleep=nap)
+    assert naps == [0.01]  # a live gc (this process) is waited for

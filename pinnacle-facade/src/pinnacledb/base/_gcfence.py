@@ -15,12 +15,15 @@ shares):
 Whichever of the two second steps runs later sees the other's first step: either gc's
 re-read finds the writer's journal job (and keeps the artifact), or the writer finds the
 announcement (and puts only after the delete, so the blob exists when its record is
-written). An announcement older than :data:`STALE_SECONDS` belongs to a gc that died; writers
-ignore it and the next gc run drops it.
+written). An announcement names its gc process (as journal jobs name theirs,
+:mod:`pinnacledb.base._owner`): one whose process is gone (checked on the same host) or that is
+older than :data:`STALE_SECONDS` (any host) belongs to a gc that died; writers ignore it, with
+a log line while they wait for a live one, and the next gc run drops it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -30,6 +33,7 @@ from typing import Final
 from pinnacle_protocols.protocols import MetadataStore, SupportsMetadataSwap
 from pinnacle_protocols.records import JSONValue
 from pinnacle_protocols.serialization import utcnow
+from pinnacledb.base._owner import OWNER_KEY, current_owner, owner_alive
 
 __all__ = ["DELETING_KEY", "STALE_SECONDS", "announce", "wait_while_deleting", "withdraw"]
 
@@ -37,6 +41,8 @@ __all__ = ["DELETING_KEY", "STALE_SECONDS", "announce", "wait_while_deleting", "
 DELETING_KEY: Final = "pinnacle.gc.deleting"
 #: An announcement older than this (seconds) is from a gc that died; nobody waits for it.
 STALE_SECONDS: Final = 600.0
+logger = logging.getLogger("pinnacledb.gc")
+
 #: Tries of a compare-and-set before giving up (other gc runs changing the key meanwhile).
 _SWAP_TRIES: Final = 60
 
@@ -56,8 +62,12 @@ def _at(entry: JSONValue) -> datetime | None:
 
 
 def _live(entry: JSONValue, now: datetime) -> bool:
+    """Whether the gc run of ``entry`` may still be deleting (not stale, owner not gone)."""
     at = _at(entry)
-    return at is not None and now - at < timedelta(seconds=STALE_SECONDS)
+    if at is None or now - at >= timedelta(seconds=STALE_SECONDS):
+        return False
+    owner = entry.get(OWNER_KEY) if isinstance(entry, dict) else None
+    return owner_alive(owner) is not False
 
 
 def _change(md: MetadataStore, edit: Callable[[dict[str, JSONValue]], None]) -> None:
@@ -85,7 +95,11 @@ def announce(md: MetadataStore, shas: Iterable[str]) -> str:
     """
     run_id = uuid.uuid4().hex
     now = utcnow()
-    entry: JSONValue = {"at": now.isoformat(), "artifacts": list[JSONValue](sorted(set(shas)))}
+    entry: JSONValue = {
+        "at": now.isoformat(),
+        "artifacts": list[JSONValue](sorted(set(shas))),
+        OWNER_KEY: current_owner(),
+    }
 
     def add(runs: dict[str, JSONValue]) -> None:
         for key in [k for k, v in runs.items() if not _live(v, now)]:
@@ -134,5 +148,9 @@ def wait_while_deleting(
                 break
         if not busy:
             return
+        if delay == 0.01:
+            logger.info(
+                "waiting for a running gc to finish deleting artifacts this write puts again"
+            )
         sleep(delay)
         delay = min(0.5, delay * 2)
