@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timezone
 from functools import partial
 from itertools import chain, islice
 from operator import attrgetter, is_not, itemgetter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from pinnacle_protocols.errors import ConfigError, SchemaError
 from pinnacle_protocols.records import DType, Field, Schema, check_json, coerce_value
@@ -199,16 +199,7 @@ def coerce_columns(
         if found is not None:
             return found
         rows = arrow.to_pylist()
-    elif not isinstance(rows, Sequence) and hasattr(rows, "to_pylist"):
-        rows = rows.to_pylist()
-    elif not isinstance(rows, Sequence):
-        try:
-            rows = list(rows)
-        except TypeError:
-            raise SchemaError(
-                f"insert into {table!r}: expected a list of dicts or a pyarrow Table, got "
-                f"{type(rows).__name__}"
-            ) from None
+    rows = _row_sequence(rows, table)
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -310,6 +301,25 @@ def insert_chunks(
         yield pending
 
 
+def _row_sequence(rows: Any, table: str) -> Sequence[Any]:
+    """``rows`` as a sequence: as given, a DataFrame-like's rows, or a one-pass iterable listed.
+
+    Raises:
+        SchemaError: ``rows`` is not iterable.
+    """
+    if isinstance(rows, Sequence):
+        return rows
+    if hasattr(rows, "to_pylist"):
+        return cast(Sequence[Any], rows.to_pylist())
+    try:
+        return list(rows)
+    except TypeError:
+        raise SchemaError(
+            f"insert into {table!r}: expected a list of dicts or a pyarrow Table, got "
+            f"{type(rows).__name__}"
+        ) from None
+
+
 def canonical_table(schema: Schema, rows: Any, table: str) -> pa.Table:
     """Validate ``rows`` (dicts, or Arrow data) and return the canonical Arrow table.
 
@@ -324,16 +334,7 @@ def canonical_table(schema: Schema, rows: Any, table: str) -> pa.Table:
     arrow = as_arrow(rows)
     if arrow is not None:
         return _canonical_from_arrow(schema, arrow, table)
-    if not isinstance(rows, Sequence) and hasattr(rows, "to_pylist"):
-        rows = rows.to_pylist()
-    elif not isinstance(rows, Sequence):
-        try:
-            rows = list(rows)
-        except TypeError:
-            raise SchemaError(
-                f"insert into {table!r}: expected a list of dicts or a pyarrow Table, got "
-                f"{type(rows).__name__}"
-            ) from None
+    rows = _row_sequence(rows, table)
     arrow_schema = canonical_arrow_schema(schema)
     arrays = _fast_dict_columns(schema, rows)
     if arrays is None:  # something is off: the exact loop raises the first error
