@@ -799,21 +799,7 @@ class ListenerEngine:
         (model failures, a failed task, an unreachable runner), never raise."""
         if not raws:
             return []
-        record = JobRecord(
-            job_id=f"listener.trigger-{uuid.uuid4().hex}",
-            kind="listener.trigger",
-            status=JobStatus.PENDING,
-            component=active.key,
-            args={
-                "listener": active.identifier,
-                "table": active.table,
-                "output": active.output_table,
-                "model_version": active.model_version,
-                "mode": mode,
-                "total": len(raws),
-                "done": 0,
-            },
-        )
+        record = _partitioned_job("listener.trigger", active, len(raws), mode=mode)
         if jobs is not None:
             jobs.append(record.job_id)
         md = self._db.metadata
@@ -936,20 +922,7 @@ class ListenerEngine:
         runner is recorded the same way. Submitting to an unreachable runner raises.
         """
         total = self._db.databackend.count(active.table, active.where)
-        record = JobRecord(
-            job_id=f"listener.backfill-{uuid.uuid4().hex}",
-            kind="listener.backfill",
-            status=JobStatus.PENDING,
-            component=active.key,
-            args={
-                "listener": active.identifier,
-                "table": active.table,
-                "output": active.output_table,
-                "model_version": active.model_version,
-                "total": total,
-                "done": 0,
-            },
-        )
+        record = _partitioned_job("listener.backfill", active, total)
         try:
             job, _counts, _failed = self._run_job(
                 record,
@@ -1677,6 +1650,26 @@ class ListenerEngine:
         return ListenerFailure(
             listener=active.identifier, job_id=job_id, error=text, source_ids=tuple(sids)
         )
+
+
+def _partitioned_job(kind: str, active: Active, total: int, **extra: JSONValue) -> JobRecord:
+    """The PENDING record of a partitioned listener job (``kind``) over ``total`` rows; its
+    tasks count progress in ``done``."""
+    return JobRecord(
+        job_id=f"{kind}-{uuid.uuid4().hex}",
+        kind=kind,
+        status=JobStatus.PENDING,
+        component=active.key,
+        args={
+            "listener": active.identifier,
+            "table": active.table,
+            "output": active.output_table,
+            "model_version": active.model_version,
+            **extra,
+            "total": total,
+            "done": 0,
+        },
+    )
 
 
 def _failed_args(sids: Sequence[Any]) -> dict[str, JSONValue]:
