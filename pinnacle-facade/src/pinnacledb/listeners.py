@@ -737,7 +737,7 @@ class ListenerEngine:
         db = self._db
         if rows < db.trigger_job_rows:
             return False
-        return not getattr(type(db.compute), "runs_in_process", False)
+        return not type(db.compute).runs_in_process
 
     def _sendable(self, active: Active, raws: Sequence[Any]) -> bool:
         """Whether workers can be told these ids, ``where`` and the store URIs (else the
