@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Final
 
+from pinnacle_protocols.errors import VersionConflict
 from pinnacle_protocols.protocols import MetadataStore, SupportsMetadataSwap
 from pinnacle_protocols.records import JSONValue
 from pinnacle_protocols.serialization import utcnow
@@ -83,8 +84,9 @@ def _change(md: MetadataStore, edit: Callable[[dict[str, JSONValue]], None]) -> 
             return
         if md.swap_metadata(DELETING_KEY, raw, value):
             return
-    raise RuntimeError(
-        f"could not update {DELETING_KEY!r}: other gc runs changed it {_SWAP_TRIES} times in a row"
+    raise VersionConflict(
+        f"could not update {DELETING_KEY!r}: other gc runs changed it {_SWAP_TRIES} times in a "
+        "row; run gc again once they have finished"
     )
 
 
