@@ -111,7 +111,7 @@ from pinnacle_ray import RayComputeBackend
 backend = RayComputeBackend.from_uri("ray+local://?workers=2")
 backend.submit("j", [Task(task_id=str(i), kind="k", payload={"n": i}) for i in range(2)],
                failing_or_square)
-print(backend.wait("j", timeout=60).status.value)
+print(backend.wait("j", timeout=240).status.value)
 backend.close()
 """
 
@@ -138,7 +138,7 @@ def test_workers_start_when_the_driver_runs_under_uv_run(tmp_path: Path) -> None
         cwd=root,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
