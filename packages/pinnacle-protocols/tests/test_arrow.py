@@ -253,13 +253,14 @@ def test_coerce_columns_agrees_with_coerce_value_per_cell(
                                                 extra=extra))  # fmt: skip
     assert got == want
     json = any(f.dtype is DType.JSON for f in schema.fields)  # canonical JSON is its text
-    if as_table and not isinstance(want, str) and not extra and not json:
+    if as_table and not isinstance(want, str) and not json:
         try:
             table = arrow.canonical_table(schema, drawn, "t")
         except SchemaError:  # e.g. a float column of huge ints: Arrow input cannot say it
             return
-        from_arrow = arrow.coerce_columns(schema, table, "t", json_text=json_text)
+        from_arrow = arrow.coerce_columns(schema, table, "t", json_text=json_text, extra=extra)
         assert from_arrow == want
+        assert [list(map(type, c)) for c in from_arrow] == [list(map(type, c)) for c in want]
 
 
 def test_coerce_columns_checks_vectorised(no_slow_path: None, monkeypatch: Any) -> None:
@@ -281,6 +282,44 @@ def test_coerce_columns_checks_vectorised(no_slow_path: None, monkeypatch: Any) 
     table = table.drop_columns(["s"]).append_column("s", pa.array(["a", None]))
     assert arrow.coerce_columns(SCHEMA, table, "t")[:4] == [[1, 2], [None, None], [2.0, None],
                                                              ["a", None]]  # fmt: skip
+
+
+def test_coerce_columns_of_arrow_adds_the_extra_columns(no_slow_path: None) -> None:
+    """Arrow input without the ``extra`` key gets its ABSENT column (MongoDB's ``_id``) too."""
+    table = pa.table({"k": [1, 2], "s": ["a", None]})
+    schema = Schema.of(k="int", s="str")
+    got = arrow.coerce_columns(schema, table, "t", extra=("_id",))
+    assert got == [[1, 2], ["a", None], [arrow.ABSENT, arrow.ABSENT]]
+
+
+def test_python_values_are_to_pylist() -> None:
+    """The NumPy shortcut gives the same values of the same types as ``to_pylist``."""
+    columns = [
+        pa.chunked_array([[1, -(2**63)], [2**63 - 1]], type=pa.int64()),
+        pa.chunked_array([[1.5, -0.0], [1e308]], type=pa.float64()),
+        pa.chunked_array([[True], [False]], type=pa.bool_()),
+        pa.chunked_array([], type=pa.int64()),
+        pa.array([1, None], type=pa.int64()),
+        pa.array([0.5, None]),
+        pa.array(["a", None]),
+        pa.array([1], type=pa.int32()),
+    ]
+    for column in columns:
+        got = arrow.python_values(column)
+        want = column.to_pylist()
+        assert got == want
+        assert list(map(type, got)) == list(map(type, want))
+    assert str(arrow.python_values(pa.array([-0.0]))[0]) == "-0.0"
+
+
+def test_arrow_python_columns_or_none() -> None:
+    """Valid Arrow data: the canonical table's values; anything unproven: None, not an error."""
+    schema = Schema.of(a="int", f="float", s="str")
+    table = pa.table({"f": pa.array([1, 2], type=pa.int32()), "a": [3, 4]})
+    assert arrow.arrow_python_columns(schema, table, "t") == [[3, 4], [1.0, 2.0], [None, None]]
+    assert arrow.arrow_python_columns(schema, pa.table({"zz": [1]}), "t") is None
+    assert arrow.arrow_python_columns(schema, pa.table({"f": [float("nan")]}), "t") is None
+    assert arrow.arrow_python_columns(schema, pa.table({"s": ["a\x00"]}), "t") is None
 
 
 def test_coerce_columns_names_the_first_bad_row_across_columns() -> None:
