@@ -564,3 +564,67 @@ def test_dicts_reach_executemany_engines_without_an_arrow_table(
          "v": [1.0, 2.5]},
         {"k": 2, "f": None, "s": None, "b": False, "y": None, "t": None, "j": None, "v": None},
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_arrow_reaches_executemany_engines_without_a_canonical_table(
+    fresh: Callable[[str], IbisDataBackend], engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valid Arrow data goes to the driver as its Python values, converted once per column
+    (issue 16: no canonical table in between); invalid data is rejected by
+    ``canonical_table``, with its error (first bad column, then row), and nothing is written."""
+    import pinnacle_ibis.backend
+    from pinnacle_protocols.arrow import canonical_table
+
+    store = fresh(engine)
+    schema = Schema.of(
+        k="int", f="float", s="str", b="bool", y="bytes", t="datetime", j="json", v="vector"
+    )
+    store.create_table("py", schema)
+    t = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    table = pa.table(
+        {
+            "k": pa.array([1, 2], type=pa.int32()),
+            "f": pa.array([2, None], type=pa.int64()),
+            "s": pa.array(["é", None], type=pa.large_string()),
+            "b": [True, False],
+            "y": pa.array([b"\x00a", None], type=pa.large_binary()),
+            "t": pa.array([t, None], type=pa.timestamp("ms", tz="Europe/Paris")),
+            "j": ["text", None],
+            "v": pa.array([[1, 2], None], type=pa.list_(pa.int64())),
+        }
+    )
+    with monkeypatch.context() as patched:
+
+        def refuse(*_: object, **__: object) -> None:
+            raise AssertionError("the Arrow data went through a canonical Arrow table")
+
+        patched.setattr(pinnacle_ibis.backend, "canonical_table", refuse)
+        assert store.insert("py", table) == 2
+        assert store.insert("py", table.select(["k"]).slice(0, 0)) == 0
+    assert store.select("py", order_by=["k"]) == [
+        {"k": 1, "f": 2.0, "s": "é", "b": True, "y": b"\x00a", "t": t, "j": "text",
+         "v": [1.0, 2.0]},
+        {"k": 2, "f": None, "s": None, "b": False, "y": None, "t": None, "j": None, "v": None},
+    ]  # fmt: skip
+    bad = pa.table({"k": [3, 4], "f": [1.0, float("nan")], "s": ["x\x00", "y"]})
+    with pytest.raises(SchemaError) as want:
+        canonical_table(schema, bad, "py")
+    with pytest.raises(SchemaError) as got:
+        store.insert("py", bad)
+    assert str(got.value) == str(want.value)
+    assert "row 1" in str(got.value)  # the float column's NaN, before the later column's NUL
+    unknown = pa.table({"k": [5], "zz": [1]})
+    with pytest.raises(SchemaError) as want:
+        canonical_table(schema, unknown, "py")
+    with pytest.raises(SchemaError) as got:
+        store.insert("py", unknown)
+    assert str(got.value) == str(want.value)
+    assert store.count("py") == 2

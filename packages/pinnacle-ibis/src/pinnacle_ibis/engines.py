@@ -44,7 +44,12 @@ from pinnacle_ibis.backend import (
     PythonColumns,
     SelectQuery,
 )
-from pinnacle_protocols.arrow import as_arrow, coerce_columns
+from pinnacle_protocols.arrow import (
+    arrow_python_columns,
+    as_arrow,
+    coerce_columns,
+    python_values,
+)
 from pinnacle_protocols.errors import (
     BackendUnavailable,
     PinnacleError,
@@ -671,24 +676,38 @@ class SQLDataBackend(IbisDataBackend):
 
     # ------------------------------------------------------------------ writes
     def _validated(self, schema: Schema, rows: Any, table: str) -> Any:
-        """Dicts for an engine that writes Python tuples: checked per column on Arrow and kept
-        as Python columns (no round trip through an Arrow table); Arrow input as before."""
-        if not self.writes_python_rows or as_arrow(rows) is not None:
-            return super()._validated(schema, rows, table)
-        return PythonColumns(coerce_columns(schema, rows, table, json_text=True))
+        """For an engine that writes Python tuples: Python columns, checked per column on Arrow
+        (no round trip through a canonical Arrow table).
 
-    def _row_tuples(self, schema: Schema, data: Any) -> list[tuple[Any, ...]]:
+        Dicts go through :func:`coerce_columns`. Arrow data (converted once, for a DataFrame)
+        goes through :func:`arrow_python_columns`; when its checks do not prove the data valid,
+        :func:`canonical_table` runs as for the other engines, so errors stay its own."""
+        if not self.writes_python_rows:
+            return super()._validated(schema, rows, table)
+        arrow = as_arrow(rows)
+        if arrow is None:
+            return PythonColumns(coerce_columns(schema, rows, table, json_text=True))
+        found = arrow_python_columns(schema, arrow, table, json_text=True)
+        if found is None:
+            return super()._validated(schema, arrow, table)
+        return PythonColumns(found)
+
+    def _row_columns(self, schema: Schema, data: Any) -> list[list[Any]]:
+        """The driver parameters of validated rows, column by column (encoders applied)."""
         columns = []
         for i, f in enumerate(schema.fields):
             if isinstance(data, PythonColumns):
                 values = data.columns[i]
             else:
-                values = data.column(i).to_pylist()
+                values = python_values(data.column(i))
             enc = self._encoder(f)
             if enc is not None:
                 values = [None if v is None else enc(v) for v in values]
             columns.append(values)
-        return list(zip(*columns, strict=True))
+        return columns
+
+    def _row_tuples(self, schema: Schema, data: Any) -> list[tuple[Any, ...]]:
+        return list(zip(*self._row_columns(schema, data), strict=True))
 
     def _insert_sql(self, name: str, schema: Schema) -> str:
         params = _sql.Params()
@@ -697,10 +716,11 @@ class SQLDataBackend(IbisDataBackend):
         return params.bind(self._render(stmt), self.paramstyle)
 
     def _write(self, name: str, schema: Schema, data: pa.Table) -> None:
-        rows = self._row_tuples(schema, data)
+        columns = self._row_columns(schema, data)
         sql = self._insert_sql(name, schema)
         with self._tx() as cur:
-            cur.executemany(sql, rows)
+            # the rows' tuples are made as the driver takes them, not held all at once
+            cur.executemany(sql, zip(*columns, strict=True))
 
     def _set_value(self, field: Field, value: Any) -> Any:
         """A coerced SET value as the driver parameter."""
@@ -1187,7 +1207,7 @@ class PostgresDataBackend(SQLDataBackend):
         return super()._decoder(field)
 
     def _write(self, name: str, schema: Schema, data: pa.Table) -> None:
-        rows = self._row_tuples(schema, data)
+        rows = zip(*self._row_columns(schema, data), strict=True)
         cols = ", ".join(self._q(f.name) for f in schema.fields)
         with self._tx() as cur, cur.copy(f"COPY {self._q(name)} ({cols}) FROM STDIN") as copy:
             for row in rows:
