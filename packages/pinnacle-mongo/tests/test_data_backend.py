@@ -366,6 +366,23 @@ def test_insert_checks_values_per_column_not_per_cell(
     assert rows[0].keys() == {"k", "f", "t", "j"}  # the caller's dicts are not touched
 
 
+def test_insert_of_arrow_keeps_every_column_and_assigns_ids(backend: MongoDataBackend) -> None:
+    """An Arrow table without ``_id``: every column is stored and each row gets an ObjectId
+    (coerce_columns used to leave out the ``_id`` column, so the last column became the ids)."""
+    pa = pytest.importorskip("pyarrow")
+    backend.create_table("t", Schema.of(k="int", s="str"))
+    for k in (1, 3):
+        assert backend.insert("t", pa.table({"k": [k, k + 1], "s": [f"s{k}", None]})) == 2
+    got = backend.select("t", order_by=["k"])
+    assert all(isinstance(row.pop("_id"), ObjectId) for row in got)
+    assert got == [
+        {"k": 1, "s": "s1"},
+        {"k": 2, "s": None},
+        {"k": 3, "s": "s3"},
+        {"k": 4, "s": None},
+    ]
+
+
 @pytest.mark.parametrize("as_arrow", [False, True])
 def test_insert_errors_name_the_first_bad_row_and_column(
     backend: MongoDataBackend, as_arrow: bool

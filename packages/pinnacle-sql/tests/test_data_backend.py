@@ -21,6 +21,7 @@ from pinnacle_protocols.errors import (
     ConfigError,
     FilterError,
     InvalidURIError,
+    PinnacleError,
     SchemaError,
     TableExists,
     TableNotFound,
@@ -320,6 +321,35 @@ def test_insert_checks_values_per_column_not_per_cell(
             '{"a":[1]}',
             1,
         )
+
+
+@pytest.mark.file
+def test_insert_feeds_the_driver_lazily_and_reports_its_errors_as_before(
+    backend: SQLAlchemyDataBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows go to sqlite3's ``executemany`` as they are made (issue 16: no list of every
+    row's tuple for SQLAlchemy); a driver error is still SQLAlchemy's, and nothing is written."""
+    pa = pytest.importorskip("pyarrow")
+    original = sa.engine.Connection.exec_driver_sql
+
+    def single(self: sa.engine.Connection, sql: str, parameters: Any = None, **kw: Any) -> Any:
+        assert not (isinstance(parameters, list) and len(parameters) > 1), "a list of rows"
+        return original(self, sql, parameters, **kw)
+
+    monkeypatch.setattr(sa.engine.Connection, "exec_driver_sql", single)
+    backend.create_table("t", Schema.of(k="int", s="str"))
+    assert backend.insert("t", [{"k": i, "s": str(i)} for i in range(3)]) == 3
+    assert backend.insert("t", pa.table({"k": [3, 4], "s": ["3", None]})) == 2
+    assert backend.create_index("t", ["k"], unique=True)
+    for data in ([{"k": 9}, {"k": 1}], pa.table({"k": [9, 1]})):
+        with pytest.raises(PinnacleError) as got:
+            backend.insert("t", data)
+        assert str(got.value).endswith(
+            "insert on table 't' failed: IntegrityError: UNIQUE constraint failed: t.k"
+        )
+        assert isinstance(got.value.__cause__, sa.exc.IntegrityError)
+    assert backend.count("t") == 5
+    assert backend.select("t", {"k": 4}) == [{"k": 4, "s": None}]
 
 
 @pytest.mark.file

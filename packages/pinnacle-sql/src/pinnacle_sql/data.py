@@ -208,6 +208,25 @@ _TO_DRIVER: Final[Mapping[DType, Callable[[Any], Any]]] = {
 }
 
 
+def _executemany(conn: Connection, sql: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    """sqlite3's ``executemany`` of ``rows`` on ``conn``'s connection, in its transaction.
+
+    The driver takes the rows as they are made: SQLAlchemy's ``exec_driver_sql`` needs a list,
+    which holds every row's tuple at once (100,000 per batch) for nothing. A driver error is
+    wrapped as SQLAlchemy wraps it (``DBAPIError.instance``), so it is reported as before.
+    """
+    import sqlite3
+
+    driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+    finally:
+        cursor.close()
+
+
 def _sa_table(name: str, schema: Schema) -> sa.Table:
     columns = [
         sa.Column(f.name, _column_type(f), nullable=f.nullable, quote=True) for f in schema.fields
@@ -543,7 +562,7 @@ class SQLAlchemyDataBackend:
                 to_driver = _TO_DRIVER.get(field.dtype)
                 if to_driver is not None:
                     columns[i] = [None if v is None else to_driver(v) for v in columns[i]]
-            conn.exec_driver_sql(self._insert_sql(conn, sa_table), list(zip(*columns, strict=True)))
+            _executemany(conn, self._insert_sql(conn, sa_table), zip(*columns, strict=True))
             return count
 
     def _insert_sql(self, conn: Connection, sa_table: sa.Table) -> str:
