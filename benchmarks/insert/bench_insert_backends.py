@@ -6,7 +6,9 @@ Rows: 4 numbers (2 int, 2 float) and 1 string, the rows of ``bench_insert.py``. 
   ``pyarrow.Table`` (one batch of ``--batch`` rows, inserted ``rows / batch`` times into a
   fresh file database) against ``sqlite3``'s ``executemany`` fed the dicts themselves
   (``raw dicts``, validates nothing) and ``pa.Table.from_pylist`` + ``executemany`` of tuples
-  zipped from its columns (``from_pylist + raw``, the issue's comparison).
+  zipped from its columns (``from_pylist + raw``, the issue's comparison), and
+  ``executemany`` of tuples zipped from the Arrow table's own columns (``raw arrow``, the
+  comparison for Arrow input).
 * ``mongodb`` (an nx-27017 wire server started here, in memory, ``--mongo-rows`` rows): the
   client-side cost of ``MongoDataBackend.insert`` (validating and building the documents: what
   is left when the server's time is taken away) and the whole insert against
@@ -35,6 +37,9 @@ import pyarrow as pa
 from pinnacle_protocols import Schema
 
 SCHEMA = Schema.of(id="int", n="int", x="float", y="float", s="str")
+#: The clock the SQL sides are timed with (``--clock``): wall time, or this process's CPU time.
+CLOCK: list[Callable[[], float]] = [time.perf_counter]
+
 DDL = "CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE, y DOUBLE, s TEXT)"
 
 
@@ -60,19 +65,34 @@ def sql_backend(batch: Any, n: int, tmp: Path) -> float:
     backend.create_table("t", SCHEMA)
     backend.insert("t", batch)  # warm: engine, schema lookup
     backend.delete("t", None)
-    t0 = time.perf_counter()
+    t0 = CLOCK[0]()
     for _ in range(n):
         backend.insert("t", batch)
-    took = time.perf_counter() - t0
+    took = CLOCK[0]() - t0
     assert backend.count("t") == n * len(batch)
     backend.close()
+    return took
+
+
+def sql_raw_arrow(table: pa.Table, n: int, tmp: Path) -> float:
+    """sqlite3's executemany of tuples zipped from the Arrow table's columns (``raw arrow`` of
+    ``bench_insert.py``)."""
+    con = sqlite3.connect(str(tmp / "data.db"))
+    con.execute(DDL)
+    t0 = CLOCK[0]()
+    for _ in range(n):
+        cols = [c.to_pylist() for c in table.columns]
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", zip(*cols, strict=True))
+        con.commit()
+    took = CLOCK[0]() - t0
+    con.close()
     return took
 
 
 def sql_raw(batch: list[dict[str, Any]], n: int, from_pylist: bool, tmp: Path) -> float:
     con = sqlite3.connect(str(tmp / "data.db"))
     con.execute(DDL)
-    t0 = time.perf_counter()
+    t0 = CLOCK[0]()
     for _ in range(n):
         if from_pylist:
             cols = [c.to_pylist() for c in pa.Table.from_pylist(batch).columns]
@@ -80,7 +100,7 @@ def sql_raw(batch: list[dict[str, Any]], n: int, from_pylist: bool, tmp: Path) -
         else:
             con.executemany("INSERT INTO t VALUES (:id, :n, :x, :y, :s)", batch)
         con.commit()
-    took = time.perf_counter() - t0
+    took = CLOCK[0]() - t0
     con.close()
     return took
 
@@ -94,6 +114,7 @@ def bench_sql(rows: int, batch_rows: int, repeat: int) -> dict[str, float]:
         "from_pylist + raw": lambda tmp: sql_raw(batch, n, True, tmp),
         "raw dicts": lambda tmp: sql_raw(batch, n, False, tmp),
         "backend.insert(arrow)": lambda tmp: sql_backend(arrow, n, tmp),
+        "raw arrow": lambda tmp: sql_raw_arrow(arrow, n, tmp),
     }
     times: dict[str, list[float]] = {k: [] for k in sides}
     for _ in range(repeat):
@@ -150,12 +171,21 @@ def main() -> None:
     parser.add_argument("--mongo-rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["sql", "mongo"])
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="time the sqlalchemy+sqlite sides by wall clock or by this process's CPU time",
+    )
     args = parser.parse_args()
+    if args.clock == "cpu":
+        CLOCK[0] = time.process_time
     before = os.getloadavg()
     out = [
         f"Reproduce: `python benchmarks/insert/bench_insert_backends.py --rows {args.rows} "
         f"--batch {args.batch} --mongo-rows {args.mongo_rows} --repeat {args.repeat}"
         + (f" --only {args.only}" if args.only else "")
+        + (" --clock cpu" if args.clock == "cpu" else "")
         + "`",
         "",
         "| backend | side | seconds (median) | µs/row | ratio |",
@@ -171,6 +201,8 @@ def main() -> None:
                     f"{secs / r['from_pylist + raw']:.2f}x from_pylist + raw, "
                     f"{secs / r['raw dicts']:.2f}x raw dicts"
                 )
+            if label == "backend.insert(arrow)":
+                ratio += f", {secs / r['raw arrow']:.2f}x raw arrow"
             out.append(
                 f"| sqlalchemy+sqlite | {label} | {secs:.2f} | {secs / total * 1e6:.2f} | {ratio} |"
             )
