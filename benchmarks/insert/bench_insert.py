@@ -353,18 +353,18 @@ Notes. The facade's list-of-dicts path turns each batch into Arrow once (columns
 `itemgetter`, a C-level `set(map(type, column))` per column, then Arrow's conversion and
 compute kernels for ranges, NUL bytes, non-finite floats, time zones and vector sizes), so its
 validation is vectorised; `ibis from_pylist` does no validation at all. On DuckDB the
-canonical Arrow table is handed to the engine as is. On SQLite the driver needs Python tuples,
-so the validated Arrow columns are turned back into Python values for `executemany`: that round
-trip is what separates `db.insert` from the raw driver, which takes the dicts (or zipped Arrow
-columns) directly and validates nothing; keeping the Python columns of the fast path for
-`executemany` engines is the next step. The DuckDB insert runs one autocommitted
-`INSERT ... SELECT` (an explicit BEGIN/COMMIT around it cost ~1.3x on a file database). The
-fresh-process figure is dominated by imports (ibis, sqlglot, SQLAlchemy for the metadata
-store, DuckDB) and wiring, not by the insert: the fixed costs of issue 16 are not addressed
-here. The stream's peak RSS grows by ~100 MiB from 1M to 3M rows; the Python side holds one
-batch at a time (`pinnacle_protocols.arrow.insert_chunks`, tested lazily), and the growth was
-not separated from DuckDB's own buffer manager in this run. Measured under a load average of
-6-10 on 2 cores: single runs differ by up to 1.5x; treat ratios near a target as within noise."""
+canonical Arrow table is handed to the engine as is. On SQLite the driver needs Python tuples:
+dicts are checked per column and keep their own Python values, Arrow input is checked with the
+same kernels and converted once per column (NumPy's `tolist` for null-free numbers), and the
+zipped rows go to `executemany` lazily, as the raw side does. The DuckDB insert runs one
+autocommitted `INSERT ... SELECT` (an explicit BEGIN/COMMIT around it cost ~1.3x on a file
+database). The fresh-process figure is dominated by imports (ibis, sqlglot, SQLAlchemy for the
+metadata store, DuckDB) and wiring, not by the insert: the fixed costs of issue 16 are not
+addressed here. The stream's peak RSS grows by ~100 MiB from 1M to 3M rows; the Python side
+holds one batch at a time (`pinnacle_protocols.arrow.insert_chunks`, tested lazily), and the
+growth was not separated from DuckDB's own buffer manager in this run. Measured under a load
+average of 6-10 on 2 cores: single runs differ by up to 1.5x; treat ratios near a target as
+within noise (`--clock cpu` times the process's CPU instead)."""
 
 
 if __name__ == "__main__":
