@@ -12,7 +12,8 @@
 are taken. Two bytecode settings: compiled modules cached (``PYTHONPYCACHEPREFIX`` in a temp
 directory, warmed once per side: what an installed package sees), and no bytecode
 (``PYTHONDONTWRITEBYTECODE=1`` with an empty cache: every module compiled from source, as in a
-sandbox that sets it). Usage::
+sandbox that sets it). Each case reports wall seconds and the process's user+sys CPU seconds
+(``getrusage`` of the child), which a loaded machine distorts less than wall time. Usage::
 
     python benchmarks/facade/bench_cold.py --before DIR [--runs N] [--write RESULTS_cold.md]
 """
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -59,15 +61,23 @@ def _env(pythonpath: str | None, cache: Path, *, bytecode: bool) -> dict[str, st
     return env
 
 
-def _run(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, user+sys CPU seconds of the child, its stdout."""
+    cpu0 = _cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
     secs = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
     if proc.returncode != 0:
         raise SystemExit(f"{args} failed in {cwd}:\n{proc.stderr}")
-    return secs, proc.stdout
+    return secs, cpu, proc.stdout
 
 
 def bench(before: str, runs: int, tmp: Path) -> dict[str, dict[str, float]]:
@@ -90,10 +100,12 @@ def bench(before: str, runs: int, tmp: Path) -> dict[str, dict[str, float]]:
                 _run(CHILD, demo_dir, {**env, **STORES})
         for _ in range(runs):
             for side, env in sides.items():
-                secs, _out = _run(["-c", SHOW], show_dir, env)
+                secs, cpu, _out = _run(["-c", SHOW], show_dir, env)
                 times.setdefault(f"show|{mode}|{side}", []).append(secs)
-                secs, out = _run(CHILD, demo_dir, {**env, **STORES})
+                times.setdefault(f"show|{mode}|{side}-cpu", []).append(cpu)
+                secs, cpu, out = _run(CHILD, demo_dir, {**env, **STORES})
                 times.setdefault(f"child|{mode}|{side}", []).append(secs)
+                times.setdefault(f"child|{mode}|{side}-cpu", []).append(cpu)
                 predict = float(json.loads(out.strip().splitlines()[-1])["seconds"])
                 times.setdefault(f"predict|{mode}|{side}", []).append(predict)
     result: dict[str, dict[str, float]] = {}
@@ -104,26 +116,36 @@ def bench(before: str, runs: int, tmp: Path) -> dict[str, dict[str, float]]:
 
 
 NOTES = """\
-Where the time goes (profiled with `python -X importtime` and cProfile in fresh processes,
-compiled bytecode, load ~3-4):
+Where the time goes (profiled with `python -X importtime`, cProfile and `getrusage` CPU time in
+fresh processes, compiled bytecode; CPU seconds are user+sys, load 7-11 on 2 cores while these
+were taken, so wall seconds are inflated and noisy and the CPU columns are the ones to compare):
 
-- `pinnacle show`: before, opening the up-to-date SQLite store imported Alembic to read the
-  revision (Alembic's script directory, Mako, and through `alembic.ddl` SQLAlchemy's PostgreSQL
-  and asyncpg dialects): ~0.2 s. Now the one revision row is read with a plain `SELECT` (after
-  `has_table`) and compared with `HEAD_REVISION` (a test checks the constants against the
-  scripts; several rows are still left to Alembic's own error); Alembic is imported only to
-  migrate. What remains: SQLAlchemy itself (~0.13 s; the SQLite store is built on SQLAlchemy
-  Core), `pinnacle_protocols` with its cattrs converter (~0.04 s), the interpreter (~0.03 s).
+- `pinnacle show` (~0.37 s CPU after; the bare interpreter is ~0.01 s): SQLAlchemy itself
+  ~0.23 s (the SQLite metadata store is built on SQLAlchemy Core; the largest remaining
+  cost), the entry-point scan that finds the store factories ~0.04 s (`importlib.metadata`
+  and one pass over the installed distributions' entry points, done once per process),
+  attrs ~0.03 s, pinnacle_protocols' own modules ~0.015 s, `pinnacledb.cli` ~0.025 s.
+- Cut earlier (b7c047e): Alembic, Mako and SQLAlchemy's PostgreSQL dialect are imported only
+  to migrate; opening an up-to-date store reads the one revision row with a plain `SELECT`.
+- Cut now (#16, ~0.05 s CPU of `pinnacle show`): the cattrs record converter
+  (`pinnacle_protocols.serialization.converter`, and the copy each Datalayer's ComponentIO
+  made) is built when a record is first (un)structured, not on import, and `show` lists keys
+  without structuring a record; SQLAlchemy's MySQL dialect package (all its driver modules) is
+  imported only when a MySQL/MariaDB engine renders `JSONText`/`Timestamp` (same DDL on every
+  dialect). Guarded by `pinnacle-facade/tests/test_import.py` (a fresh `pinnacle show` on a
+  store with a component imports neither) and `pinnacle-protocols/tests/test_import_cost.py`.
+- Demo child (~1.5 s CPU): the process imports what predicting with a NumPy model over a
+  DuckDB table needs. ibis's DuckDB backend, loaded by `ibis.connect` through its entry point,
+  ~0.5 s CPU with DuckDB (ibis's `backends.sql.compilers` package imports every dialect's
+  compiler, and sqlglot's); pandas ~0.4 s, imported by DuckDB 1.5 itself whenever a query binds
+  a non-NULL parameter or scans an Arrow table (checked: `con.execute("select ?", [1])` alone
+  imports pandas; pandas is installed because `ibis-framework[duckdb]` requires it); pyarrow
+  ~0.14 s, NumPy ~0.1 s, SQLAlchemy ~0.23 s. Not cut: connecting DuckDB without ibis (only
+  building the ibis backend when an ibis expression is needed) is a change of pinnacle-ibis's
+  DuckDB engine, and pandas comes from DuckDB's parameter binding.
 - No bytecode: with `PYTHONDONTWRITEBYTECODE=1` (set in the sandbox these figures come from)
-  nothing is cached and every module is compiled from source on every command: `compile()` was
-  0.47 s of `pinnacle show`'s 0.79 s profile (after this change), and `db.predict` prints ~3 s
-  for 150 rows. An installed package has its bytecode: the "compiled" rows are what a user
-  meets.
-- Demo child: `db.predict`'s own ~0.65 s (unloaded) is mostly first use of the DuckDB data
-  backend: `ibis.connect` loads ibis's DuckDB backend through its entry point and builds
-  sqlglot's dialect tokenizers (~0.45 s), and DuckDB imports pandas when it binds a query
-  parameter (~0.1 s). Not cut here: that is how pinnacle-ibis connects (a change of its DuckDB
-  engine, not a fixed-cost trim).
+  every module is compiled from source on every command (~3x the CPU). An installed package
+  has its bytecode: the "compiled" rows are what a user meets.
 """
 
 CASES = {
@@ -157,16 +179,21 @@ def main() -> int:
         "python benchmarks/facade/bench_cold.py --before /tmp/base --label BASE "
         "--write benchmarks/RESULTS_cold.md`.",
         "",
-        f"| case | bytecode | before{label} s | after s | after / before |",
-        "| --- | --- | ---: | ---: | ---: |",
+        f"| case | bytecode | before{label} s | after s | after / before "
+        "| CPU before s | CPU after s | CPU after / before |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for mode in ("compiled", "no bytecode"):
         for case, title in CASES.items():
             r = result[f"{case}|{mode}"]
-            lines.append(
-                f"| {title} | {mode} | {r['before']:.3f} | {r['after']:.3f} | "
-                f"{r['after'] / r['before']:.2f} |"
-            )
+            row = f"| {title} | {mode} | {r['before']:.3f} | {r['after']:.3f} | "
+            row += f"{r['after'] / r['before']:.2f} |"
+            if "before-cpu" in r:  # user+sys of the whole process (not reported by predict)
+                row += f" {r['before-cpu']:.3f} | {r['after-cpu']:.3f} | "
+                row += f"{r['after-cpu'] / r['before-cpu']:.2f} |"
+            else:
+                row += " | | |"
+            lines.append(row)
     lines += ["", NOTES]
     report = "\n".join(lines)
     print(report)

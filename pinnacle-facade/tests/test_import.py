@@ -96,6 +96,9 @@ def test_first_use_imports_only_the_owning_packages(tmp_path: Path) -> None:
 
 #: Imported only to migrate: opening an up-to-date store reads one revision row without them.
 MIGRATION_ONLY = ("alembic", "mako", "sqlalchemy.dialects.postgresql")
+#: Not on ``pinnacle show``'s path: cattrs (the record converter, built when a record is read or
+#: written; show lists keys) and SQLAlchemy's MySQL dialect (only a MySQL engine renders it).
+NOT_FOR_SHOW = ("cattrs", "sqlalchemy.dialects.mysql")
 
 
 @pytest.mark.sqlite
@@ -103,14 +106,19 @@ def test_pinnacle_show_on_the_embedded_default_imports_no_migration_tool(tmp_pat
     """``pinnacle show`` in a fresh process: SQLite metadata, no Alembic, no data backend.
 
     Run twice: the first run creates the metadata database (that run migrates, so Alembic is
-    imported), the second opens an up-to-date one.
+    imported) and applies a component, the second opens an up-to-date one and lists it.
     """
     code = "import sys\nfrom pinnacledb.cli import main\nassert main(['show']) == 0"
-    first = _modules_after(code, tmp_path)
+    first = _modules_after(
+        "from pinnacledb import pinnacle\nfrom pinnacledb.components import Schema\n"
+        "pinnacle().apply(Schema(identifier='s', fields={'x': 'int'}))",
+        tmp_path,
+    )
     assert "alembic" in first  # the empty database was created by the migrations
     mods = _modules_after(code, tmp_path)
     assert "pinnacle_sql.store" in mods
     assert _loaded(mods, MIGRATION_ONLY) == []
+    assert _loaded(mods, NOT_FOR_SHOW) == []
     drivers = tuple(d for d in DRIVERS if d not in ("sqlalchemy", "pinnacle_sql"))
     assert _loaded(mods, drivers) == []
 

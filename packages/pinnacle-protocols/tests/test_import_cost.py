@@ -1,4 +1,5 @@
-"""``import pinnacle_protocols`` loads only the standard library, attrs and cattrs.
+"""``import pinnacle_protocols`` loads only the standard library and attrs (cattrs on first use
+of the shared converter).
 
 Each check runs in a fresh interpreter (``python -I``), since this test process has pytest,
 Hypothesis and whatever other tests imported already loaded.
@@ -90,8 +91,24 @@ def after_import() -> list[str]:
 def test_import_loads_only_stdlib_attrs_and_cattrs(after_import: list[str]) -> None:
     assert _foreign(after_import) == []
     # the package really was imported, with its submodules
-    for module in ("pinnacle_protocols.uri", "pinnacle_protocols.serialization", "cattrs"):
+    for module in ("pinnacle_protocols.uri", "pinnacle_protocols.serialization", "attrs"):
         assert module in after_import
+
+
+def test_cattrs_is_imported_on_first_use_of_the_converter(after_import: list[str]) -> None:
+    """The converter is built when a record is (un)structured, not on import (``pinnacle
+    show`` reads no record); ``converter`` stays one shared object however it is reached."""
+    assert "cattrs" not in after_import
+    code = (
+        "from pinnacle_protocols import serialization, utcnow, ComponentKey\n"
+        "assert 'cattrs' not in sys.modules\n"
+        "from pinnacle_protocols import converter\n"
+        "assert 'cattrs' in sys.modules\n"
+        "assert converter is serialization.converter is serialization._get_converter()\n"
+        "k = ComponentKey(type_id='model', identifier='m', version=1)\n"
+        "assert serialization.structure(serialization.unstructure(k), ComponentKey) == k\n"
+    )
+    assert "cattrs" in _modules_after(code)
 
 
 def test_testing_subpackage_is_not_imported(after_import: list[str]) -> None:

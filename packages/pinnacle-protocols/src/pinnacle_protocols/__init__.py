@@ -1,9 +1,12 @@
 """pinnacle-protocols: the typed contracts every pinnacledb store implements.
 
-Importing this package loads only the standard library, attrs and cattrs.
+Importing this package loads only the standard library and attrs; cattrs is imported when
+the shared ``converter`` is first used (see :mod:`pinnacle_protocols.serialization`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pinnacle_protocols.compute import (
     ComputeBackend,
@@ -78,7 +81,7 @@ from pinnacle_protocols.records import (
     SchemaRevision,
     validate_sha256,
 )
-from pinnacle_protocols.serialization import converter, structure, unstructure, utcnow
+from pinnacle_protocols.serialization import structure, unstructure, utcnow
 from pinnacle_protocols.uri import RedactedURI, redact, translate_uri
 from pinnacle_protocols.vectors import (
     Measure,
@@ -91,7 +94,19 @@ from pinnacle_protocols.vectors import (
     VectorsLike,
 )
 
+if TYPE_CHECKING:
+    from pinnacle_protocols.serialization import converter
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "converter":  # built (and cattrs imported) on first use
+        from pinnacle_protocols import serialization
+
+        return serialization.converter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ArrowTableLike",

@@ -2,20 +2,23 @@
 
 SQL stores keep the result in a JSON column and MongoDB stores keep it as a document, so both
 see exactly the same shape: datetimes as ISO-8601 strings in UTC, enums as their values.
+
+The converter (and cattrs itself) is built on first use: :func:`utcnow`, :func:`load_json` and
+importing this module load neither, so a command that reads no record (``pinnacle show``)
+does not pay for them. ``converter`` is still a module attribute (built when first read).
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 import types
 import typing
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import cattrs
 from attrs import resolve_types
-from cattrs.v import format_exception
 
 from pinnacle_protocols import records
 from pinnacle_protocols.errors import InvalidRecord, PinnacleError
@@ -31,6 +34,12 @@ from pinnacle_protocols.records import (
     Schema,
     SchemaRevision,
 )
+
+if TYPE_CHECKING:
+    import cattrs
+
+    #: The shared converter (built on first read, see the module docstring).
+    converter: cattrs.Converter
 
 __all__ = ["converter", "load_json", "structure", "structure_json", "unstructure", "utcnow"]
 
@@ -98,6 +107,8 @@ def _is_json_value(tp: Any) -> bool:
 
 
 def _make_converter() -> cattrs.Converter:
+    import cattrs
+
     conv = cattrs.Converter(forbid_extra_keys=True)
     for cls in _RECORD_TYPES:
         resolve_types(cls, globalns=vars(records))
@@ -111,13 +122,35 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-#: The shared converter. Use :func:`unstructure` / :func:`structure` unless you extend it.
-converter: cattrs.Converter = _make_converter()
+_converter: cattrs.Converter | None = None
+_converter_lock = threading.Lock()
+
+
+def _get_converter() -> cattrs.Converter:
+    """The shared converter, built (and cattrs imported) on the first call, once.
+
+    ``converter`` (the module attribute) is the same object. Use :func:`unstructure` /
+    :func:`structure` unless you extend it.
+    """
+    global _converter  # noqa: PLW0603 - the one shared converter, built lazily
+    conv = _converter
+    if conv is None:
+        with _converter_lock:
+            if _converter is None:
+                _converter = _make_converter()
+            conv = _converter
+    return conv
+
+
+def __getattr__(name: str) -> Any:
+    if name == "converter":
+        return _get_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def unstructure(record: object) -> dict[str, Any]:
     """Turn a record into JSON-safe data (dicts, lists, str, int, float, bool, None)."""
-    result = converter.unstructure(record)
+    result = _get_converter().unstructure(record)
     if not isinstance(result, dict):
         raise TypeError(f"{type(record).__name__} is not a pinnacledb record")
     return result
@@ -125,8 +158,11 @@ def unstructure(record: object) -> dict[str, Any]:
 
 def structure(data: Any, cls: type[T]) -> T:
     """Build a ``cls`` record from JSON-safe data; raise InvalidRecord if it does not fit."""
+    conv = _get_converter()
+    import cattrs  # loaded by _get_converter(); a local name for the except clause
+
     try:
-        return converter.structure(data, cls)
+        return conv.structure(data, cls)
     except InvalidRecord:
         raise
     except cattrs.BaseValidationError as exc:
@@ -163,6 +199,8 @@ def structure_json(text: str | bytes, cls: type[T], where: str) -> T:
 
 
 def _format_error(exc: BaseException, tp: Any) -> str:
+    from cattrs.v import format_exception
+
     if isinstance(exc, PinnacleError):
         return str(exc)
     return format_exception(exc, tp)

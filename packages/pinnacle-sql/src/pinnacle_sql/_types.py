@@ -2,6 +2,10 @@
 
 Stable on purpose: the migration scripts import them, so changing what they render would
 silently change what an old migration creates.
+
+SQLAlchemy's MySQL dialect package (~15 ms of CPU, every driver module of it) is imported only
+when a MySQL/MariaDB engine renders a column: opening a SQLite or PostgreSQL store never loads
+it.
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, UnicodeText
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import VARBINARY, TypeDecorator, TypeEngine
 
@@ -24,6 +27,7 @@ NAME_BYTES = 4 * NAME_CHARS
 # (``'a' = 'a '``) and the defaults are case-insensitive; SQL Server ignores trailing spaces in
 # every collation. On those, names are stored as their UTF-8 bytes and compared bytewise.
 _BINARY_NAME_DIALECTS = frozenset({"mysql", "mariadb", "mssql"})
+_MYSQL_DIALECTS = frozenset({"mysql", "mariadb"})
 
 
 class Name(TypeDecorator[str]):
@@ -67,16 +71,42 @@ class Name(TypeDecorator[str]):
         return value  # type: ignore[no-any-return]
 
 
+class _JSONText(TypeDecorator[str]):
+    """TEXT; LONGTEXT utf8mb4_bin on MySQL/MariaDB (what ``with_variant`` rendered before)."""
+
+    impl = UnicodeText()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """LONGTEXT on MySQL/MariaDB (whose dialect module is loaded then), TEXT elsewhere."""
+        if dialect.name in _MYSQL_DIALECTS:
+            from sqlalchemy.dialects import mysql
+
+            return mysql.LONGTEXT(charset="utf8mb4", collation="utf8mb4_bin")
+        return self.impl_instance
+
+
+class _Timestamp(TypeDecorator[Any]):
+    """TIMESTAMP WITH TIME ZONE; DATETIME(6) on MySQL/MariaDB."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """DATETIME(fsp=6) on MySQL/MariaDB, ``DateTime(timezone=True)`` elsewhere."""
+        if dialect.name in _MYSQL_DIALECTS:
+            from sqlalchemy.dialects import mysql
+
+            return mysql.DATETIME(fsp=6)
+        return self.impl_instance
+
+
 #: Record JSON of any size: TEXT on PostgreSQL/SQLite, LONGTEXT (4 GiB; plain TEXT stops at
 #: 64 KiB) on MySQL/MariaDB, NVARCHAR(MAX) on SQL Server, NCLOB on Oracle.
-JSONText: TypeEngine[str] = UnicodeText().with_variant(
-    mysql.LONGTEXT(charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
-)
+JSONText: TypeEngine[str] = _JSONText()
 
 #: A timezone-aware UTC timestamp with microseconds (MySQL DATETIME defaults to whole seconds).
-Timestamp: TypeEngine[Any] = DateTime(timezone=True).with_variant(
-    mysql.DATETIME(fsp=6), "mysql", "mariadb"
-)
+Timestamp: TypeEngine[Any] = _Timestamp()
 
 #: A 64-bit surrogate key; SQLite only auto-increments ``INTEGER PRIMARY KEY``.
 Id: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")

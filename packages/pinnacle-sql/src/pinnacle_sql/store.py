@@ -39,11 +39,12 @@ from pinnacle_protocols import (
     StoreFileGone,
     VersionConflict,
     redact,
+    serialization,
     unstructure,
     utcnow,
 )
 from pinnacle_protocols.records import check_json, check_reuse_unchanged
-from pinnacle_protocols.serialization import converter, load_json, structure_json
+from pinnacle_protocols.serialization import load_json, structure_json
 from pinnacle_sql import _migrate
 from pinnacle_sql._engine import (
     EngineOptions,
@@ -109,7 +110,7 @@ def _record_tail(record: ComponentRecord) -> tuple[datetime, str]:
     created = record.created_at or utcnow()
     body = unstructure(record)
     del body["version"]
-    body["created_at"] = converter.unstructure(created)
+    body["created_at"] = serialization.converter.unstructure(created)
     return created, _dumps(body)[1:]
 
 

@@ -23,6 +23,7 @@ atomic, so a crash between any two steps leaves at worst unreferenced artifacts,
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -30,10 +31,9 @@ import types
 import typing
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
-import cattrs
 
 from pinnacle_protocols.errors import (
     ArtifactCorrupted,
@@ -53,11 +53,13 @@ from pinnacle_protocols.records import (
     JSONValue,
     check_depth,
 )
-from pinnacle_protocols.serialization import converter as base_converter
 from pinnacle_protocols.serialization import utcnow
 from pinnacle_protocols.uri import redact
 from pinnacledb.base._gcfence import wait_while_deleting
 from pinnacledb.base._owner import OWNER_KEY, current_owner
+
+if TYPE_CHECKING:
+    import cattrs
 from pinnacledb.components._base import (
     Component,
     ComponentRegistry,
@@ -115,6 +117,10 @@ def _unstructure_ref(component: Component) -> dict[str, Any]:
 
 def make_converter() -> cattrs.Converter:
     """The protocols converter plus hooks for component references (already loaded on read)."""
+    import cattrs
+
+    from pinnacle_protocols.serialization import converter as base_converter
+
     conv = base_converter.copy(forbid_extra_keys=True)
 
     def passthrough(value: Any, tp: Any) -> Any:
@@ -190,8 +196,13 @@ class ComponentIO:
         self._artifacts = artifacts
         self.serializers = serializers
         self.registry = registry
-        self.converter = make_converter()
         self._resolved: set[type] = set()
+
+    @functools.cached_property
+    def converter(self) -> cattrs.Converter:
+        """:func:`make_converter`'s converter, built on first use (cattrs is not imported by
+        commands that read no component, such as ``pinnacle show``)."""
+        return make_converter()
 
     # ------------------------------------------------------------------ journal
     def journal_start(
