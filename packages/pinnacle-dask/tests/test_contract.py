@@ -102,7 +102,8 @@ def test_the_local_cluster_runs_without_dask_background_profiling(
     cluster: DaskComputeBackend,
 ) -> None:
     # the statistical profiler (every 10 ms) and the 20 ms event-loop tick took CPU from the
-    # tasks on a small machine: the LocalCluster that dask+local:// starts runs without them
+    # tasks on a small machine: the LocalCluster that dask+local:// starts runs without them,
+    # in its first workers and in those that replace a killed one (the test above kills both)
     def worker_view(dask_worker: Any) -> tuple[bool, float, bool]:
         import dask
 

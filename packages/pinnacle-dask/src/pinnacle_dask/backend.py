@@ -146,12 +146,16 @@ class DaskComputeBackend(PooledComputeBackend):
             import dask
 
             started = time.perf_counter()
+            # set while the scheduler and nannies start, and given to the nannies in the worker
+            # spec, so that a worker started later (replacing one that died) has them too; a
+            # nanny's config= replaces whole top-level sections, so it gets the whole config
             with dask.config.set(local_cluster_config()):
                 self._cluster = LocalCluster(
                     n_workers=self.workers,
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    config=dask.config.merge(dask.config.config),
                 )
             client = Client(self._cluster)
             logger.info(
