@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pinnacle_dask import DaskComputeBackend
+from pinnacle_dask.backend import LOCAL_CLUSTER_CONFIG, local_cluster_config
 from pinnacle_protocols.compute import ComputeBackend, Task, TaskStatus
 from pinnacle_protocols.errors import BackendUnavailable, ConfigError
 from pinnacle_protocols.testing import ComputeBackendContract
@@ -95,3 +96,35 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_runs_again(
     for name in ("0", "1"):  # every output written, once
         assert (tmp_path / "out" / name).read_text() == f"value {name}"
     assert [t.value for t in done.tasks] == ["0", "1"]
+
+
+def test_the_local_cluster_runs_without_dask_background_profiling(
+    cluster: DaskComputeBackend,
+) -> None:
+    # the statistical profiler (every 10 ms) and the 20 ms event-loop tick took CPU from the
+    # tasks on a small machine: the LocalCluster that dask+local:// starts runs without them,
+    # in its first workers and in those that replace a killed one (the test above kills both)
+    def worker_view(dask_worker: Any) -> tuple[bool, float, bool]:
+        import dask
+
+        return (
+            "profile" in dask_worker.periodic_callbacks,
+            dask_worker._tick_interval,
+            bool(dask.config.get("distributed.worker.profile.enabled")),
+        )
+
+    views = cluster.client.run(worker_view)
+    assert len(views) == 2
+    assert all(v == (False, 1.0, False) for v in views.values()), views
+    tick = cluster.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval)
+    assert tick == 1.0
+
+
+def test_a_dask_setting_the_user_made_wins_over_the_local_cluster_defaults() -> None:
+    import dask
+
+    assert local_cluster_config() == LOCAL_CLUSTER_CONFIG
+    with dask.config.set({"distributed.admin.tick.interval": "50ms"}):
+        chosen = local_cluster_config()
+    assert "distributed.admin.tick.interval" not in chosen
+    assert chosen["distributed.worker.profile.enabled"] is False

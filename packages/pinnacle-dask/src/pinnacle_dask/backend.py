@@ -24,7 +24,7 @@ from pinnacle_protocols.uri import RedactedURI
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["DEFAULT_PORT", "DaskComputeBackend"]
+__all__ = ["DEFAULT_PORT", "LOCAL_CLUSTER_CONFIG", "DaskComputeBackend", "local_cluster_config"]
 
 logger = logging.getLogger("pinnacle_dask")
 
@@ -34,6 +34,34 @@ DEFAULT_PORT = 8786
 DEFAULT_TIMEOUT = 10.0
 #: How long a worker-slot count is reused before asking the scheduler again (seconds).
 _CAPACITY_TTL = 2.0
+#: Dask settings for the LocalCluster that ``dask+local://`` starts (its scheduler, nannies and
+#: worker processes; a restarted worker gets them too). Each one is applied only while the key
+#: still has distributed's default, so another value the user set (config file, environment,
+#: ``dask.config.set``) wins. They cut Dask's background work, which on a small machine takes
+#: CPU from the tasks: the statistical profiler samples the task thread's stack every 10 ms on
+#: the worker's event loop (only the dashboard shows it, and ``dask+local://`` starts none),
+#: the event-loop health check runs every 20 ms and the system monitor every 500 ms in every
+#: scheduler, nanny and worker. On a 2-core machine under a CPU-bound ``db.predict`` they took
+#: about a fifth of a worker process's CPU time (see benchmarks/RESULTS_compute.md).
+LOCAL_CLUSTER_CONFIG: dict[str, object] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
+
+
+def local_cluster_config() -> dict[str, object]:
+    """The keys of :data:`LOCAL_CLUSTER_CONFIG` whose value is still distributed's default."""
+    import dask
+    import distributed  # noqa: F401  (loads distributed's defaults into dask.config)
+
+    defaults = dask.config.merge(*dask.config.defaults)
+    missing = object()
+    return {
+        key: value
+        for key, value in LOCAL_CLUSTER_CONFIG.items()
+        if dask.config.get(key, missing) == dask.config.get(key, missing, config=defaults)
+    }
 
 
 class DaskComputeBackend(PooledComputeBackend):
@@ -115,13 +143,20 @@ class DaskComputeBackend(PooledComputeBackend):
         from distributed import Client, LocalCluster
 
         if self.address is None:
+            import dask
+
             started = time.perf_counter()
-            self._cluster = LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
+            # set while the scheduler and nannies start, and given to the nannies in the worker
+            # spec, so that a worker started later (replacing one that died) has them too; a
+            # nanny's config= replaces whole top-level sections, so it gets the whole config
+            with dask.config.set(local_cluster_config()):
+                self._cluster = LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    config=dask.config.merge(dask.config.config),
+                )
             client = Client(self._cluster)
             logger.info(
                 "compute: %s started %d workers in %.1f s",
