@@ -86,6 +86,12 @@ def _class_for(target: Target) -> type:
         "__module__": __name__,
         **target.knobs,
     }
+    if target.only:
+        # an inherited test set to None is not collected
+        for base in bases:
+            for attr in dir(base):
+                if attr.startswith("test_") and attr not in target.only:
+                    namespace[attr] = None
     name = f"Test{_CLASS_PREFIX[target.role]}_{target.name.replace('-', '_')}"
     return type(name, tuple(bases), namespace)
 
