@@ -103,6 +103,23 @@ def test_one_ray_connection_per_process(ray_local: RayComputeBackend) -> None:
     assert ray_local.wait("still-up", timeout=60).status is TaskStatus.SUCCESS
 
 
+def test_local_workers_keep_the_callers_priority(ray_local: RayComputeBackend) -> None:
+    """Ray renices its workers by +15 unless told not to: on a busy machine the workers of
+    ``ray+local://`` then got a sliver of the CPU (a DuckDB predict 16x slower under two busy
+    processes, where processes:// and Dask workers, at the caller's priority, were 2x slower).
+    Shows nothing when this process is at niceness 19 already (nothing is above it)."""
+    import os
+
+    def niceness(task: Task) -> JSONValue:  # nested: pickled by value, as own_name above
+        import os
+
+        return os.nice(0)
+
+    ray_local.submit("nice-job", _tasks(2), niceness)
+    done = ray_local.wait("nice-job", timeout=120)
+    assert [t.value for t in done.tasks] == [os.nice(0)] * 2, done
+
+
 _UNDER_UV_RUN = """
 from pinnacle_protocols.compute import Task
 from pinnacle_protocols.testing._compute import failing_or_square
