@@ -160,3 +160,42 @@ def test_workers_start_when_the_driver_runs_under_uv_run(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "success", done.stdout[-2000:]
+
+
+class _SlowStartRay:
+    """Stands in for the ``ray`` module (a stand-in, not a real Ray: the 30 s node start
+    timeout cannot be provoked on demand): the first ``init`` fails as Ray's does when the
+    raylet does not register in time, the second succeeds."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.inits = 0
+        self.shutdowns = 0
+
+    def init(self, **kwargs: Any) -> None:
+        self.inits += 1
+        if self.inits <= self.failures:
+            raise Exception(
+                "The current node timed out during startup. This could happen because some "
+                "of the raylet failed to startup or the GCS has become overloaded."
+            )
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_a_local_node_that_times_out_at_start_is_started_again() -> None:
+    from pinnacle_protocols.errors import BackendUnavailable
+    from pinnacle_protocols.uri import RedactedURI
+    from pinnacle_ray import _connection
+
+    uri = RedactedURI.parse("ray+local://?workers=2")
+    target = _connection.LocalTarget(workers=2)
+    once = _SlowStartRay(failures=1)
+    _connection._init(once, target, uri)
+    assert (once.inits, once.shutdowns) == (2, 1)
+
+    always = _SlowStartRay(failures=_connection.LOCAL_START_ATTEMPTS)
+    with pytest.raises(BackendUnavailable, match="timed out during startup"):
+        _connection._init(always, target, uri)
+    assert always.inits == _connection.LOCAL_START_ATTEMPTS

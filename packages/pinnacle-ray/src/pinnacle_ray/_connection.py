@@ -36,6 +36,12 @@ logger = logging.getLogger("pinnacle_ray")
 #: Local workers are this process's own pool and keep its priority, as theirs do.
 LOCAL_SYSTEM_CONFIG: dict[str, object] = {"worker_niceness": 0}
 
+#: How many times ``ray+local://`` starts its node. Ray waits a fixed 30 s (not configurable)
+#: for the raylet to register with the GCS and then gives up with the message below; on a
+#: loaded machine the seven processes it starts can take longer, and a second start works.
+LOCAL_START_ATTEMPTS = 2
+_STARTUP_TIMEOUT = "timed out during startup"
+
 
 @define(frozen=True, kw_only=True)
 class LocalTarget:
@@ -161,18 +167,33 @@ def _connect(ray: Any, target: Target, uri: RedactedURI) -> None:
 def _init(ray: Any, target: Target, uri: RedactedURI) -> None:
     started = time.perf_counter()
     if isinstance(target, LocalTarget):
-        try:
-            ray.init(
-                num_cpus=target.workers,
-                include_dashboard=False,
-                # worker output stays in the session's log files, as on a cluster
-                log_to_driver=False,
-                _system_config=LOCAL_SYSTEM_CONFIG,
-            )
-        except Exception as exc:
-            raise BackendUnavailable(
-                redact(f"{uri}: could not start a local Ray instance ({type(exc).__name__}: {exc})")
-            ) from exc
+        for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+            try:
+                ray.init(
+                    num_cpus=target.workers,
+                    include_dashboard=False,
+                    # worker output stays in the session's log files, as on a cluster
+                    log_to_driver=False,
+                    _system_config=LOCAL_SYSTEM_CONFIG,
+                )
+                break
+            except Exception as exc:
+                if attempt < LOCAL_START_ATTEMPTS and _STARTUP_TIMEOUT in str(exc):
+                    logger.warning(
+                        "compute: %s: Ray's node did not register within its fixed 30 s "
+                        "(attempt %d of %d, a loaded machine?); starting it again",
+                        uri,
+                        attempt,
+                        LOCAL_START_ATTEMPTS,
+                    )
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    continue
+                raise BackendUnavailable(
+                    redact(
+                        f"{uri}: could not start a local Ray instance ({type(exc).__name__}: {exc})"
+                    )
+                ) from exc
         logger.info(
             "compute: %s started a local Ray instance of %d CPUs in %.1f s",
             uri,
