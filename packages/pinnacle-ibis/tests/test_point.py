@@ -259,3 +259,44 @@ def test_point_read_errors_are_translated_as_before(tmp_path: Any) -> None:
     store.close()
     with pytest.raises(BackendUnavailable, match="closed"):
         store.select("t", {"a": 1})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_warm_plan_is_used_only_on_its_own_schema(
+    engine: str, fresh: Callable[[str], IbisDataBackend]
+) -> None:
+    """The warm path (no schema lookup) trusts a plan only while the cached schema is the very
+    object it was built on; one row and several rows come back alike (types included)."""
+    store: Any = fresh(engine)
+    store.create_table("t", SCHEMA)
+    one = {"i": 123, "x": 2.0, "s": "one", "b": False, "by": b"1", "t": T0, "j": [1, "a"]}
+    rows = [*_rows(), one]
+    store.insert("t", rows)
+    store.select("t", {"i": 7})
+    key = ("t", "i", 0, int)
+    plan = store._point_plans[key]
+    assert store.select("t", {"i": 123}) == [one]
+    for where in (
+        {"i": 123},
+        {"s": "one"},
+        {"i": 7},
+        {"i": {"$in": [7, 1]}},
+        {"x": 0.5},
+        {"b": True},
+        {"by": b"\\"},
+    ):
+        got = store.select("t", where)
+        store._point_reads = False
+        try:
+            generic = store.select("t", where)
+        finally:
+            store._point_reads = True
+        assert [repr(sorted(r.items())) for r in got] == [
+            repr(sorted(r.items())) for r in generic
+        ], where
+    assert store._point_plans[key] is plan  # reused, not rebuilt
+    # the schema cache now holds another (equal) object: the plan is rebuilt, not trusted
+    store._schema_cache["t"] = Schema.of(**{f.name: f.dtype.value for f in SCHEMA.fields})
+    assert _sorted(store.select("t", {"i": 7})) == _sorted([r for r in rows if r["i"] == 7])
+    assert store._point_plans[key] is not plan
+    assert store._point_plans[key].schema is store._schema_cache["t"]

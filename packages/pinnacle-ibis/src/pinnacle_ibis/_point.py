@@ -115,6 +115,13 @@ class RowShape:
 
     def rows(self, tuples: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         names = self.names
+        if len(tuples) == 1:  # a point read's usual answer: no comprehension, no inner loops
+            one = dict(zip(names, tuples[0]))  # noqa: B905 - rows match the query
+            for name, dec in self.decoders:
+                value = one[name]
+                if value is not None:
+                    one[name] = dec(value)
+            return [one]
         out = [dict(zip(names, row)) for row in tuples]  # noqa: B905 - rows match the query
         for name, dec in self.decoders:
             for row in out:
@@ -138,6 +145,16 @@ class PointPlan:
     #: The compiler's operand -> the driver parameter (None: unchanged).
     convert: Callable[[Any], Any] | None
     shape: RowShape
+
+    def bind(self, operand: Any, items: Sequence[Any] | None) -> list[Any] | None:
+        """The driver parameters of ``{col: operand}`` or, with ``items``, of an ``$in``."""
+        if items is not None:
+            return self.params(items)
+        value = self.check(operand)
+        if value is SLOW:
+            return None
+        convert = self.convert
+        return [value if convert is None else convert(value)]
 
     def params(self, operands: Sequence[Any]) -> list[Any] | None:
         """The driver parameters of ``operands`` (of the plan's type), None if one is slow."""
