@@ -12,7 +12,9 @@ one, three sides in the same run, interleaved so load hits them alike:
 * ``raw``: the DB-API connection the backend uses, ``execute(sql, params)`` of the same SQL
   text written by hand (psycopg: ``prepare=True``), ``fetchall()`` of tuples.
 
-Warm figures are the median (p50) of ``--calls`` calls per side after ``--warmup`` calls. The
+Warm figures are the median (p50) of ``--calls`` calls per side after ``--warmup`` calls.
+``--cpu-calls N`` adds the CPU time (``time.process_time``) per select by id, ours against
+raw, over 7 alternating rounds of N calls (less exposed to the machine's load). The
 first call in a fresh process is measured in a subprocess per side: ``from_uri`` (or the
 driver's ``connect``) and one select, imports included, median of ``--fresh`` processes.
 
@@ -114,6 +116,28 @@ def interleaved(
     return {name: statistics.median(v) for name, v in per.items()}
 
 
+def interleaved_cpu(
+    sides: dict[str, Callable[[int], Any]], rows: int, calls: int, rounds: int = 7
+) -> dict[str, float]:
+    """CPU time (``time.process_time``) per call of each side, median over ``rounds`` rounds
+    of ``calls`` calls, sides alternating: less exposed to the machine's load than wall time
+    (for the in-process engines it is the whole cost; for servers only the client's)."""
+    keys = [(k * 7919) % (rows - 10) for k in range(calls)]
+    for fn in sides.values():
+        for k in keys[: min(calls, 1000)]:
+            fn(k)
+    per: dict[str, list[float]] = {name: [] for name in sides}
+    for r in range(rounds):
+        order = list(sides) if r % 2 == 0 else list(reversed(sides))
+        for name in order:
+            fn = sides[name]
+            t0 = time.process_time()
+            for k in keys:
+                fn(k)
+            per[name].append((time.process_time() - t0) / calls)
+    return {name: statistics.median(v) for name, v in per.items()}
+
+
 FRESH_OURS = """
 import sys, time
 t0 = time.perf_counter()
@@ -197,6 +221,20 @@ def bench_engine(engine: str, uri: str, path: str, args: argparse.Namespace) -> 
         )
         results.append((f"{label}, warm p50", got["bound"], got["ibis"], got["raw"]))
         print(engine, results[-1], flush=True)
+    if args.cpu_calls:
+        # one lambda around each side, nothing else (no toggle, no assert), so the harness
+        # costs both sides alike
+        store._bind_filters = True  # type: ignore[attr-defined]
+        cpu = interleaved_cpu(
+            {
+                "bound": lambda k: store.select("bench", {"id": k}),
+                "raw": lambda k: raw_select([k]),
+            },
+            args.rows,
+            args.cpu_calls,
+        )
+        results.append(("select by id, CPU time per call", cpu["bound"], None, cpu["raw"]))
+        print(engine, results[-1], flush=True)
     store._bind_filters = True  # type: ignore[attr-defined]
     store.close()
     first_ours = fresh([sys.executable, "-c", FRESH_OURS, uri, str(args.rows)], args.fresh)
@@ -252,6 +290,8 @@ def bench_mongo(uri: str, args: argparse.Namespace) -> list[Any]:
 def fmt(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 1e-4:
+        return f"{seconds * 1e6:.1f} µs"
     return f"{seconds * 1000:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
@@ -262,6 +302,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--fresh", type=int, default=3)
     parser.add_argument("--engines", default="duckdb,sqlite,postgres,mariadb,mongo")
+    # 0: off; else the calls per round of the process_time comparison (7 rounds per side)
+    parser.add_argument("--cpu-calls", type=int, default=0)
     # nx-27017 answers a find on an indexed field by scanning (~10 µs a document here)
     parser.add_argument("--mongo-rows", type=int, default=2000)
     parser.add_argument("--mongo-calls", type=int, default=200)
