@@ -73,3 +73,18 @@ def test_recall_at_10(
     recall = hits / (K * QUERIES)
     print(f"{name} {measure}: recall@10 = {recall:.4f}")
     assert recall >= 0.95, f"{name} {measure}: recall@10 {recall:.4f} < 0.95"
+
+
+def test_usearch_small_builds_are_the_same_every_time() -> None:
+    """USearch inserts on every core at once; into a small graph that race built a different,
+    sometimes poor index each time (the contract's recall@10 fell to 0.89 once in CI). The
+    first vectors go in on one thread, so a small build gives the same answers every time."""
+    from pinnacle_protocols.testing._vectors import seeded_vectors
+
+    vectors = seeded_vectors(2000, 16, seed=8)
+    queries = seeded_vectors(30, 16, seed=9)
+    answers = set()
+    for _ in range(12):
+        engine = USearchEngine.build(list(range(2000)), vectors, measure="l2")
+        answers.add(tuple(tuple(engine.search(q, 10).ids) for q in queries))
+    assert len(answers) == 1

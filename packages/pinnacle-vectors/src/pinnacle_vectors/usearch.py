@@ -26,6 +26,10 @@ def _set_expansion_search(index: _Index, value: int) -> None:
     index.expansion_search = value  # type: ignore[misc]
 
 
+#: Vectors an index holds before USearch may insert on several threads (see ``_lib_add``).
+SEQUENTIAL_UNTIL = 4096
+
+
 class USearchEngine(AnnEngine):
     """HNSW via USearch. Options: ``M`` (connectivity, 16), ``ef_construction`` (128),
     ``ef_search`` (64)."""
@@ -55,7 +59,16 @@ class USearchEngine(AnnEngine):
         return self._index
 
     def _lib_add(self, labels: Labels, matrix: F32) -> None:
-        self._index.add(labels.astype(np.uint64), matrix)
+        keys = labels.astype(np.uint64)
+        # USearch inserts on every core at once. Into a small graph that race gives a
+        # different, sometimes poor graph each time (recall@10 0.89-1.0 on the contract's
+        # 2,000 vectors; always 1.0 inserted one at a time): the first SEQUENTIAL_UNTIL vectors
+        # go in on one thread (milliseconds), the rest in parallel as before.
+        alone = max(0, min(len(keys), SEQUENTIAL_UNTIL - len(self._index)))
+        if alone:
+            self._index.add(keys[:alone], matrix[:alone], threads=1)
+        if alone < len(keys):
+            self._index.add(keys[alone:], matrix[alone:])
 
     def _lib_remove(self, labels: Labels) -> None:
         self._index.remove(labels.astype(np.uint64))
