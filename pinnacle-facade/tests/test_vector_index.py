@@ -33,6 +33,7 @@ from pinnacledb import HashingTextEncoder, LinearModel, Listener, Model, VectorI
 from pinnacledb.base.datalayer import Datalayer
 from pinnacledb.vector_search import POINTER_PREFIX, VectorIndexEngine
 from pinnacledb.vectors import engine_names
+from pinnacledb.vectors.tiered import TieredEngine
 
 
 class MakeDB:
@@ -606,6 +607,154 @@ def test_ann_engines_return_only_current_matching_rows(engine: str) -> None:
     assert again.search("idx", like=planar(0.5), n=1, where={"tag": "rare"})[0].id == 1000
 
 
+# ---------------------------------------------------------------------- two tiers
+def _tiers(db: Datalayer) -> TieredEngine:
+    """The process's engine of index ``idx`` (loaded at the current pointer)."""
+    vectors = db._vectors
+    ptr = vectors.pointer("idx")
+    assert ptr is not None
+    info, _ = vectors._resolve("idx")
+    engine = vectors.engine_at(info, ptr)
+    assert isinstance(engine, TieredEngine)
+    return engine
+
+
+def _hits(db: Datalayer, q: list[float], where: dict[str, Any] | None = None) -> list[Any]:
+    return [
+        (h.id, pytest.approx(h.score, abs=1e-5)) for h in db.search("idx", like=q, n=6, where=where)
+    ]
+
+
+QUERIES = [planar(0.4), planar(3.0), planar(7.5), planar(12.0)]
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("engine", ANN)
+def test_writes_go_to_the_pending_segment_and_search_finds_them_before_any_fold(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = pinnacle("sqlite://data.db", components=[Planar])
+    _setup(db, n=80, engine=engine, measure="cosine")
+    assert _tiers(db).pending == 0  # the build is all graph
+    new = [{"id": 1000 + i, "x": 0.3 + i * 0.011, "tag": "rare"} for i in range(5)]
+    db.insert("t", new)
+    tiers = _tiers(db)
+    assert tiers.pending == 5
+    assert all(r["id"] not in tiers.graph for r in new)  # no graph add paid by the write
+    assert db._vectors.pointer("idx").deltas  # type: ignore[union-attr]  # durable: a change file
+    for where in (None, {"tag": "rare"}):
+        same(
+            db.search("idx", like=planar(0.33), n=8, where=where),
+            expected(db, planar(0.33), 8, where, measure="cosine"),
+        )
+    # another process puts the change file's vectors into its pending segment: no graph add
+    graph_type = type(tiers.graph)
+
+    def no_graph_add(*a: Any, **k: Any) -> None:
+        raise AssertionError("loading base + change files must not add to the graph")
+
+    monkeypatch.setattr(graph_type, "add", no_graph_add)
+    other = pinnacle("sqlite://data.db", components=[Planar])
+    same(
+        other.search("idx", like=planar(0.33), n=8),
+        expected(db, planar(0.33), 8, measure="cosine"),
+    )
+    assert _tiers(other).pending == 5
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("engine", ANN)
+def test_a_fold_keeps_search_results_and_a_restart_before_it_loses_nothing(engine: str) -> None:
+    db = pinnacle("sqlite://data.db", components=[Planar])
+    _setup(db, n=80, engine=engine, measure="cosine")
+    db.insert("t", [{"id": 1000 + i, "x": i * 0.29 + 0.011, "tag": "rare"} for i in range(30)])
+    db.insert("t", [{"id": 2000 + i, "x": i * 0.41 + 0.017, "tag": "a"} for i in range(10)])
+    before = {
+        (i, w is None): _hits(db, q, w)
+        for i, q in enumerate(QUERIES)
+        for w in (None, {"tag": "rare"})
+    }
+    # a restart before any fold: a new process finds everything the writes added
+    again = pinnacle("sqlite://data.db", components=[Planar])
+    assert _tiers(again).pending == 40
+    assert len(_tiers(again)) == 120
+    for i, q in enumerate(QUERIES):
+        for w in (None, {"tag": "rare"}):
+            assert _hits(again, q, w) == before[(i, w is None)]
+            same(again.search("idx", like=q, n=6, where=w), expected(db, q, 6, w, measure="cosine"))
+    # the fold (db.catch_up) moves them into the graph and stores a new base
+    assert again.catch_up(stale=False).indexes == {"idx": "folded"}
+    ptr = again._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.deltas == ()
+    assert ptr.count == 120
+    assert _tiers(again).pending == 0
+    assert again.catch_up(stale=False).indexes == {"idx": "current"}
+    for db_ in (again, db, pinnacle("sqlite://data.db", components=[Planar])):
+        assert _tiers(db_).pending == 0
+        for i, q in enumerate(QUERIES):
+            for w in (None, {"tag": "rare"}):
+                assert _hits(db_, q, w) == before[(i, w is None)]
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("engine", ANN)
+def test_updates_and_deletes_of_pending_and_folded_ids(engine: str) -> None:
+    db = pinnacle("sqlite://data.db", components=[Planar])
+    _setup(db, n=60, engine=engine, measure="cosine")
+    db.insert("t", [{"id": 1000 + i, "x": 1.0 + i * 0.05, "tag": "a"} for i in range(6)])
+    tiers = _tiers(db)
+    assert 7 in tiers.graph
+    assert 1001 not in tiers.graph
+    # an update of a folded id moves it to the pending segment and out of the graph;
+    # an update of a pending id replaces it there
+    db.update("t", {"id": 7}, {"x": 9.0})
+    db.update("t", {"id": 1001}, {"x": 9.05})
+    tiers = _tiers(db)
+    assert 7 not in tiers.graph
+    assert tiers.pending == 7
+    for check in (db, pinnacle("sqlite://data.db", components=[Planar])):
+        for q in (planar(9.0), planar(7 * 0.37), planar(1.05)):
+            same(check.search("idx", like=q, n=5), expected(db, q, 5, measure="cosine"))
+    # deletes of a folded and of a pending id: gone from both tiers, in every process
+    db.delete("t", {"id": {"$in": [8, 1002, 7]}})
+    tiers = _tiers(db)
+    assert {8, 1002, 7} & set(tiers.ids()) == set()
+    for check in (db, pinnacle("sqlite://data.db", components=[Planar])):
+        for q in (planar(8 * 0.37), planar(1.1), planar(9.0)):
+            hits = check.search("idx", like=q, n=5)
+            assert {8, 1002, 7} & {h.id for h in hits} == set()
+            same(hits, expected(db, q, 5, measure="cosine"))
+    # the same after the fold
+    assert db.catch_up(stale=False).indexes == {"idx": "folded"}
+    for q in (planar(8 * 0.37), planar(1.1), planar(9.0)):
+        same(db.search("idx", like=q, n=5), expected(db, q, 5, measure="cosine"))
+    assert len(_tiers(pinnacle("sqlite://data.db", components=[Planar]))) == 60 + 6 - 3
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("engine", ANN)
+def test_the_pending_segment_is_folded_when_it_passes_the_threshold(engine: str) -> None:
+    db = pinnacle("sqlite://data.db", components=[Planar])
+    _setup(db, n=40, engine=engine, measure="cosine")
+    db._vectors.fold_min_rows = 5  # change files may touch 5 ids (or 10%) before a fold
+    db._vectors.compact_min_rows = 1  # only the two-tier threshold applies to this engine
+    db.insert("t", [{"id": 100 + i, "x": i / 3, "tag": "a"} for i in range(3)])
+    assert _tiers(db).pending == 3
+    assert len(db._vectors.pointer("idx").deltas) == 1  # type: ignore[union-attr]
+    db.insert("t", [{"id": 200 + i, "x": i / 5, "tag": "b"} for i in range(3)])  # 6 > 5
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.deltas == ()
+    assert _tiers(db).pending == 0
+    assert 201 in _tiers(db).graph
+    q = planar(0.2)
+    same(
+        pinnacle("sqlite://data.db", components=[Planar]).search("idx", like=q, n=6),
+        expected(db, q, 6, measure="cosine"),
+    )
+
+
 # ---------------------------------------------------------------------- state machine
 class IndexMachine(RuleBasedStateMachine):
     """Insert, update, delete, search with and without where, restart; ``exact`` == brute
@@ -621,12 +770,16 @@ class IndexMachine(RuleBasedStateMachine):
         self.rows: dict[int, dict[str, Any]] = {}
         self.restart()
 
+    engine: ClassVar[str] = "exact"
+
     @initialize(measure=st.sampled_from(["l2", "cosine", "dot"]))
     def setup(self, measure: Measure) -> None:
         self.measure = measure
         self.db.create_table("t", {"id": "int", "x": "float", "tag": "str"})
         listener = Listener(identifier="emb", model=Planar(identifier="p"), table="t", inputs="x")
-        self.db.apply(VectorIndex(identifier="idx", listener=listener, measure=measure))
+        self.db.apply(
+            VectorIndex(identifier="idx", listener=listener, measure=measure, engine=self.engine)
+        )
 
     xs = st.integers(-40, 40).map(lambda i: i / 8)
 
@@ -658,6 +811,11 @@ class IndexMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         self.db = pinnacle(**self.stores, components=[Planar])
         self.db._vectors.max_deltas = 3  # change files and compactions both happen
+        self.db._vectors.fold_min_rows = 4  # two-tier engines: pending segments and folds
+
+    @rule()
+    def catch_up(self) -> None:
+        self.db.catch_up(stale=False)  # folds a two-tier engine's pending segment
 
     @rule(q=xs, n=st.integers(1, 8), tag=st.sampled_from([None, "a", "b"]))
     def search(self, q: float, n: int, tag: str | None) -> None:
@@ -683,3 +841,17 @@ TestIndexMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+class AnnIndexMachine(IndexMachine):
+    """The same machine over a two-tier engine (hnswlib graph + exact pending segment, folds
+    at 4 changed ids and on catch_up): at these sizes the graph search is exhaustive, so the
+    answers equal brute force too."""
+
+    engine: ClassVar[str] = "hnswlib"
+
+
+TestAnnIndexMachine = pytest.mark.skipif(
+    "hnswlib" not in engine_names(), reason="hnswlib is not installed"
+)(AnnIndexMachine.TestCase)
+TestAnnIndexMachine.settings = TestIndexMachine.settings

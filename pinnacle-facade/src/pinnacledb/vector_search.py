@@ -97,6 +97,7 @@ from pinnacle_protocols.serialization import utcnow
 from pinnacle_protocols.uri import redact
 from pinnacle_protocols.vectors import Measure, VectorEngine, VectorId, check_measure
 from pinnacledb.vectors.delta import Delta, pack_delta, unpack_delta
+from pinnacledb.vectors.tiered import TieredEngine, tiered
 
 if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
@@ -127,6 +128,9 @@ MAX_DELTAS: Final = 100
 COMPACT_MIN_ROWS: Final = 1000
 #: ...or this fraction of the index (so compaction's cost stays a fixed share per change).
 COMPACT_FRACTION: Final = 0.1
+#: Ids the change files of an approximate (graph) engine may touch before the next write folds
+#: the pending segment into the graph and compacts: at least this many (or COMPACT_FRACTION).
+FOLD_MIN_ROWS: Final = 10_000
 #: Tries of one write's (or rebuild's) pointer swap before it gives up (module docstring).
 SWAP_ATTEMPTS: Final = 60
 
@@ -356,6 +360,8 @@ class VectorIndexEngine:
         max_deltas: A write that finds this many change files compacts into a new base.
         compact_min_rows: Change files may touch this many ids in all before compaction...
         compact_fraction: ...or this fraction of the index's vectors, whichever is larger.
+        fold_min_rows: What ``compact_min_rows`` is for an approximate engine, whose
+            compaction folds its pending segment into the graph (module docstring).
     """
 
     def __init__(self, db: Datalayer) -> None:
@@ -367,6 +373,7 @@ class VectorIndexEngine:
         self.max_deltas = MAX_DELTAS
         self.compact_min_rows = COMPACT_MIN_ROWS
         self.compact_fraction = COMPACT_FRACTION
+        self.fold_min_rows = FOLD_MIN_ROWS
 
     # ------------------------------------------------------------------ pointers, loading
     def pointer(self, identifier: str) -> Pointer | None:
@@ -410,8 +417,9 @@ class VectorIndexEngine:
                     from pinnacledb.vectors import engine_type
 
                     data = store.get(ptr.artifact)  # sha256 verified
-                    # the engine named by the index record, never one named by the bytes
-                    engine = engine_type(info.engine).from_bytes(data)
+                    # the engine named by the index record, never one named by the bytes; an
+                    # approximate one gets the change files below in its pending segment
+                    engine = tiered(engine_type(info.engine).from_bytes(data))
                     if engine.measure != info.measure:
                         raise IndexNotBuilt(
                             f"vector index {info.identifier!r}: the stored build uses measure "
@@ -521,10 +529,12 @@ class VectorIndexEngine:
         )
         return ptr
 
-    def _compact_due(self, ptr: Pointer, rows: int, count: int) -> bool:
-        """Whether the next change should be folded into a new base build instead."""
+    def _compact_due(self, ptr: Pointer, rows: int, engine: VectorEngine) -> bool:
+        """Whether the next change should be folded into a new base build instead (for a
+        two-tier engine the pending segment is folded into its graph then)."""
+        least = self.fold_min_rows if isinstance(engine, TieredEngine) else self.compact_min_rows
         return len(ptr.deltas) >= self.max_deltas or rows > max(
-            self.compact_min_rows, self.compact_fraction * count
+            least, self.compact_fraction * len(engine)
         )
 
     def _append(
@@ -621,8 +631,10 @@ class VectorIndexEngine:
             )
             ids = [i for i, keep in zip(ids, ok.tolist(), strict=True) if keep]
             matrix = matrix[ok]
-        return engine_type(info.engine).build(
-            ids, matrix, measure=info.measure, dim=matrix.shape[1], **dict(info.options)
+        return tiered(
+            engine_type(info.engine).build(
+                ids, matrix, measure=info.measure, dim=matrix.shape[1], **dict(info.options)
+            )
         )
 
     def build(
@@ -817,8 +829,10 @@ class VectorIndexEngine:
             if ids:  # the first vectors: a base build
                 from pinnacledb.vectors import engine_type
 
-                engine = engine_type(info.engine).build(
-                    ids, matrix, measure=info.measure, **dict(info.options)
+                engine = tiered(
+                    engine_type(info.engine).build(
+                        ids, matrix, measure=info.measure, **dict(info.options)
+                    )
                 )
                 self._persist(info, active, engine, raw)
             return
@@ -837,7 +851,7 @@ class VectorIndexEngine:
             added=tuple(ids),
             vectors=matrix if ids else np.empty((0, engine.dim), np.float32),
         )
-        if self._compact_due(ptr, ptr.delta_rows + delta.rows, len(engine)):
+        if self._compact_due(ptr, ptr.delta_rows + delta.rows, engine):
             self._persist(info, active, engine, raw)
         else:
             self._append(info, active, ptr, engine, delta, expected=raw)
@@ -905,9 +919,29 @@ class VectorIndexEngine:
             if stale or not self._intact(info, active):
                 self.build(info, active, kind="vector_index.rebuild")
                 done[info.identifier] = "rebuilt"
+            elif self.fold(info, active):
+                done[info.identifier] = "folded"
             else:
                 done[info.identifier] = "current"
         return done
+
+    def fold(self, info: IndexInfo, active: Active) -> bool:
+        """Fold the pending segment of a two-tier engine into its graph and store the result as
+        a new base build (a compaction); False when nothing was pending."""
+        for attempt in range(SWAP_ATTEMPTS):
+            raw, ptr = self._read_pointer(info.identifier)
+            if ptr is None or not self._current(info, active, ptr):
+                return False
+            engine = self.engine_at(info, ptr)
+            if not isinstance(engine, TieredEngine) or engine.pending == 0:
+                return False
+            try:
+                self._persist(info, active, engine, raw)  # to_bytes folds
+                return True
+            except _Moved:
+                self._cache.pop(info.identifier, None)
+                _backoff(attempt)
+        raise _gave_up(info.identifier, "a fold")
 
     def _intact(self, info: IndexInfo, active: Active) -> bool:
         try:

@@ -103,6 +103,10 @@ class ExactEngine:
         """Every live id."""
         return list(self._ids)
 
+    def vectors(self) -> tuple[list[VectorId], F32]:
+        """Every live id and its stored vector (a copy; normalized under ``cosine``)."""
+        return list(self._ids), self._data[: len(self._ids)].copy()
+
     # ------------------------------------------------------------------ mutation
     def _reserve(self, extra: int) -> None:
         need = len(self._ids) + extra
