@@ -12,8 +12,8 @@ fresh Datalayer (a new process's view of the same stores):
   the current rows' ids: no writer's change file was dropped by another writer's pointer;
 * ``db.search`` on the ``exact`` engine equals a brute-force scan of the current rows, with and
   without ``where``; an ANN engine returns only current, matching rows, ``n`` of them;
-* ``db.catch_up(stale=False)`` finds nothing to do (listener outputs and index current), and no
-  upkeep failed.
+* ``db.catch_up(stale=False)`` finds nothing to repair (listener outputs and index current; an
+  ANN engine's pending segment may be folded into its graph), and no upkeep failed.
 
 On SQLite (data and metadata in one file) and PostgreSQL (data and metadata in one fresh
 database); artifacts on the local filesystem. DuckDB, the embedded default, opens its file for
@@ -148,7 +148,11 @@ def _check(db: Any, expected: dict[int, str], engine: str, seed: int) -> None:
                 assert h["text"] == expected[h.id], what
 
     report = db.catch_up(stale=False)
-    assert report.indexes == {INDEX: "current"}, f"catch_up had to repair: {report}"
+    # an ANN engine's pending segment is folded into its graph (not a repair: nothing rebuilt)
+    done = "folded" if engine != "exact" and report.indexes == {INDEX: "folded"} else "current"
+    assert report.indexes == {INDEX: done}, f"catch_up had to repair: {report}"
+    if done == "folded":
+        assert db.catch_up(stale=False).indexes == {INDEX: "current"}
     assert report.changed == 0, f"listener outputs were not current: {report}"
     bad = [
         (j.kind, j.status.value, j.error)

@@ -34,6 +34,20 @@ How an index is stored, kept current and searched:
   not pile up job records. A failure does not fail the user's write (as for listeners): it is
   logged, recorded as a FAILED ``vector_index.upkeep`` job, and the next write's upkeep or
   ``db.catch_up`` rebuilds.
+* **Two tiers (approximate engines).** A write does not pay the library's graph add (an HNSW
+  add of 1,000 vectors costs 0.5-6 s at 10,000-100,000 vectors): the engine of an approximate
+  index is a :class:`~pinnacledb.vectors.tiered.TieredEngine`, whose writes go into an exact
+  *pending* segment (and remove replaced ids from the graph); a search asks the graph and scans
+  the pending segment and merges the two. The pending vectors are exactly those the change
+  files after the base added (a process loading base + change files puts them there, with no
+  graph add), so they are durable before the write returns. They are folded into the graph (one
+  batch add) when a new base is stored: at compaction, which for these engines is due when the
+  change files touch more than ``max(fold_min_rows, compact_fraction * count)`` ids (10,000 and
+  10%: a scan of 10,000 pending 384-float vectors costs a few ms per search, and one fold per
+  10,000 changed ids keeps the number of base builds stored low), by ``db.catch_up`` (also with
+  ``stale=False``: "folded") and by ``pinnacle index rebuild``. The fold is where the graph-add
+  cost goes: the same work per row as before, paid by one write in many (or by catch_up).
+  ``exact`` (and the memory engine) are used as they are.
 * **Concurrency.** Several processes may write the same indexed table at once. The pointer is
   moved by compare-and-set (:class:`~pinnacle_protocols.SupportsMetadataSwap`, which every
   metadata store of this project has): a write reads the pointer, brings its engine to that
@@ -53,7 +67,8 @@ How an index is stored, kept current and searched:
   candidates are re-read from the table with ``where``; when fewer than ``n`` survive and the
   engine holds more vectors, the ids matching ``where`` are selected and the engine searches
   only among them (every engine's ``allowed=`` promises ``n`` results when ``n`` allowed ids
-  are live). The exact engine's answer then equals a brute-force scan of the matching rows.
+  are live; a two-tier engine asks both tiers for ``n``, so the merge keeps the promise). The
+  exact engine's answer then equals a brute-force scan of the matching rows.
 """
 
 from __future__ import annotations
