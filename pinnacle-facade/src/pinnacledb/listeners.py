@@ -308,7 +308,8 @@ class CatchUpReport:
         failed: Source ids the model still fails on.
         jobs: The ``listener.catch_up`` job id per listener.
         indexes: What was done to each vector index of those listeners (``"rebuilt"``,
-            ``"current"``, ``"listener removed"``).
+            ``"folded"``: a two-tier engine's pending segment moved into its graph, ``"current"``,
+            ``"listener removed"``).
     """
 
     computed: Mapping[str, int]

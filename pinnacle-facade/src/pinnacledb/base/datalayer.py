@@ -947,7 +947,9 @@ class Datalayer:
         Then the vector indexes of those listeners are repaired: with ``stale=True`` each is
         rebuilt from its listener's outputs; with ``stale=False`` only a missing, unreadable or
         outdated build, or one holding a different number of vectors than the outputs table,
-        is rebuilt. ``report.indexes`` says what was done per index.
+        is rebuilt, and an approximate engine's pending segment (the vectors of writes since
+        its last fold) is folded into its graph. ``report.indexes`` says what was done per
+        index.
         """
         with self._vectors.batch():
             report = self._listeners.catch_up(listener, stale=stale)
