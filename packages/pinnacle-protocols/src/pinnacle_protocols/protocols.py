@@ -11,7 +11,7 @@ contract suite in :mod:`pinnacle_protocols.testing` reads them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import IO, Any, ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
 
 from pinnacle_protocols.errors import UnsupportedOperation
@@ -42,6 +42,7 @@ __all__ = [
     "StoreFactory",
     "SupportsAntiJoin",
     "SupportsArrowSelect",
+    "SupportsChangeToken",
     "SupportsDefaultsFromURI",
     "SupportsGetMany",
     "SupportsIndexes",
@@ -174,6 +175,32 @@ class SupportsMetadataSwap(Protocol):
 
         Raises:
             InvalidRecord: the key or ``value`` is invalid (as for ``set_metadata``).
+        """
+        ...
+
+
+@runtime_checkable
+class SupportsChangeToken(Protocol):
+    """Optional MetadataStore capability: a cheap, exact "may anything have changed?" check.
+
+    Lets a caller keep what it derived from records (the facade: a table's codec) and skip
+    reading them again while nothing changed, in any process. Use it as: take a token, then
+    read, and keep the result with that token; while later tokens equal it, the result is
+    current. A store without it is read every time.
+    """
+
+    def change_token(self) -> Hashable | None:
+        """A value that equals the one an earlier call returned only if no write to the store
+        (record, lineage, job or key/value entry) was committed by any connection or process
+        since that earlier call began; ``None`` when the store cannot tell right now (the
+        caller reads).
+
+        Tokens may differ without any change (never the reverse), and compare equal only
+        within one store object in one process. Cheaper than a record read by design: no
+        server round trip.
+
+        Raises:
+            BackendUnavailable: the store is closed or cannot be reached (as for any read).
         """
         ...
 

@@ -9,7 +9,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Self, TypeVar
 
@@ -51,6 +51,7 @@ from pinnacle_sql._engine import (
     build_engine,
     check_driver,
     is_memory_db,
+    is_memory_sqlite,
     sqlalchemy_url,
 )
 from pinnacle_sql._sql import Statements, statements
@@ -70,6 +71,42 @@ MiB: Final = 1 << 20
 _PG_TRANSIENT: Final = frozenset({"40001", "40P01"})
 # MySQL/MariaDB error numbers worth retrying: deadlock, lock wait timeout.
 _MYSQL_TRANSIENT: Final = frozenset({1213, 1205})
+
+
+#: Bumped in a child process right after a fork: SQLite connections opened before it belong to
+#: the parent (see SQLAlchemyMetadataStore.change_token).
+_FORK_GENERATION: list[int] = [0]
+#: Watch connections inherited across a fork: kept referenced, never closed in the child
+#: (closing would run SQLite's close-time work on the parent's file from the wrong process).
+_INHERITED: list[object] = []
+
+
+def _after_fork_in_child() -> None:
+    _FORK_GENERATION[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@define(eq=False)
+class _Watch:
+    """A dedicated SQLite connection that never writes: its ``PRAGMA data_version`` changes
+    whenever another connection (of any process, or of this store's pool) commits."""
+
+    raw: Any  # the pool's connection proxy, detached from the pool
+    cursor: Any  # a cursor of its sqlite3 connection
+    generation: int
+    lock: threading.Lock = field(factory=threading.Lock)
+
+    def close(self) -> None:
+        if self.generation != _FORK_GENERATION[0]:
+            _INHERITED.append(self.raw)
+            return
+        with contextlib.suppress(Exception):  # releasing; the caller falls back to reads
+            self.cursor.close()
+        with contextlib.suppress(Exception):
+            self.raw.close()
 
 
 class _Retry(Exception):
@@ -182,6 +219,13 @@ class SQLAlchemyMetadataStore:
     _guard: contextlib.AbstractContextManager[Any] = field(
         init=False, factory=contextlib.nullcontext
     )
+    # change_token: how this store can tell ("" undecided, "watch": SQLite file, "memory":
+    # in-memory SQLite, "none": it cannot), the SQLite watch connection, and how many writes
+    # this store object has run (bumped under _writes_lock after each write, even a failed one).
+    _token_mode: str = field(init=False, default="")
+    _watch: _Watch | None = field(init=False, default=None)
+    _writes: int = field(init=False, default=0)
+    _writes_lock: threading.Lock = field(init=False, factory=threading.Lock)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -440,7 +484,7 @@ class SQLAlchemyMetadataStore:
 
     def _upgrade(self, engine: Engine) -> tuple[str | None, str]:
         try:
-            with self._guard:
+            with self._guard, self._writing():
                 return _migrate.upgrade(engine, lock_timeout=self._options.lock_timeout)
         except _migrate.UnknownRevision as exc:
             raise self._migration_required(
@@ -473,6 +517,14 @@ class SQLAlchemyMetadataStore:
         self._check_file(action)
         if single:
             engine = self._reader or engine
+        try:
+            return self._write_attempts(engine, fn, action, single=single)
+        finally:
+            self._wrote()
+
+    def _write_attempts(
+        self, engine: Engine, fn: Callable[[Connection], T], action: str, *, single: bool
+    ) -> T:
         attempt = 0
         while True:
             try:
@@ -510,6 +562,12 @@ class SQLAlchemyMetadataStore:
         """
         engine = self._ensure_ready()
         self._check_file(action)
+        try:
+            return self._write_sqlite_attempts(engine, fn, action)
+        finally:
+            self._wrote()
+
+    def _write_sqlite_attempts(self, engine: Engine, fn: Callable[[Any], T], action: str) -> T:
         dbapi = engine.dialect.loaded_dbapi
         attempt = 0
         while True:
@@ -546,6 +604,108 @@ class SQLAlchemyMetadataStore:
     @property
     def _sql(self) -> Statements:
         return statements(self._dialect)
+
+    # ------------------------------------------------------------------ change detection
+    def _wrote(self) -> None:
+        """Count a write of this store object (after it committed, or failed)."""
+        with self._writes_lock:
+            self._writes += 1
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            self._wrote()
+
+    def change_token(self) -> Hashable | None:
+        """A value that changes whenever any record may have changed, in any process (see
+        :class:`~pinnacle_protocols.SupportsChangeToken`); ``None``: this store cannot tell.
+
+        SQLite file: ``PRAGMA data_version`` of a dedicated connection that never writes,
+        which SQLite changes whenever another connection commits to the file (this store's
+        pool or any other process; WAL or rollback journal), plus this store object's write
+        count; ``None`` once the file at the path was replaced or deleted. In-memory SQLite:
+        the write count alone (nobody else reaches that database). PostgreSQL, MySQL/MariaDB,
+        DuckDB and others: ``None`` (no exact change signal without a round trip; the caller
+        reads).
+        """
+        mode = self._token_mode
+        if mode == "watch":
+            watch = self._watch
+            if watch is None or watch.generation != _FORK_GENERATION[0]:
+                watch = self._open_watch()
+                if watch is None:
+                    return None
+            identity = self._file_identity
+            if identity is not None:
+                try:
+                    st = os.stat(identity[0])
+                except OSError:
+                    return None
+                if (st.st_dev, st.st_ino) != identity[1:]:
+                    return None
+            writes = self._writes
+            with watch.lock:
+                try:
+                    version = watch.cursor.execute("PRAGMA data_version").fetchone()[0]
+                except Exception:  # the driver's errors: drop it, let the caller read
+                    self._drop_watch(watch)
+                    return None
+            return (version, writes)
+        if mode == "memory":
+            self._ensure_ready()  # raises once closed
+            return self._writes
+        if mode == "none":
+            return None
+        self._decide_token_mode()
+        return self.change_token()
+
+    def _decide_token_mode(self) -> None:
+        engine = self._ensure_ready()
+        with self._init_lock:
+            if self._token_mode:
+                return
+            if self._dialect != "sqlite" or engine.dialect.driver != "pysqlite":
+                mode = "none"
+            elif is_memory_sqlite(engine.url):
+                mode = "memory"
+            elif self._file_identity is not None and "cache" not in engine.url.query:
+                # A shared-cache connection shares its pager: data_version is not documented
+                # to see its peers' commits.
+                mode = "watch"
+            else:
+                mode = "none"
+            self._token_mode = mode
+
+    def _open_watch(self) -> _Watch | None:
+        engine = self._ensure_ready()
+        with self._init_lock:
+            old = self._watch
+            if old is not None and old.generation == _FORK_GENERATION[0]:
+                return old
+            if old is not None:
+                old.close()  # inherited across a fork: only forgotten
+                self._watch = None
+            try:
+                raw = engine.raw_connection()
+            except Exception:  # the driver's or SQLAlchemy's: the caller's read reports it
+                return None
+            try:
+                cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+                raw.detach()  # its own connection for good, not one of the pool's
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    raw.close()
+                raise
+            self._watch = _Watch(raw=raw, cursor=cursor, generation=_FORK_GENERATION[0])
+            return self._watch
+
+    def _drop_watch(self, watch: _Watch) -> None:
+        with self._init_lock:
+            if self._watch is watch:
+                self._watch = None
+        watch.close()
 
     # ------------------------------------------------------------------ version counters
     def _bump_counter(self, conn: Connection, type_id: str, identifier: str, floor: int) -> int:
@@ -1129,7 +1289,7 @@ class SQLAlchemyMetadataStore:
         with self._init_lock:
             self._ready = False
             try:
-                with self._guard, engine.begin() as conn:
+                with self._guard, self._writing(), engine.begin() as conn:
                     for table in [*tables_in_drop_order(), _version_table()]:
                         table.drop(conn, checkfirst=True)
             except DBAPIError as exc:
@@ -1142,8 +1302,12 @@ class SQLAlchemyMetadataStore:
         """
         with self._init_lock:
             engine, self._engine, self._reader = self._engine, None, None
+            watch, self._watch = self._watch, None
             self._ready = False
             self._closed = True
+            if watch is not None:
+                with watch.lock:
+                    watch.close()
             if engine is not None:
                 engine.dispose()
 
