@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypedDict, TypeVar, overload
@@ -37,6 +37,7 @@ from pinnacle_protocols.protocols import (
     MetadataStore,
     OrderBy,
     SupportsArrowSelect,
+    SupportsChangeToken,
     get_many,
 )
 from pinnacle_protocols.records import (
@@ -279,8 +280,15 @@ class Datalayer:
         )
         self._engine: ListenerEngine | None = None
         self._vector_engine: VectorIndexEngine | None = None
-        #: table -> (its latest Table record, the codec decoded from it); see table_codec
-        self._codecs: dict[str, tuple[ComponentRecord, dict[str, DataType] | None]] = {}
+        #: table -> (the metadata store's change token taken before the read, its latest Table
+        #: record or None, the codec decoded from it); see table_codec
+        self._codecs: dict[
+            str, tuple[Hashable | None, ComponentRecord | None, dict[str, DataType] | None]
+        ] = {}
+        #: (the metadata store, its change_token method or None); see table_codec
+        self._token_source: tuple[MetadataStore, Callable[[], Hashable | None] | None] | None = (
+            None
+        )
 
     @property
     def _listeners(self) -> ListenerEngine:
@@ -720,25 +728,38 @@ class Datalayer:
         Internal API of :class:`pinnacledb.base._host.StoreHost` (gc, copy and the listener
         engine read it).
 
-        One metadata read per call: the latest Table record is always read (another process
-        may have applied a new version), but the codec is decoded from it again only when
-        that record changed; the components it references are pinned versions, so the
-        codec is a function of the record alone.
+        Another process may apply a new version at any time. Where the metadata store has
+        :class:`~pinnacle_protocols.SupportsChangeToken`, its token is taken first and the
+        answer kept with it: while the token is unchanged (nothing was written to the store,
+        by any process) the kept answer is returned without a metadata read. Otherwise (no
+        token, or it changed) the latest Table record is read, and the codec is decoded from
+        it again only when that record changed; the components it references are pinned
+        versions, so the codec is a function of the record alone.
         """
-        try:
-            record = self.metadata.get_component(Table.type_id, table)
-        except ComponentNotFound:
-            self._codecs.pop(table, None)
-            return None
+        store = self.metadata
+        source = self._token_source
+        if source is None or source[0] is not store:
+            method = store.change_token if isinstance(store, SupportsChangeToken) else None
+            source = self._token_source = (store, method)
+        token = None if source[1] is None else source[1]()
         cached = self._codecs.get(table)
-        if cached is not None and cached[0] == record:
-            return None if cached[1] is None else dict(cached[1])
-        component = self._io.from_record(record, {})
-        assert isinstance(component, Table)
-        codec = component.schema.encoded() or None
+        if token is not None and cached is not None and cached[0] == token:
+            return None if cached[2] is None else dict(cached[2])
+        try:
+            record: ComponentRecord | None = store.get_component(Table.type_id, table)
+        except ComponentNotFound:
+            record = None
+        if record is None:
+            codec = None
+        elif cached is not None and cached[1] == record:
+            codec = cached[2]
+        else:
+            component = self._io.from_record(record, {})
+            assert isinstance(component, Table)
+            codec = component.schema.encoded() or None
         if len(self._codecs) >= 1024:
             self._codecs.clear()
-        self._codecs[table] = (record, codec)
+        self._codecs[table] = (token, record, codec)
         return None if codec is None else dict(codec)
 
     def _encode_rows(
