@@ -185,7 +185,8 @@ def test_writer_process_racing_selects(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert writer.stdin is not None and writer.stdout is not None
+    assert writer.stdin is not None
+    assert writer.stdout is not None
     stop = threading.Event()
     odd: list[object] = []
     spins = [0]

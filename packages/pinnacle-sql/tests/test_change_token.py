@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -52,7 +53,7 @@ def test_token_changes_on_every_kind_of_write_and_only_then(
     a = rec("a")
     k0 = ComponentKey(type_id="model", identifier="a", version=0)
     k1 = ComponentKey(type_id="model", identifier="a", version=1)
-    writes = [
+    writes: list[Callable[[], object]] = [
         lambda: store.create_component(a),
         lambda: store.create_component(rec("a", data={"x": 1})),
         lambda: store.create_parent_child(k1, k0),
@@ -214,7 +215,8 @@ def test_writer_process_racing_a_reader_that_trusts_equal_tokens(tmp_path: Path)
                 changed += 1
                 kept_token = token
                 kept = store.get_component("model", "m")
-        assert changed > 0 and trusted > 0
+        assert changed > 0
+        assert trusted > 0
     finally:
         stop.touch()
         writer.wait(timeout=60)

@@ -215,6 +215,10 @@ def _local() -> ComputeBackend:
     return InlineComputeBackend("local://")
 
 
+#: The metadata store and its ``change_token`` method (None: it has none).
+_TokenSource: TypeAlias = tuple[MetadataStore, Callable[[], Hashable | None] | None]
+
+
 class Datalayer:
     """Wires together the databackend, the metadata store and the artifact store.
 
@@ -286,9 +290,7 @@ class Datalayer:
             str, tuple[Hashable | None, ComponentRecord | None, dict[str, DataType] | None]
         ] = {}
         #: (the metadata store, its change_token method or None); see table_codec
-        self._token_source: tuple[MetadataStore, Callable[[], Hashable | None] | None] | None = (
-            None
-        )
+        self._token_source: _TokenSource | None = None
 
     @property
     def _listeners(self) -> ListenerEngine:
