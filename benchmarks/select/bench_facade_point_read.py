@@ -68,7 +68,7 @@ def main() -> None:
 
     def metadata_each_call(k: int) -> Any:
         # what table_codec did before the change token: read the Table record every call
-        saved = db._token_source
+        saved = getattr(db, "_token_source", None)  # absent before the change token
         db._token_source = (db.metadata, None)
         try:
             return db.select("t", {"id": k})
