@@ -222,3 +222,31 @@ def test_writer_process_racing_a_reader_that_trusts_equal_tokens(tmp_path: Path)
         writer.wait(timeout=60)
         store.close()
     assert writer.returncode == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_opens_its_own_watch_connection(tmp_path: Path) -> None:
+    """A child forked with the store open must not use the parent's SQLite connection: it
+    opens its own, and both see each other's commits."""
+    store = SQLAlchemyMetadataStore.from_uri(f"sqlite:///{tmp_path / 'md.db'}")
+    try:
+        store.create_component(rec())
+        t0 = store.change_token()
+        parent_watch = store._watch
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit code
+            code = 1
+            try:
+                c0 = store.change_token()
+                fresh = store._watch is not parent_watch
+                store.create_component(rec())
+                code = 0 if fresh and c0 is not None and store.change_token() != c0 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert store._watch is parent_watch
+        assert store.change_token() != t0
+        assert store.get_component("model", "m").version == 1
+    finally:
+        store.close()
