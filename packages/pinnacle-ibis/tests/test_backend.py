@@ -628,3 +628,40 @@ def test_arrow_reaches_executemany_engines_without_a_canonical_table(
         store.insert("py", unknown)
     assert str(got.value) == str(want.value)
     assert store.count("py") == 2
+
+
+@pytest.mark.parametrize("where", ["file", "memory"])
+def test_sqlite_backend_is_usable_from_another_thread(tmp_path: Path, where: str) -> None:
+    """A SQLite backend made in one thread works in another (its calls are serialised on one
+    connection, as the README says). ibis opens SQLite with ``check_same_thread=True``, so
+    before the connection was reopened every call from a second thread failed with "SQLite
+    objects created in a thread can only be used in that same thread"."""
+    import threading
+
+    uri = f"sqlite://{tmp_path / 'threads.db'}" if where == "file" else "sqlite://"
+    store = IbisDataBackend.from_uri(uri)
+    store.create_table("t", Schema.of(k="int", v="str"))
+    store.insert("t", [{"k": i, "v": str(i)} for i in range(5)])
+    assert store.select("t", {"k": 1}) == [{"k": 1, "v": "1"}]  # warm the point plan here
+    seen: dict[str, Any] = {}
+
+    def other() -> None:
+        try:
+            seen["point"] = store.select("t", {"k": 2})
+            seen["range"] = store.select("t", {"k": {"$gte": 3}}, order_by=[("k", "asc")])
+            store.insert("t", [{"k": 9, "v": "9"}])
+            store.update("t", {"k": 0}, {"v": "zero"})
+            store.delete("t", {"k": 4})
+            seen["count"] = store.count("t")
+        except Exception as exc:  # reported in the asserting thread
+            seen["error"] = exc
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert "error" not in seen, seen.get("error")
+    assert seen["point"] == [{"k": 2, "v": "2"}]
+    assert seen["range"] == [{"k": 3, "v": "3"}, {"k": 4, "v": "4"}]
+    assert seen["count"] == 5
+    assert store.select("t", {"k": 0}) == [{"k": 0, "v": "zero"}]
+    store.close()

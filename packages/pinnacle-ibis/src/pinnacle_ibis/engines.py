@@ -1139,6 +1139,34 @@ class SQLiteDataBackend(SQLDataBackend):
     def _connect_hint(self, exc: Exception) -> str:
         return _file_hint(self._uri)
 
+    def _connect(self) -> Any:
+        """ibis's connection, reopened so that any thread may use it.
+
+        ibis opens SQLite with sqlite3's default ``check_same_thread=True``, so a backend made
+        in one thread failed in every other one ("SQLite objects created in a thread can only
+        be used in that same thread") although it serialises its calls on the connection (the
+        README's promise). The database ibis resolved from the URI (its path rules, or
+        ``:memory:``) is opened again with ``check_same_thread=False`` and wrapped by ibis's
+        ``from_connection``, which sets the connection up as ``connect`` does; the first
+        connection is closed before anything was written through it.
+        """
+        import sqlite3
+
+        con = super()._connect()
+        first = con.con
+        try:
+            path = next(
+                (row[2] for row in first.execute("PRAGMA database_list") if row[1] == "main"), ""
+            )
+        finally:
+            first.close()
+        raw = sqlite3.connect(path or ":memory:", check_same_thread=False)
+        try:
+            return type(con).from_connection(raw, type_map=self._options.get("type_map"))
+        except BaseException:
+            raw.close()
+            raise
+
     paramstyle: ClassVar[str] = "qmark"
     ddl_types: ClassVar[Mapping[DType, str]] = {
         DType.INT: "BIGINT",
