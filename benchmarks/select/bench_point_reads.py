@@ -1,7 +1,8 @@
 """Point reads through pinnacle-ibis against the raw driver with a prepared statement.
 
 Per engine (DuckDB file, SQLite file, PostgreSQL, MariaDB, and MongoDB on a throw-away
-nx-27017 wire server; a fresh database each), on a table
+nx-27017 wire server; a fresh database each; ``sqlalchemy+sqlite``: pinnacle-sql's
+SQLAlchemyDataBackend on a SQLite file, see :func:`bench_sqlalchemy`), on a table
 of ``--rows`` rows ``(id int, x float, s str)`` with an index on ``id`` where the engine keeps
 one, three sides in the same run, interleaved so load hits them alike:
 
@@ -79,6 +80,12 @@ def raw_runner(store: Any, engine: str, sql: str) -> Callable[[list[Any]], Any]:
 
         return pg
 
+    return dbapi_runner(con, sql)
+
+
+def dbapi_runner(con: Any, sql: str) -> Callable[[list[Any]], Any]:
+    """``execute(sql, params)`` and ``fetchall()`` on a cursor of the DB-API connection."""
+
     def dbapi(params: list[Any]) -> Any:
         cur = con.cursor()
         try:
@@ -138,12 +145,14 @@ def interleaved_cpu(
     return {name: statistics.median(v) for name, v in per.items()}
 
 
+#: The first select in a fresh process (imports and connect included), for ``{cls}`` of
+#: ``{module}``: format with both.
 FRESH_OURS = """
 import sys, time
 t0 = time.perf_counter()
-from pinnacle_ibis import IbisDataBackend
-store = IbisDataBackend.from_uri(sys.argv[1])
-rows = store.select("bench", {"id": 12345 % int(sys.argv[2])})
+from {module} import {cls}
+store = {cls}.from_uri(sys.argv[1])
+rows = store.select("bench", {{"id": 12345 % int(sys.argv[2])}})
 assert len(rows) == 1
 print(time.perf_counter() - t0)
 """
@@ -237,10 +246,112 @@ def bench_engine(engine: str, uri: str, path: str, args: argparse.Namespace) -> 
         print(engine, results[-1], flush=True)
     store._bind_filters = True  # type: ignore[attr-defined]
     store.close()
-    first_ours = fresh([sys.executable, "-c", FRESH_OURS, uri, str(args.rows)], args.fresh)
+    first_ours = fresh(
+        [
+            sys.executable,
+            "-c",
+            FRESH_OURS.format(module="pinnacle_ibis", cls="IbisDataBackend"),
+            uri,
+            str(args.rows),
+        ],
+        args.fresh,
+    )
     first_raw = fresh_raw(engine, uri, path, select_sql, args.rows, args.fresh)
     results.append(("select by id, first call in a fresh process", first_ours, None, first_raw))
     print(engine, results[-1], flush=True)
+    return results
+
+
+def bench_sqlalchemy(path: str, args: argparse.Namespace) -> list[Any]:
+    """pinnacle-sql's ``sqlalchemy+sqlite`` databackend against sqlite3 on the same file.
+
+    ``bound``: ``select(t, {"id": k})`` by its point plan; the middle column is the generic
+    path of the same backend (``_point_reads`` off: a SQLAlchemy Core statement built and run
+    through a pooled connection, in a read transaction with the schema cookie check); ``raw``:
+    a ``sqlite3`` connection of its own on the file, the same SQL on a cursor.
+    """
+    import sqlite3
+
+    from pinnacle_sql import SQLAlchemyDataBackend
+
+    uri = f"sqlalchemy+sqlite://{path}"
+    store = SQLAlchemyDataBackend.from_uri(uri)
+    store.create_table("bench", SCHEMA)
+    store.insert("bench", make_table(args.rows))
+    store.create_index("bench", ["id"])
+    select_sql = SELECT["qmark"].format(**quoted("sqlite"))
+    count_sql = COUNT["qmark"].format(**quoted("sqlite"))
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    raw_select = dbapi_runner(con, select_sql)
+    raw_count = dbapi_runner(con, count_sql)
+
+    def ours(plan: bool, fn: Callable[[int], Any]) -> Callable[[int], Any]:
+        def run(k: int) -> Any:
+            store._point_reads = plan
+            return fn(k)
+
+        return run
+
+    def sel(k: int) -> Any:
+        rows = store.select("bench", {"id": k})
+        assert len(rows) == 1
+        return rows
+
+    def cnt(k: int) -> Any:
+        return store.count("bench", {"id": {"$gte": k, "$lt": k + 10}})
+
+    results: list[tuple[str, float, float | None, float]] = []
+    for label, fn, raw in (
+        ("select by id", sel, lambda k: raw_select([k])),
+        ("count, id range of 10", cnt, lambda k: raw_count([k, k + 10])),
+    ):
+        got = interleaved(
+            {"bound": ours(True, fn), "ibis": ours(False, fn), "raw": raw},
+            args.rows,
+            args.calls,
+            args.warmup,
+        )
+        results.append((f"{label}, warm p50", got["bound"], got["ibis"], got["raw"]))
+        print("sqlalchemy+sqlite", results[-1], flush=True)
+    if args.cpu_calls:
+        store._point_reads = True
+        cpu = interleaved_cpu(
+            {
+                "bound": lambda k: store.select("bench", {"id": k}),
+                "raw": lambda k: raw_select([k]),
+            },
+            args.rows,
+            args.cpu_calls,
+        )
+        store._point_reads = False
+        generic = interleaved_cpu(
+            {
+                "generic": lambda k: store.select("bench", {"id": k}),
+                "raw": lambda k: raw_select([k]),
+            },
+            args.rows,
+            max(1, args.cpu_calls // 10),
+        )
+        results.append(
+            ("select by id, CPU time per call", cpu["bound"], generic["generic"], cpu["raw"])
+        )
+        print("sqlalchemy+sqlite", results[-1], flush=True)
+    store._point_reads = True
+    con.close()
+    store.close()
+    first_ours = fresh(
+        [
+            sys.executable,
+            "-c",
+            FRESH_OURS.format(module="pinnacle_sql", cls="SQLAlchemyDataBackend"),
+            uri,
+            str(args.rows),
+        ],
+        args.fresh,
+    )
+    first_raw = fresh_raw("sqlite", uri, path, select_sql, args.rows, args.fresh)
+    results.append(("select by id, first call in a fresh process", first_ours, None, first_raw))
+    print("sqlalchemy+sqlite", results[-1], flush=True)
     return results
 
 
@@ -301,7 +412,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--fresh", type=int, default=3)
-    parser.add_argument("--engines", default="duckdb,sqlite,postgres,mariadb,mongo")
+    parser.add_argument(
+        "--engines", default="duckdb,sqlite,sqlalchemy+sqlite,postgres,mariadb,mongo"
+    )
     # 0: off; else the calls per round of the process_time comparison (7 rounds per side)
     parser.add_argument("--cpu-calls", type=int, default=0)
     # nx-27017 answers a find on an indexed field by scanning (~10 µs a document here)
@@ -322,6 +435,9 @@ def main() -> None:
             elif engine == "sqlite":
                 path = os.path.join(tmp, "bench.sqlite")
                 uri = f"sqlite://{path}"
+            elif engine == "sqlalchemy+sqlite":
+                report[engine] = bench_sqlalchemy(os.path.join(tmp, "sa_bench.sqlite"), args)
+                continue
             elif engine == "postgres":
                 uri = pg.create_database()
             elif engine == "mongo":
@@ -365,12 +481,13 @@ def main() -> None:
         f"--mongo-rows {args.mongo_rows} --mongo-calls {args.mongo_calls}`).",
     ]
     for engine, rows in report.items():
+        middle = "generic path" if engine == "sqlalchemy+sqlite" else "ibis (before)"
         lines += [
             "",
             f"### {engine}",
             "",
-            "| measurement | bound (now) | ibis (before) | raw driver | bound / raw | "
-            "ibis / raw | target |",
+            f"| measurement | bound (now) | {middle} | raw driver | bound / raw | "
+            f"{middle.split(maxsplit=1)[0]} / raw | target |",
             "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for label, bound, ib, raw in rows:

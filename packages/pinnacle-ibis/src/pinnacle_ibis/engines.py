@@ -37,7 +37,6 @@ import attrs
 
 from pinnacle_ibis import _sql
 from pinnacle_ibis._bound import PARAM, BoundLeaves, StatementCache, finish
-from pinnacle_ibis._point import SLOW, PointPlan, RowShape, operand_check
 from pinnacle_ibis._values import arrow_type, canonical_table, dump_json
 from pinnacle_ibis.backend import (
     IbisDataBackend,
@@ -60,6 +59,7 @@ from pinnacle_protocols.errors import (
     UnsupportedOperation,
 )
 from pinnacle_protocols.filters import Filter, compile_filter, validate_filter
+from pinnacle_protocols.point import SLOW, PointPlan, RowShape, operand_check, point_key
 from pinnacle_protocols.protocols import OrderBy, Rows
 from pinnacle_protocols.records import DType, Field, Schema, index_name
 from pinnacle_protocols.tables import SCHEMAS_TABLE, schema_from_text, schema_to_text
@@ -216,7 +216,7 @@ class SQLDataBackend(IbisDataBackend):
     #: ibis way, with literals: SQLite takes at most 32,766 parameters, psycopg 65,535.
     max_bound_params: ClassVar[int] = 30_000
 
-    #: Point reads by plan (see :mod:`pinnacle_ibis._point`; False: the generic way, for tests).
+    #: Point reads by plan (see :mod:`pinnacle_protocols.point`; False: the generic way, for tests).
     _point_reads: bool = attrs.field(default=True, init=False, repr=False)
     _point_plans: dict[tuple[Any, ...], PointPlan] = attrs.field(
         factory=dict, init=False, repr=False
@@ -378,7 +378,7 @@ class SQLDataBackend(IbisDataBackend):
         order_by: OrderBy | None = None,
     ) -> list[dict[str, Any]]:
         """See :meth:`IbisDataBackend.select`; ``{col: v}`` and ``{col: {"$in": [...]}}``
-        reuse a cached plan (:mod:`pinnacle_ibis._point`), with the same answers."""
+        reuse a cached plan (:mod:`pinnacle_protocols.point`), with the same answers."""
         if (
             type(where) is dict
             and len(where) == 1
@@ -396,25 +396,10 @@ class SQLDataBackend(IbisDataBackend):
 
     def _point_select(self, table: str, where: dict[str, Any]) -> list[dict[str, Any]] | None:
         """The rows of a one-column filter by a cached plan; None: it goes the generic way."""
-        ((column, operand),) = where.items()
-        items: Any = None
-        if type(operand) is dict:
-            if len(operand) != 1 or "$in" not in operand:
-                return None
-            items = operand["$in"]
-            if type(items) is not list and type(items) is not tuple:
-                return None
-            n = len(items)
-            if n < 2 or n > self.max_bound_params:
-                return None
-            kind = type(items[0])
-            for item in items:
-                if type(item) is not kind:
-                    return None
-            key: tuple[Any, ...] = (table, column, n, kind)
-        else:
-            kind = type(operand)
-            key = (table, column, 0, kind)
+        shape = point_key(table, where, self.max_bound_params)
+        if shape is None:
+            return None
+        key, operand, items = shape
         with self._lock:
             # A warm plan of this shape on the table's current schema: the name and the schema
             # were checked when it was built, so straight to the operand check and the query.

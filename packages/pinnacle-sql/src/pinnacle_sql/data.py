@@ -28,17 +28,33 @@ SQLAlchemy expressions with the reference semantics of
 match NULL rows as in MongoDB. JSON and vector columns only take NULL tests (``$eq None``,
 ``$exists``...), as everywhere. Values are always bound parameters; table and column names are
 quoted by SQLAlchemy, so any name without NUL works (``sqlite_*`` is reserved by SQLite).
+
+Schemas are cached per process and trusted only while SQLite's ``PRAGMA schema_version`` (the
+schema cookie, which every committed DDL of any connection raises) is the value they were read
+at: a read runs in one read transaction that reads the cookie first, then the table list and
+schema row only when it moved, then the query, so another process's ``DROP``/``CREATE`` is seen
+by the very next call. The portable schema row changes only together with its table's DDL (both
+packages write it in the DDL's transaction), so the cookie covers it too.
+
+A point read, ``select(t, {col: v})`` or ``select(t, {col: {"$in": [...]}})``, runs by a plan
+(:mod:`pinnacle_protocols.point`) on a sqlite3 connection the backend holds: the statement the
+generic path compiled for that shape, wrapped as ``SELECT q.*, v.schema_version FROM
+pragma_schema_version() AS v LEFT JOIN (<statement>) AS q``, one statement, so the rows and the
+cookie come from one snapshot; a cookie other than the plan's, an operand the plan's check
+refuses or any driver error sends the call the generic way, which answers or raises as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import operator
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, cast
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -62,6 +78,7 @@ from pinnacle_protocols.filters import (
     parse_order_by,
     validate_filter,
 )
+from pinnacle_protocols.point import SLOW, PointPlan, RowShape, operand_check, point_key
 from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
 from pinnacle_protocols.records import (
     CountQuery,
@@ -242,6 +259,34 @@ _SCHEMAS = sa.Table(
 )
 
 
+# ============================================================================ point plans
+#: ``$in`` lists longer than this go the generic way (a plan per length: keep them few).
+_MAX_PLAN_ITEMS: Final = 1000
+
+#: Decoders the column types' result processors amount to, as builtins (the plan's row
+#: builder skips None itself): :class:`Float64` and :class:`Bytes`.
+_BUILTIN_DECODERS: Final[Mapping[DType, Callable[[Any], Any]]] = {
+    DType.FLOAT: float,
+    DType.BYTES: bytes,
+}
+
+#: The wrapper of a plan's statement: its rows, each with the schema cookie of the snapshot
+#: they were read from, last; one row of NULLs and the cookie when nothing matches.
+_WITH_COOKIE: Final = (
+    "SELECT q.*, v.schema_version FROM pragma_schema_version() AS v LEFT JOIN ({}) AS q"
+)
+
+
+@attrs.frozen
+class _SQLitePlan(PointPlan):
+    """A point plan for the sqlite3 connection, valid while the schema cookie is ``version``."""
+
+    version: int
+    #: The filtered column's position: NULL there marks the LEFT JOIN's no-match row (a row
+    #: that matches ``col = v`` / ``col IN (...)`` with non-NULL operands is not NULL there).
+    column: int
+
+
 # ============================================================================ values
 def _affinity_dtype(declared: str) -> DType:
     """The portable type of a column of a table made outside pinnacledb (SQLite affinity)."""
@@ -368,6 +413,16 @@ class SQLAlchemyDataBackend:
         self._lock = threading.RLock()
         self._tables: dict[tuple[str, str], tuple[Schema, sa.Table]] = {}
         self._inserts: dict[int, tuple[sa.Table, str]] = {}
+        #: The schema cookie (``PRAGMA schema_version``) ``_schemas`` and ``_plans`` hold for.
+        self._version: int | None = None
+        self._schemas: dict[str, tuple[Schema, sa.Table]] = {}
+        #: Point plans by (table, column, n, kind); None: that shape has no plan.
+        self._plans: dict[tuple[Any, ...], _SQLitePlan | None] = {}
+        #: Point reads by plan (False: always the generic way, for tests).
+        self._point_reads = True
+        #: The pooled connection point plans run on, held until close(), and its sqlite3 one.
+        self._point_fairy: Any = None
+        self._point_con: sqlite3.Connection | None = None
 
     @classmethod
     def from_uri(cls, uri: str | RedactedURI, **options: Any) -> SQLAlchemyDataBackend:
@@ -409,15 +464,29 @@ class SQLAlchemyDataBackend:
 
     @contextlib.contextmanager
     def _read(self, op: str, table: str | None = None) -> Iterator[Connection]:
+        # One read transaction: the schema cookie, the schema (when it moved) and the query
+        # read one snapshot (see _lookup).
         with self._lock, self._translate(op, table), self._get_engine().connect() as conn:
-            yield conn
+            conn.execution_options(pinnacle_begin="DEFERRED")
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def _write(self, op: str, table: str | None = None) -> Iterator[Connection]:
         with self._lock, self._translate(op, table), self._get_engine().connect() as conn:
             conn.execution_options(pinnacle_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                # A rolled-back DDL may have been seen at a cookie value another commit reuses.
+                self._forget_schemas()
+                raise
+
+    def _forget_schemas(self) -> None:
+        self._version = None
+        self._schemas.clear()
+        self._plans.clear()
 
     @contextlib.contextmanager
     def _translate(self, op: str, table: str | None) -> Iterator[None]:
@@ -427,6 +496,7 @@ class SQLAlchemyDataBackend:
             raise
         except SQLAlchemyError as exc:
             self._tables.clear()
+            self._forget_schemas()
             text = str(getattr(exc, "orig", None) or exc)
             if table is not None and "no such table" in text:
                 raise TableNotFound(
@@ -446,9 +516,21 @@ class SQLAlchemyDataBackend:
         return [str(r[0]) for r in rows]
 
     def _lookup(self, conn: Connection, name: str) -> tuple[Schema, sa.Table]:
-        """The schema and SQLAlchemy table of ``name`` (TableNotFound), read fresh each call."""
+        """The schema and SQLAlchemy table of ``name`` (TableNotFound) in ``conn``'s transaction.
+
+        Cached per process while the schema cookie is the one they were read at: the cookie is
+        read on ``conn`` in its open transaction, so the cache and the statements that follow
+        see one snapshot of the schema (any committed DDL of any connection moves the cookie).
+        """
         if not isinstance(name, str) or not name or name.startswith(RESERVED_PREFIX):
             raise TableNotFound(f"no table {name!r} in {self._uri}; create it with create_table()")
+        version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+        if version != self._version:
+            self._forget_schemas()
+            self._version = version
+        cached = self._schemas.get(name)
+        if cached is not None:
+            return cached
         physical = self._physical_tables(conn)
         if name not in physical:
             raise TableNotFound(f"no table {name!r} in {self._uri}; create it with create_table()")
@@ -467,6 +549,9 @@ class SQLAlchemyDataBackend:
             if len(self._tables) > 1000:
                 self._tables.clear()
             self._tables[key] = found
+        if len(self._schemas) > 1000:
+            self._schemas.clear()
+        self._schemas[name] = found
         return found
 
     def _derive_schema(self, conn: Connection, name: str) -> Schema:
@@ -592,6 +677,18 @@ class SQLAlchemyDataBackend:
             FilterError: the filter or ``limit`` is invalid.
             SchemaError: an unknown column in ``columns`` or ``order_by``.
         """
+        point = (
+            type(where) is dict
+            and len(where) == 1
+            and columns is None
+            and limit is None
+            and order_by is None
+            and self._point_reads
+        )
+        if point:
+            rows = self._point_select(table, cast(dict[str, Any], where))
+            if rows is not None:
+                return rows
         with self._read("select", table) as conn:
             schema, sa_table = self._lookup(conn, table)
             validate_filter(where, schema)
@@ -613,7 +710,113 @@ class SQLAlchemyDataBackend:
                 stmt = stmt.order_by(col.desc().nulls_last() if desc else col.asc().nulls_first())
             if limit is not None:
                 stmt = stmt.limit(limit)
+            if point:
+                self._point_plan(
+                    conn,
+                    table,
+                    schema=schema,
+                    sa_table=sa_table,
+                    where=cast(dict[str, Any], where),
+                    stmt=stmt,
+                )
             return [dict(zip(names, row, strict=True)) for row in conn.execute(stmt)]
+
+    # ------------------------------------------------------------------ point reads
+    def _point_select(self, table: str, where: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The rows of a one-column filter by its plan; None: the call goes the generic way."""
+        shape = point_key(table, where, _MAX_PLAN_ITEMS)
+        if shape is None:
+            return None
+        key, operand, items = shape
+        with self._lock:
+            plan = self._plans.get(key)
+            con = self._point_con
+            if plan is None or con is None:
+                return None
+            params = plan.bind(operand, items)
+            if params is None:
+                return None
+            try:
+                rows = con.execute(plan.sql, params).fetchall()
+            except sqlite3.Error:
+                return None  # e.g. the table was dropped: the generic path says so
+        first = rows[0]
+        if first[-1] != plan.version:
+            return None  # the schema changed since the plan was made
+        if first[plan.column] is None:
+            return []
+        return plan.shape.rows(rows)
+
+    def _point_plan(
+        self,
+        conn: Connection,
+        table: str,
+        *,
+        schema: Schema,
+        sa_table: sa.Table,
+        where: dict[str, Any],
+        stmt: sa.Select[Any],
+    ) -> None:
+        """Make the plan of ``where``'s shape from ``stmt``, the generic path's statement for
+        it, unless the operands are special (NaN, NUL...) or the shape has no plan."""
+        shape = point_key(table, where, _MAX_PLAN_ITEMS)
+        if shape is None:
+            return
+        key, operand, items = shape
+        column = key[1]
+        if not isinstance(column, str) or column not in schema:
+            return  # {"$and": [...]} and the like
+        if key in self._plans:
+            return  # a plan at this cookie (the cache is emptied when it moves), or None
+        dialect = conn.dialect
+        check = operand_check(schema[column].dtype, key[3])
+        con = self._point_connection(conn)
+        if check is None or con is None or self._version is None:
+            self._plans[key] = None
+            return
+        operands = [operand] if items is None else list(items)
+        checked = [check(v) for v in operands]
+        if any(v is SLOW for v in checked):
+            return  # special operands: their statement is not the shape's
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        bound = compiled.construct_params()
+        names = compiled.positiontup or []
+        got = [bound[n] for n in names]
+        if len(got) != len(checked) or any(
+            type(g) is not type(c) or g != c for g, c in zip(got, checked, strict=False)
+        ):
+            self._plans[key] = None  # e.g. bools: SQLAlchemy renders them as literals
+            return
+        col_type = sa_table.c[column].type.dialect_impl(dialect)
+
+        def decoder(field: Field) -> Any:
+            builtin = _BUILTIN_DECODERS.get(field.dtype)
+            if builtin is not None:
+                return builtin
+            return sa_table.c[field.name].type.dialect_impl(dialect).result_processor(dialect, None)
+
+        if len(self._plans) >= 1024:
+            self._plans.clear()
+        self._plans[key] = _SQLitePlan(
+            schema,
+            _WITH_COOKIE.format(compiled.string),
+            check,
+            col_type.bind_processor(dialect),
+            RowShape.of(schema.fields, decoder),
+            version=self._version,
+            column=schema.names.index(column),
+        )
+
+    def _point_connection(self, conn: Connection) -> sqlite3.Connection | None:
+        """The sqlite3 connection point plans run on (pysqlite only), held until close()."""
+        if self._point_con is None and conn.dialect.driver == "pysqlite":
+            fairy = self._get_engine().raw_connection()
+            driver = fairy.driver_connection
+            if isinstance(driver, sqlite3.Connection):
+                self._point_fairy, self._point_con = fairy, driver
+            else:  # pragma: no cover - pysqlite always hands out sqlite3 connections
+                fairy.close()
+        return self._point_con
 
     def anti_join_keys(
         self,
@@ -867,6 +1070,10 @@ class SQLAlchemyDataBackend:
             self._closed = True
             engine, self._engine = self._engine, None
             self._tables.clear()
+            self._forget_schemas()
+            fairy, self._point_fairy, self._point_con = self._point_fairy, None, None
+            if fairy is not None:
+                fairy.close()
         if engine is not None:
             engine.dispose()
 

@@ -13,7 +13,9 @@ the row decoders), so a repeat is a dict lookup, one check per operand and the q
 
 Every operand the plan's check refuses goes the generic way (which validates it and raises
 the same FilterError as before, or compiles its special case), so the plan never changes an
-answer; ``tests/test_point.py`` checks the two paths agree on Hypothesis-generated filters.
+answer. pinnacle-ibis's SQL engines (``tests/test_point.py``) and pinnacle-sql's SQLite
+databackend (``tests/test_point.py``) check that their two paths agree on Hypothesis-generated
+filters.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import attrs
 
 from pinnacle_protocols.records import DType, Field, Schema
 
-__all__ = ["SLOW", "PointPlan", "RowShape", "operand_check"]
+__all__ = ["SLOW", "PointPlan", "RowShape", "operand_check", "point_key"]
 
 #: What an operand check returns when the operand must go the generic way.
 SLOW: Any = object()
@@ -87,6 +89,33 @@ def operand_check(dtype: DType, kind: type) -> Callable[[Any], Any] | None:
     path must see.
     """
     return _CHECKS.get((dtype, kind))
+
+
+def point_key(
+    table: str, where: dict[str, Any], max_items: int
+) -> tuple[tuple[Any, ...], Any, Sequence[Any] | None] | None:
+    """``(plan key, operand, $in items)`` of a one-column filter, or None: not a point shape.
+
+    ``where`` is a dict of one item. The key is ``(table, column, n, kind)``: ``n`` is 0 for
+    ``{col: v}`` (``kind`` the operand's exact type, ``items`` None) and the length of the list
+    for ``{col: {"$in": [...]}}`` with 2 to ``max_items`` items of one exact type ``kind``.
+    """
+    ((column, operand),) = where.items()
+    if type(operand) is not dict:
+        return (table, column, 0, type(operand)), operand, None
+    if len(operand) != 1 or "$in" not in operand:
+        return None
+    items = operand["$in"]
+    if type(items) is not list and type(items) is not tuple:
+        return None
+    n = len(items)
+    if n < 2 or n > max_items:
+        return None
+    kind = type(items[0])
+    for item in items:
+        if type(item) is not kind:
+            return None
+    return (table, column, n, kind), operand, items
 
 
 @attrs.frozen
