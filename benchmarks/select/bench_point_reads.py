@@ -190,21 +190,23 @@ def fresh_raw(engine: str, uri: str, path: str, sql: str, rows: int, times: int)
     return fresh([sys.executable, "-c", code], times)
 
 
-def bench_engine(engine: str, uri: str, path: str, args: argparse.Namespace) -> list[Any]:
-    store = IbisDataBackend.from_uri(uri)
-    store.create_table("bench", SCHEMA)
-    store.insert("bench", make_table(args.rows))
-    store.create_index("bench", ["id"])
-    style = type(store).paramstyle  # type: ignore[attr-defined]
-    names = quoted(engine)
-    select_sql = SELECT[style].format(**names)
-    count_sql = COUNT[style].format(**names)
-    raw_select = raw_runner(store, engine, select_sql)
-    raw_count = raw_runner(store, engine, count_sql)
+def measure(
+    store: Any,
+    engine: str,
+    flag: str,
+    raw_select: Callable[[list[Any]], Any],
+    raw_count: Callable[[list[Any]], Any],
+    args: argparse.Namespace,
+    *,
+    generic_cpu: bool = False,
+) -> list[tuple[str, float, float | None, float]]:
+    """The warm rows of one engine: ``store``'s attribute ``flag`` on (``bound``) and off (the
+    middle column) against the raw runners; with ``--cpu-calls`` the CPU time per select by
+    id (and, with ``generic_cpu``, the flag-off side's, over a tenth of the calls)."""
 
-    def ours(bind: bool, fn: Callable[[int], Any]) -> Callable[[int], Any]:
+    def ours(on: bool, fn: Callable[[int], Any]) -> Callable[[int], Any]:
         def run(k: int) -> Any:
-            store._bind_filters = bind  # type: ignore[attr-defined]
+            setattr(store, flag, on)
             return fn(k)
 
         return run
@@ -233,31 +235,52 @@ def bench_engine(engine: str, uri: str, path: str, args: argparse.Namespace) -> 
     if args.cpu_calls:
         # one lambda around each side, nothing else (no toggle, no assert), so the harness
         # costs both sides alike
-        store._bind_filters = True  # type: ignore[attr-defined]
-        cpu = interleaved_cpu(
-            {
-                "bound": lambda k: store.select("bench", {"id": k}),
-                "raw": lambda k: raw_select([k]),
-            },
-            args.rows,
-            args.cpu_calls,
-        )
-        results.append(("select by id, CPU time per call", cpu["bound"], None, cpu["raw"]))
+        cpu: dict[str, float] = {}
+        for on, calls in ((True, args.cpu_calls), (False, args.cpu_calls // 10)):
+            if on or generic_cpu:
+                setattr(store, flag, on)
+                got = interleaved_cpu(
+                    {
+                        "ours": lambda k: store.select("bench", {"id": k}),
+                        "raw": lambda k: raw_select([k]),
+                    },
+                    args.rows,
+                    max(1, calls),
+                )
+                cpu[f"ours{on}"], cpu[f"raw{on}"] = got["ours"], got["raw"]
+        row = ("select by id, CPU time per call", cpu["oursTrue"], cpu.get("oursFalse"))
+        results.append((*row, cpu["rawTrue"]))
         print(engine, results[-1], flush=True)
-    store._bind_filters = True  # type: ignore[attr-defined]
+    setattr(store, flag, True)
+    return results
+
+
+def first_call(
+    module: str, cls: str, engine: str, uri: str, path: str, sql: str, args: argparse.Namespace
+) -> tuple[str, float, None, float]:
+    """The first select in a fresh process, ours (``cls`` of ``module``) and the driver's."""
+    code = FRESH_OURS.format(module=module, cls=cls)
+    ours = fresh([sys.executable, "-c", code, uri, str(args.rows)], args.fresh)
+    raw = fresh_raw(engine, uri, path, sql, args.rows, args.fresh)
+    return ("select by id, first call in a fresh process", ours, None, raw)
+
+
+def bench_engine(engine: str, uri: str, path: str, args: argparse.Namespace) -> list[Any]:
+    store = IbisDataBackend.from_uri(uri)
+    store.create_table("bench", SCHEMA)
+    store.insert("bench", make_table(args.rows))
+    store.create_index("bench", ["id"])
+    style = type(store).paramstyle  # type: ignore[attr-defined]
+    names = quoted(engine)
+    select_sql = SELECT[style].format(**names)
+    count_sql = COUNT[style].format(**names)
+    raw_select = raw_runner(store, engine, select_sql)
+    raw_count = raw_runner(store, engine, count_sql)
+    results: list[Any] = measure(store, engine, "_bind_filters", raw_select, raw_count, args)
     store.close()
-    first_ours = fresh(
-        [
-            sys.executable,
-            "-c",
-            FRESH_OURS.format(module="pinnacle_ibis", cls="IbisDataBackend"),
-            uri,
-            str(args.rows),
-        ],
-        args.fresh,
+    results.append(
+        first_call("pinnacle_ibis", "IbisDataBackend", engine, uri, path, select_sql, args)
     )
-    first_raw = fresh_raw(engine, uri, path, select_sql, args.rows, args.fresh)
-    results.append(("select by id, first call in a fresh process", first_ours, None, first_raw))
     print(engine, results[-1], flush=True)
     return results
 
@@ -274,7 +297,8 @@ def bench_sqlalchemy(path: str, args: argparse.Namespace) -> list[Any]:
 
     from pinnacle_sql import SQLAlchemyDataBackend
 
-    uri = f"sqlalchemy+sqlite://{path}"
+    engine = "sqlalchemy+sqlite"
+    uri = f"{engine}://{path}"
     store = SQLAlchemyDataBackend.from_uri(uri)
     store.create_table("bench", SCHEMA)
     store.insert("bench", make_table(args.rows))
@@ -284,74 +308,14 @@ def bench_sqlalchemy(path: str, args: argparse.Namespace) -> list[Any]:
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     raw_select = dbapi_runner(con, select_sql)
     raw_count = dbapi_runner(con, count_sql)
-
-    def ours(plan: bool, fn: Callable[[int], Any]) -> Callable[[int], Any]:
-        def run(k: int) -> Any:
-            store._point_reads = plan
-            return fn(k)
-
-        return run
-
-    def sel(k: int) -> Any:
-        rows = store.select("bench", {"id": k})
-        assert len(rows) == 1
-        return rows
-
-    def cnt(k: int) -> Any:
-        return store.count("bench", {"id": {"$gte": k, "$lt": k + 10}})
-
-    results: list[tuple[str, float, float | None, float]] = []
-    for label, fn, raw in (
-        ("select by id", sel, lambda k: raw_select([k])),
-        ("count, id range of 10", cnt, lambda k: raw_count([k, k + 10])),
-    ):
-        got = interleaved(
-            {"bound": ours(True, fn), "ibis": ours(False, fn), "raw": raw},
-            args.rows,
-            args.calls,
-            args.warmup,
-        )
-        results.append((f"{label}, warm p50", got["bound"], got["ibis"], got["raw"]))
-        print("sqlalchemy+sqlite", results[-1], flush=True)
-    if args.cpu_calls:
-        store._point_reads = True
-        cpu = interleaved_cpu(
-            {
-                "bound": lambda k: store.select("bench", {"id": k}),
-                "raw": lambda k: raw_select([k]),
-            },
-            args.rows,
-            args.cpu_calls,
-        )
-        store._point_reads = False
-        generic = interleaved_cpu(
-            {
-                "generic": lambda k: store.select("bench", {"id": k}),
-                "raw": lambda k: raw_select([k]),
-            },
-            args.rows,
-            max(1, args.cpu_calls // 10),
-        )
-        results.append(
-            ("select by id, CPU time per call", cpu["bound"], generic["generic"], cpu["raw"])
-        )
-        print("sqlalchemy+sqlite", results[-1], flush=True)
-    store._point_reads = True
+    results: list[Any] = measure(
+        store, engine, "_point_reads", raw_select, raw_count, args, generic_cpu=True
+    )
     con.close()
     store.close()
-    first_ours = fresh(
-        [
-            sys.executable,
-            "-c",
-            FRESH_OURS.format(module="pinnacle_sql", cls="SQLAlchemyDataBackend"),
-            uri,
-            str(args.rows),
-        ],
-        args.fresh,
-    )
-    first_raw = fresh_raw("sqlite", uri, path, select_sql, args.rows, args.fresh)
-    results.append(("select by id, first call in a fresh process", first_ours, None, first_raw))
-    print("sqlalchemy+sqlite", results[-1], flush=True)
+    module, cls = "pinnacle_sql", "SQLAlchemyDataBackend"
+    results.append(first_call(module, cls, "sqlite", uri, path, select_sql, args))
+    print(engine, results[-1], flush=True)
     return results
 
 
