@@ -184,7 +184,7 @@ def test_reserved_and_case_insensitive_names() -> None:
 @pytest.mark.file
 def test_another_process_sees_the_tables(db_path: Path, backend: SQLAlchemyDataBackend) -> None:
     """Two backends on one file: tables created, dropped and re-created by one are seen
-    by the other (schemas are read from the database, not trusted from a cache)."""
+    by the other (a cached schema is trusted only while the schema cookie is unchanged)."""
     other = SQLAlchemyDataBackend.from_uri(f"sqlalchemy+sqlite://{db_path}")
     try:
         backend.create_table("t", Schema.of(x="int"))
