@@ -167,6 +167,30 @@ def test_predict_gives_identical_outputs_on_every_runner(
         assert PASSWORD not in text
 
 
+@pytest.mark.sqlite
+def test_default_partitions_follow_the_runner(
+    tmp_path: Path, services: Services, runners: dict[str, ComputeBackend | str]
+) -> None:
+    """Without ``partition_size`` a job is cut per worker slot: 300 rows in batches of 10 are
+    15 tasks (16 of whole batches) on ``local://`` and on 2 ``processes://`` workers, and 4 on
+    2 ``dask+local://`` workers, where each task costs more (Dask's hand-off between tasks, its
+    scheduler and client in the caller's process); the same outputs everywhere."""
+    stores = _stores("sqlite", tmp_path, services)
+    outputs: dict[str, Any] = {}
+    for name, tasks in zip(RUNNERS[:3], (15, 15, 4), strict=True):
+        db = pinnacle(**stores, compute=runners[name], trust_serializers={"pickle"})
+        try:
+            if name == RUNNERS[0]:
+                _fill(db, 300)
+            out = f"out_{len(outputs)}"
+            done = db.predict("double", "pts", inputs="x", batch_size=10, output=out)
+            assert (done.rows, done.job.tasks_total, done.job.tasks_done) == (300, tasks, tasks)
+            outputs[name] = sorted((r["source_id"], r["output"]) for r in db.select(out))
+        finally:
+            db.close()
+    assert outputs[RUNNERS[1]] == outputs[RUNNERS[2]] == outputs[RUNNERS[0]]
+
+
 def _listener_outputs(db: Datalayer, table: str) -> list[tuple[Any, ...]]:
     return sorted(
         (r["id"], r["source_id"], r["model_version"], r["input_hash"], round(r["output"], 9))

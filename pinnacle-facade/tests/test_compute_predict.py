@@ -10,11 +10,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pinnacle_protocols.compute import ComputeBackend
+from pinnacle_protocols.compute import (
+    ComputeBackend,
+    InlineComputeBackend,
+    PooledComputeBackend,
+)
 from pinnacle_protocols.errors import ConfigError, JobFailed, JobNotFound
 from pinnacle_protocols.records import JobRecord, JobStatus
 from pinnacledb import CFG, LinearModel, Model, pinnacle
 from pinnacledb.base.datalayer import Datalayer
+from pinnacledb.predict import MAX_TASK_ROWS, default_partition_size, plan_partitions
 
 RUNNERS = ["local://", "processes://?workers=2"]
 
@@ -290,3 +295,83 @@ def test_cancel_from_another_datalayer_is_seen_by_the_driver(local_db: Datalayer
         assert other.wait("j-remote-cancel", timeout=1).status is JobStatus.CANCELLED
     finally:
         other.close()
+
+
+class _Slots(PooledComputeBackend):
+    """A pooled runner that only reports its worker slots (counts how often it is asked)."""
+
+    def __init__(self, slots: int) -> None:
+        super().__init__("slots://")
+        self.slots = slots
+        self.asked = 0
+
+    def capacity(self) -> int:
+        self.asked += 1
+        return self.slots
+
+
+class _TwoPerSlot(_Slots):
+    tasks_per_slot = 2
+
+
+def _task_count(backend: object, rows: int, batch: int) -> int:
+    return len(plan_partitions(list(range(rows)), default_partition_size(backend, rows, batch)))
+
+
+def test_default_partitions_follow_the_runners_worker_slots() -> None:
+    """Without ``partition_size``: 16 tasks on ``local://``; ``tasks_per_slot`` per worker
+    slot on a pooled runner (8 by default, fewer where the engine's hand-off costs more);
+    whole batches, never more than MAX_TASK_ROWS rows a task (then a whole number of tasks
+    per slot)."""
+    inline = InlineComputeBackend()
+    assert _task_count(inline, 200_000, 1000) == 16
+    assert default_partition_size(inline, 200_000, 1000) == 13_000  # 12,500 in whole batches
+    assert _task_count(_Slots(2), 200_000, 1000) == 16
+    assert _task_count(_TwoPerSlot(2), 200_000, 1000) == 4
+    assert _task_count(_TwoPerSlot(3), 300, 10) == 6
+    # large jobs: at most MAX_TASK_ROWS a task, as a whole number of tasks per slot
+    assert MAX_TASK_ROWS == 50_000
+    assert default_partition_size(inline, 1_000_000, 1000) == 50_000
+    assert _task_count(inline, 1_000_000, 1000) == 20
+    assert _task_count(_TwoPerSlot(2), 1_000_000, 1000) == 20
+    assert _task_count(_TwoPerSlot(3), 1_000_000, 1000) == 21
+    assert default_partition_size(_TwoPerSlot(3), 1_000_000, 1000) <= MAX_TASK_ROWS
+    # a job of one batch is one task: the runner is not asked (it may not be started yet)
+    one = _TwoPerSlot(2)
+    assert default_partition_size(one, 1000, 1000) == 1000
+    assert default_partition_size(one, 0, 1000) == 1000
+    assert one.asked == 0
+
+
+def test_predict_cuts_the_job_by_the_runners_slots(
+    tmp_path: Path, pool: ComputeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``db.predict`` and a listener backfill without ``partition_size`` on a pool of 2
+    workers: 16 tasks (whole batches: 15 of 20 rows here), and 4 when the runner asks for 2
+    per slot; the same outputs either way."""
+    from pinnacledb import Listener
+
+    stores = _stores("sqlite", tmp_path, None)
+    db = pinnacle(**stores, compute=pool, trust_serializers={"pickle"})
+    try:
+        _fill(db, 300)
+        wide = db.predict("double", "pts", inputs="x", batch_size=10, output="wide")
+        assert (wide.rows, wide.job.tasks_total) == (300, 15)
+        monkeypatch.setattr(pool, "tasks_per_slot", 2, raising=False)
+        few = db.predict("double", "pts", inputs="x", batch_size=10, output="few")
+        assert (few.rows, few.job.tasks_total, few.job.tasks_done) == (300, 4, 4)
+        assert sorted(r["output"] for r in db.select("wide")) == sorted(
+            r["output"] for r in db.select("few")
+        )
+        line = db.load("model", "line")
+        assert isinstance(line, Model)
+        db.apply(Listener(identifier="lx", model=line, table="pts", inputs="x"))
+        active = db._listeners.snapshot().by_id["lx"]
+        backfill = db._listeners.backfill(active, batch_size=10)
+        assert (backfill.status, backfill.tasks_total, backfill.rows_done) == (
+            JobStatus.SUCCESS,
+            4,
+            300,
+        )
+    finally:
+        db.close()

@@ -48,12 +48,24 @@ if TYPE_CHECKING:
     from pinnacle_protocols.filters import Filter
     from pinnacledb.base._host import JobHost
 
-__all__ = ["OUTPUT_COLUMNS", "PredictResult", "output_table_name", "plan_partitions", "predict"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "PredictResult",
+    "default_partition_size",
+    "output_table_name",
+    "plan_partitions",
+    "predict",
+]
 
 #: Columns of an outputs table besides ``output``.
 OUTPUT_COLUMNS = ("source_id", "model", "model_version", "job_id", "output")
-#: Default number of partitions a predict is cut into (fewer when rows are few).
+#: Default number of partitions a job is cut into on a runner without worker slots
+#: (``local://``; fewer when rows are few, more when a task would get over MAX_TASK_ROWS).
 DEFAULT_PARTITIONS = 16
+#: Most source rows a task gets when the caller gives no ``partition_size`` (larger jobs are
+#: cut into more tasks): a task holds its partition's rows in memory, and progress, cancel (a
+#: running task finishes) and a retry move a whole task at a time.
+MAX_TASK_ROWS = 50_000
 
 
 @frozen(kw_only=True)
@@ -107,6 +119,29 @@ def _is_json(value: Any) -> bool:
     except InvalidRecord:
         return False
     return True
+
+
+def default_partition_size(backend: object, rows: int, batch_size: int) -> int:
+    """Source rows per task of a job of ``rows`` rows when the caller gives no partition size.
+
+    A runner with worker slots (``capacity()``) and a ``tasks_per_slot`` (every
+    :class:`~pinnacle_protocols.compute.PooledComputeBackend`) gets that many tasks per slot:
+    16 on two ``processes://`` workers, 4 on two ``dask+local://`` workers (Dask's hand-off
+    between tasks costs more); other runners (``local://``) get :data:`DEFAULT_PARTITIONS`.
+    A job whose tasks would get over :data:`MAX_TASK_ROWS` rows gets more tasks, a whole
+    number per slot. Tasks are whole batches (at least one), so small jobs get fewer. The
+    runner is asked for its slots only when the job has more than one batch.
+    """
+    if rows <= batch_size:
+        return batch_size
+    slots, per_slot = 1, DEFAULT_PARTITIONS
+    hint = getattr(backend, "tasks_per_slot", None)
+    capacity = getattr(backend, "capacity", None)
+    if isinstance(hint, int) and not isinstance(hint, bool) and hint >= 1 and callable(capacity):
+        slots, per_slot = max(1, int(capacity())), hint
+    per_slot = max(per_slot, math.ceil(rows / (slots * MAX_TASK_ROWS)))
+    per_task = math.ceil(rows / (slots * per_slot))
+    return max(batch_size, math.ceil(per_task / batch_size) * batch_size)
 
 
 def plan_partitions(ids: Sequence[Any], size: int) -> list[tuple[dict[str, JSONValue], str, int]]:
@@ -194,8 +229,9 @@ def predict(
         id_column: Source row id column (default ``id`` when the table has one, else ``_id`` on
             backends with native ids).
         batch_size: Rows per model call.
-        partition_size: Source rows per task (default: the rows cut into 16 tasks, at least
-            ``batch_size`` rows each).
+        partition_size: Source rows per task (default: :func:`default_partition_size`, e.g.
+            16 tasks on ``local://`` and on two ``processes://`` workers, 4 on two
+            ``dask+local://`` workers, at most 50,000 rows and at least ``batch_size`` each).
         retries: How many times the runner re-runs a failed task (outputs are idempotent).
 
     Previous outputs of the same model version for the same source rows are replaced. A job
@@ -369,8 +405,7 @@ def _tasks(
     """The tasks of a job of ``kind`` (a :data:`~pinnacledb.jobs.TASK_KINDS` key): one per
     partition of the source ids (``db.predict`` and listener backfills share this)."""
     if partition_size is None:
-        per = math.ceil(len(ids) / DEFAULT_PARTITIONS) if ids else 1
-        partition_size = max(batch_size, math.ceil(per / batch_size) * batch_size)
+        partition_size = default_partition_size(db.compute, len(ids), batch_size)
     if (
         isinstance(partition_size, bool)
         or not isinstance(partition_size, int)

@@ -461,6 +461,13 @@ class PooledComputeBackend:
     runs_concurrently: ClassVar[bool] = True
     #: How many times a task whose worker died is queued again before it counts as failed.
     max_requeues: ClassVar[int] = 3
+    #: How many tasks per worker slot (:meth:`capacity`) a job is cut into when its caller
+    #: does not say (pinnacledb's ``db.predict`` and listener jobs; larger jobs get more, see
+    #: ``pinnacledb.predict.default_partition_size``). More tasks even out workers of unequal
+    #: speed and give finer progress, cancel and retry steps; fewer save the engine's cost
+    #: per task (the hand-off from one task to the next, and the task's own set-up). An
+    #: engine with a costly hand-off sets fewer.
+    tasks_per_slot: ClassVar[int] = 8
 
     def __init__(self, uri: str) -> None:
         """A backend named ``uri`` (shown redacted)."""
