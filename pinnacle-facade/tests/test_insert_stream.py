@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from pinnacle_ibis import IbisDataBackend
+from pinnacle_protocols.arrow import CONVERT_ROWS
+from pinnacle_protocols.errors import SchemaError
 from pinnacledb import pinnacle
 from pinnacledb.base.datalayer import Datalayer, _join_ids, _keep_ids
 
@@ -99,3 +102,84 @@ def test_ids_of_a_long_stream_stay_small() -> None:
     assert parts[3] is mixed
     assert _join_ids(parts) == [*range(1_000_100), 5, 3, 9, "a", "b", 1, "x", None, True, False]
     assert [type(v) for v in _join_ids(parts)[-2:]] == [bool, bool]
+
+
+class _Row(dict[str, Any]):
+    """A dict that counts how many of its kind are alive (CPython frees it at once)."""
+
+    alive = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        type(self).alive += 1
+
+    def __del__(self) -> None:
+        type(self).alive -= 1
+
+
+def test_a_dicts_stream_holds_a_bounded_number_of_source_rows(db: Datalayer) -> None:
+    """The generator counts its rows still alive whenever it makes one: on DuckDB (which takes
+    Arrow) never more than ``CONVERT_ROWS`` dicts of the stream are held (each part becomes
+    Arrow at once), elsewhere never more than one batch (the batch before is let go before
+    the next is gathered). The rows are stored as made."""
+    batch = 3 * CONVERT_ROWS
+    total = 2 * batch + 1000
+    most = 0
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal most
+        for i in range(total):
+            most = max(most, _Row.alive)
+            yield _Row(id=i, n=i % 7, s=f"r{i}")
+
+    _Row.alive = 0
+    result = db.insert("t", rows(), batch_rows=batch)
+    assert result == total
+    bound = CONVERT_ROWS if isinstance(db.databackend, IbisDataBackend) else batch
+    assert most <= bound, (most, bound)
+    stored = sorted(db.select("t"), key=lambda r: r["id"])
+    assert stored == [{"id": i, "n": i % 7, "s": f"r{i}"} for i in range(total)]
+    assert list(result.ids) == list(range(total))
+
+
+def test_an_arrow_stream_lets_each_batch_go_before_the_next_is_made(db: Datalayer) -> None:
+    """The generator's batches are allocated from a pool of their own: when it is asked for
+    the next batch, none of the bytes of the batches before is alive any more."""
+    pool = pa.proxy_memory_pool(pa.default_memory_pool())
+    held: list[int] = []
+
+    def batches() -> Iterator[Any]:
+        for start in range(0, 60, 2 * BATCH):
+            held.append(pool.bytes_allocated())
+            ids = list(range(start, start + 2 * BATCH))
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(ids, pa.int64(), memory_pool=pool),
+                    pa.array([i % 7 for i in ids], pa.int64(), memory_pool=pool),
+                    pa.array([f"r{i}" for i in ids], pa.string(), memory_pool=pool),
+                ],
+                names=["id", "n", "s"],
+            )
+
+    result = db.insert("t", batches(), batch_rows=BATCH)
+    assert result == 60
+    assert held == [0, 0, 0]
+    stored = sorted(db.select("t"), key=lambda r: r["id"])
+    assert stored == [{"id": i, "n": i % 7, "s": f"r{i}"} for i in range(60)]
+    assert list(result.ids) == list(range(60))
+
+
+def test_a_bad_row_in_a_converted_part_is_named_by_its_place_in_the_batch(db: Datalayer) -> None:
+    """On DuckDB dicts become Arrow part by part; a bad row in a later part of a later batch
+    is still numbered within its batch, nothing of that batch is written, as elsewhere."""
+    batch = 2 * CONVERT_ROWS
+    bad = batch + CONVERT_ROWS + 5
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for i in range(3 * batch):
+            yield {"id": i, "n": "x" if i == bad else i, "s": "r"}
+
+    pattern = rf"row {CONVERT_ROWS + 5}\b.*'n'.* starting at row {batch}; the {batch} rows"
+    with pytest.raises(SchemaError, match=pattern):
+        db.insert("t", rows(), batch_rows=batch)
+    assert db.count("t") == batch

@@ -33,7 +33,7 @@ column and raise its error, so the fast path and the reference give the same ans
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timezone
 from functools import partial
 from itertools import chain, islice
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABSENT",
+    "CONVERT_ROWS",
     "DEFAULT_BATCH_ROWS",
     "INT64_MAX",
     "INT64_MIN",
@@ -63,6 +64,7 @@ __all__ = [
     "dump_json",
     "empty_table",
     "insert_chunks",
+    "is_insert_stream",
     "load_json",
     "python_values",
     "require_pyarrow",
@@ -75,6 +77,8 @@ INT64_MAX = 2**63 - 1
 
 #: Rows per batch when an insert streams an iterator (bounded memory: one batch at a time).
 DEFAULT_BATCH_ROWS: Final = 100_000
+#: Dicts gathered before ``insert_chunks``' ``convert`` turns them into Arrow (see there).
+CONVERT_ROWS: Final = 4096
 
 
 def require_pyarrow(what: str) -> Any:
@@ -240,8 +244,29 @@ def as_arrow(data: Any) -> pa.Table | None:
     return None
 
 
+def is_insert_stream(data: Any) -> bool:
+    """Whether :func:`insert_chunks` streams ``data`` (possibly many chunks) rather than
+    taking it whole as one chunk (a list, an Arrow table, a DataFrame; also True for input it
+    rejects, which it raises on)."""
+    if isinstance(data, (Mapping, str, bytes, list, tuple)) or hasattr(data, "to_pylist"):
+        return False
+    for module, names in (
+        ("pyarrow", ("Table", "RecordBatch")),
+        ("pandas", ("DataFrame",)),
+        ("polars", ("DataFrame",)),
+    ):
+        found = sys.modules.get(module)
+        if found is not None and isinstance(data, tuple(getattr(found, n) for n in names)):
+            return False
+    return True
+
+
 def insert_chunks(
-    data: Any, batch_rows: int = DEFAULT_BATCH_ROWS
+    data: Any,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    *,
+    convert: Callable[[list[Any], int], pa.Table] | None = None,
+    convert_rows: int = CONVERT_ROWS,
 ) -> Iterator[list[Any] | pa.Table]:
     """Split insert input into chunks a databackend takes whole (a list of dicts or an Arrow table).
 
@@ -249,10 +274,18 @@ def insert_chunks(
     DataFrame are one chunk: they are in memory already and stay all-or-nothing. Any other
     iterable streams: dicts are gathered ``batch_rows`` at a time, and each Table, RecordBatch,
     DataFrame or list it yields becomes its own chunks of at most ``batch_rows`` rows, so memory
-    stays bounded by one batch whatever the length of the stream.
+    stays bounded by one batch whatever the length of the stream. Nothing of a chunk is kept
+    here once the next is asked for (so the stream's item before is not held while the next
+    is made).
+
+    ``convert(rows, first)`` (for a backend that writes Arrow): streamed dicts are turned into
+    Arrow ``convert_rows`` at a time (``first``: the index of ``rows[0]`` in its batch, for
+    error messages) and a batch is yielded as one Arrow table of those parts, so no more than
+    ``convert_rows`` dicts of the stream are held at once instead of a whole batch of them.
 
     Raises:
-        SchemaError: a single dict (not a list of them), a string, or something not iterable.
+        SchemaError: a single dict (not a list of them), a string, or something not iterable;
+            whatever ``convert`` raises.
     """
     if batch_rows < 1:
         raise SchemaError(f"batch_rows must be at least 1, got {batch_rows!r}")
@@ -276,17 +309,30 @@ def insert_chunks(
             f"insert takes a list of dicts, a pyarrow Table or RecordBatch, a pandas or polars "
             f"DataFrame, or an iterator of those; got {type(data).__name__}"
         ) from None
-    pending: list[Any] = []
+    if convert is not None and convert_rows < 1:
+        raise SchemaError(f"convert_rows must be at least 1, got {convert_rows!r}")
+    pending: list[Any] = []  # dicts of the batch being gathered (not converted yet)
+    parts: list[Any] = []  # with ``convert``: the batch's dicts converted so far
+    done = 0  # rows in ``parts``
     for item in items:
         if isinstance(item, Mapping):
             pending.append(item)
-            if len(pending) >= batch_rows:
-                yield pending
+            del item  # held by ``pending`` (or by ``parts`` once converted)
+            if convert is None:
+                if len(pending) >= batch_rows:
+                    yield pending
+                    pending = []
+            elif len(pending) >= min(convert_rows, batch_rows - done):
+                parts.append(convert(pending, done))
+                done += len(pending)
                 pending = []
+                if done >= batch_rows:
+                    yield _joined(parts)
+                    parts, done = [], 0
             continue
-        if pending:
-            yield pending
-            pending = []
+        if pending or parts:
+            yield _gathered(pending, parts, done, convert)
+            pending, parts, done = [], [], 0
         part = as_arrow(item)
         if part is not None:
             for start in range(0, part.num_rows, batch_rows):
@@ -299,8 +345,31 @@ def insert_chunks(
                 f"an insert stream yields dicts, lists of dicts, pyarrow Tables or RecordBatches "
                 f"or DataFrames; got {type(item).__name__}"
             )
+        del item, part  # the next item is made without this one alive
+    if pending or parts:
+        yield _gathered(pending, parts, done, convert)
+
+
+def _gathered(
+    pending: list[Any],
+    parts: list[Any],
+    done: int,
+    convert: Callable[[list[Any], int], pa.Table] | None,
+) -> list[Any] | pa.Table:
+    """The rest of a batch of streamed dicts as one chunk (``convert``: as one Arrow table)."""
+    if convert is None:
+        return pending
     if pending:
-        yield pending
+        parts.append(convert(pending, done))
+        pending.clear()
+    return _joined(parts)
+
+
+def _joined(parts: list[Any]) -> pa.Table:
+    """Arrow tables of one schema as one table (zero-copy: their chunks side by side)."""
+    import pyarrow as pa
+
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
 
 def _row_sequence(rows: Any, table: str) -> Sequence[Any]:
@@ -322,8 +391,10 @@ def _row_sequence(rows: Any, table: str) -> Sequence[Any]:
         ) from None
 
 
-def canonical_table(schema: Schema, rows: Any, table: str) -> pa.Table:
+def canonical_table(schema: Schema, rows: Any, table: str, first: int = 0) -> pa.Table:
     """Validate ``rows`` (dicts, or Arrow data) and return the canonical Arrow table.
+
+    An error names dict rows numbered from ``first`` (a part of a larger batch).
 
     Raises:
         SchemaError: a row has an unknown column or a value of the wrong type; nothing is
@@ -340,7 +411,7 @@ def canonical_table(schema: Schema, rows: Any, table: str) -> pa.Table:
     arrow_schema = canonical_arrow_schema(schema)
     arrays = _fast_dict_columns(schema, rows)
     if arrays is None:  # something is off: the exact loop raises the first error
-        columns = coerce_rows(schema, rows, table)
+        columns = coerce_rows(schema, rows, table, first)
         arrays = [
             pa.array(col, type=arrow_type(f)) for col, f in zip(columns, schema.fields, strict=True)
         ]

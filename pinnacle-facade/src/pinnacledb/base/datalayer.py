@@ -15,7 +15,9 @@ import attrs
 
 from pinnacle_protocols.arrow import (
     DEFAULT_BATCH_ROWS,
+    canonical_table,
     insert_chunks,
+    is_insert_stream,
     require_pyarrow,
     rows_to_arrow,
 )
@@ -463,8 +465,15 @@ class Datalayer:
         ids: list[Any] = []  # a list per chunk: Python ids, or an Arrow id column
         failures: list[ListenerFailure] = []
         jobs: list[str] = []
-        for chunk in insert_chunks(rows, batch_rows):
+        stream = is_insert_stream(rows)
+        convert = self._stream_converter(table) if stream and snap is None and not codec else None
+        chunks = insert_chunks(rows, batch_rows, convert=convert)
+        while True:
             try:
+                # a stream's chunk is made here: a bad row may only show now (``convert``)
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
                 n, chunk_ids, chunk_failures = self._insert_chunk(snap, table, chunk, codec, jobs)
             except SchemaError as exc:
                 if not count:  # nothing written: the error as the backend gave it
@@ -473,14 +482,44 @@ class Datalayer:
                     f"{exc} (in the batch of the insert stream starting at row {count}; the "
                     f"{count} rows before it were written)"
                 ) from exc
+            # a stream holds one batch at a time: this one goes before the next is made
+            chunk = None
             count += n
-            if ids:  # a stream: keep the previous chunk's ids compactly
-                _keep_ids(ids, ids.pop())
-            ids.append(chunk_ids)
+            if stream:  # ids of every batch are kept until the end: compactly
+                _keep_ids(ids, chunk_ids)
+            else:
+                ids.append(chunk_ids)
+            chunk_ids = None
             failures += chunk_failures
         if len(ids) == 1 and isinstance(ids[0], list):
             return InsertResult(count, ids=ids[0], failures=failures, jobs=jobs)
         return InsertResult(count, ids=lambda: _join_ids(ids), failures=failures, jobs=jobs)
+
+    def _stream_converter(self, table: str) -> Callable[[list[Any], int], Any] | None:
+        """How a stream of dicts into ``table`` becomes Arrow part by part, or None.
+
+        For a databackend that writes Arrow as is (DuckDB through pinnacle-ibis,
+        ``writes_python_rows = False``) into a table without listeners, streamed dicts are
+        validated into the canonical Arrow table :data:`~pinnacle_protocols.arrow.CONVERT_ROWS`
+        at a time (:func:`~pinnacle_protocols.arrow.insert_chunks`), so a batch never holds
+        all its dicts at once: a batch of 100,000 dicts is ~35 MB of Python objects, its Arrow
+        form ~4 MB. Row numbers in errors stay those of the batch. Elsewhere (a driver that
+        takes Python values, native ids, listeners that need the rows) the dicts are needed
+        whole anyway: None.
+        """
+        backend = self.databackend
+        if getattr(type(backend), "writes_python_rows", True) is not False or isinstance(
+            backend, InsertReturningIds
+        ):
+            return None
+        if self._listeners.snapshot().by_table.get(table):
+            return None
+        schema = backend.table_schema(table)
+
+        def convert(rows: list[Any], first: int) -> Any:
+            return canonical_table(schema, rows, table, first)
+
+        return convert
 
     def _insert_chunk(
         self,
