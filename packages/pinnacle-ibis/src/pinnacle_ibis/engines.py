@@ -30,8 +30,8 @@ import contextlib
 import functools
 import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from datetime import UTC
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from datetime import UTC, date, datetime, time
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn
 
 import attrs
 
@@ -845,6 +845,24 @@ def _value_bytes(value: Any) -> int:
     return 8
 
 
+#: Types whose values :func:`_value_bytes` counts as 8 bytes whatever they hold.
+_EIGHT_BYTES: Final = frozenset({int, float, bool, type(None), datetime, date, time})
+
+
+def _column_bytes_bound(values: Sequence[Any]) -> int | None:
+    """At least :func:`_value_bytes` of every value of a column, found at C level; None when
+    the column holds a type this does not know (then only the per-row loop can tell)."""
+    types = set(map(type, values))
+    if types <= _EIGHT_BYTES:
+        return 8
+    present = filter(None, values)  # None and empty values count 8 and 0 at most
+    if types <= {str, type(None)}:  # a code point is at most 4 bytes of UTF-8
+        return max(8, 4 * max(map(len, present), default=0))
+    if types <= {bytes, bytearray, type(None)}:
+        return max(8, max(map(len, present), default=0))
+    return None
+
+
 def _insert_values(table: str, columns: Sequence[str], row: Sequence[Any]) -> Any:
     """``INSERT INTO table (columns) VALUES (row)`` as a sqlglot tree."""
     import sqlglot.expressions as sge
@@ -1372,6 +1390,25 @@ class MySQLDataBackend(SQLDataBackend):
                 raise self._too_large(table, f"row {i} ({sum(sizes)} bytes, column {col!r})")
         return largest
 
+    def _packet_bound(self, columns: Sequence[Sequence[Any]]) -> int | None:
+        """A bound on every row's :func:`_value_bytes`, when it is under half the limit (so
+        no row can reach it, even escaped: :meth:`_check_packet` would refuse none and
+        :meth:`_packet_errors` would read a dropped session the same way); else None.
+
+        Summed per column at C level (``max(map(len, ...))``) instead of per cell in Python:
+        the per-row loop was a quarter of a 100,000-row insert's client time.
+        """
+        limit = self._max_packet
+        if not limit:
+            return 0
+        bound = 0
+        for values in columns:
+            found = _column_bytes_bound(values)
+            if found is None:
+                return None
+            bound += found
+        return bound if 2 * bound < limit else None
+
     def _too_large(self, table: str, what: str) -> SchemaError:
         return SchemaError(
             f"{self._uri}: a write to table {table!r} is too large for the server: {what} "
@@ -1397,8 +1434,11 @@ class MySQLDataBackend(SQLDataBackend):
             raise
 
     def _write(self, name: str, schema: Schema, data: pa.Table) -> None:
-        rows = self._row_tuples(schema, data)
-        largest = self._check_packet(name, list(schema.names), rows)
+        columns = self._row_columns(schema, data)
+        rows = list(zip(*columns, strict=True))
+        largest = self._packet_bound(columns)
+        if largest is None:  # some row may come near the limit: measure row by row
+            largest = self._check_packet(name, list(schema.names), rows)
         sql = self._insert_sql(name, schema)
         with self._packet_errors(name, largest), self._tx() as cur:
             cur.executemany(sql, rows)
