@@ -15,6 +15,14 @@ Rows: 4 numbers (2 int, 2 float) and 1 string, inserted in batches of ``--batch`
 
 The same batch (``--batch`` rows, made once) is inserted ``rows / batch`` times, so the rows'
 own memory is not what is measured. Sides alternate over ``--repeat`` runs; medians shown.
+``--engines postgres,mariadb`` runs the same on the test servers (``PINNACLE_TEST_POSTGRES_URI``,
+``PINNACLE_TEST_MARIADB_URI``; a fresh database per run), without the ibis sides; the raw
+driver's fastest bulk path there: PostgreSQL ``COPY ... FROM STDIN`` (psycopg ``write_row`` of
+tuples picked from the dicts with ``itemgetter``, or zipped from the Arrow columns), MariaDB
+``executemany`` of such tuples (mysqlclient's multi-row ``INSERT``), one transaction per batch.
+On those engines the server's CPU time during each side is reported too (``/proc`` of the
+PostgreSQL backend process serving the connection; for MariaDB the whole ``mysqld`` process,
+which other clients of the shared server also load): it is the server's, not the client's.
 ``--fresh`` also times the first insert of one batch in a fresh process, imports and
 connection included, for the facade and the raw driver. ``--stream`` measures the peak RSS
 of inserting a generator of that many rows (made lazily) through ``db.insert``.
@@ -48,6 +56,47 @@ DDL = {
     "duckdb": "CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE, y DOUBLE, s VARCHAR)",
     "sqlite": "CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE, y DOUBLE, s TEXT)",
 }
+SERVERS = ("postgres", "mariadb")
+#: CPU seconds of the server side of the last timed side, by label (``SERVER_CPU[label]``).
+SERVER_CPU: dict[str, list[float]] = {}
+
+
+def _picker() -> Callable[[Any], tuple[Any, ...]]:
+    from operator import itemgetter
+
+    return itemgetter(*COLUMNS)
+
+
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of a process on this machine, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _mysqld_pid() -> int | None:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() in ("mariadbd", "mysqld"):
+                        return int(entry)
+            except OSError:
+                continue
+    return None
+
+
+class _Server:
+    """A fresh database on the engine's test server, dropped afterwards."""
+
+    def __init__(self, engine: str) -> None:
+        from pinnacle_ibis.testing import MariaDBServer, PostgresServer
+
+        self.server = PostgresServer() if engine == "postgres" else MariaDBServer()
+        self.uri = self.server.create_database()
+
+    def close(self) -> None:
+        self.server.drop_all()
 
 
 def make_batch(rows: int) -> list[dict[str, Any]]:
@@ -70,22 +119,38 @@ class Run:
     def facade(self, tmp: Path, arrow: bool) -> float:
         from pinnacledb import pinnacle
 
-        db = pinnacle(
-            f"{self.engine}:///{tmp}/data.db",
-            metadata_store=f"sqlite:///{tmp}/meta.db",
-            artifact_store=f"filesystem://{tmp}/artifacts",
-        )
-        db.create_table("t", COLUMNS)
-        data: Any = self.arrow if arrow else self.batch
-        db.insert("t", data)  # warm: connection, schema cache, metadata lookup
-        db.delete("t", None)
-        t0 = CLOCK[0]()
-        for _ in range(self.n):
-            db.insert("t", data)
-        took = CLOCK[0]() - t0
-        assert db.count("t") == self.n * len(self.batch)
-        db.close()
+        server = _Server(self.engine) if self.engine in SERVERS else None
+        try:
+            db = pinnacle(
+                server.uri if server is not None else f"{self.engine}:///{tmp}/data.db",
+                metadata_store=f"sqlite:///{tmp}/meta.db",
+                artifact_store=f"filesystem://{tmp}/artifacts",
+            )
+            db.create_table("t", COLUMNS)
+            data: Any = self.arrow if arrow else self.batch
+            db.insert("t", data)  # warm: connection, schema cache, metadata lookup
+            db.delete("t", None)
+            backend: Any = db.databackend
+            pid = self._server_pid(backend._dbapi) if server is not None else None
+            s0 = _proc_cpu(pid) if pid else 0.0
+            t0 = CLOCK[0]()
+            for _ in range(self.n):
+                db.insert("t", data)
+            took = CLOCK[0]() - t0
+            if pid:
+                label = "db.insert(arrow)" if arrow else "db.insert(dicts)"
+                SERVER_CPU.setdefault(label, []).append(_proc_cpu(pid) - s0)
+            assert db.count("t") == self.n * len(self.batch)
+            db.close()
+        finally:
+            if server is not None:
+                server.close()
         return took
+
+    def _server_pid(self, con: Any) -> int | None:
+        if self.engine == "postgres":
+            return int(con.info.backend_pid)
+        return _mysqld_pid()
 
     def ibis(self, tmp: Path, arrow: bool) -> float:
         import ibis
@@ -102,7 +167,80 @@ class Run:
         return took
 
     def raw(self, tmp: Path, arrow: bool) -> float:
+        if self.engine in SERVERS:
+            return self._raw_server(arrow)
         return (self._raw_duckdb if self.engine == "duckdb" else self._raw_sqlite)(tmp, arrow)
+
+    def _raw_server(self, arrow: bool) -> float:
+        """PostgreSQL ``COPY`` / MariaDB ``executemany`` of tuples, one transaction a batch."""
+        from pinnacle_protocols.uri import RedactedURI
+
+        server = _Server(self.engine)
+        pick = _picker()
+        try:
+            u = RedactedURI.parse(server.uri)
+            if self.engine == "postgres":
+                import psycopg
+
+                con: Any = psycopg.connect(
+                    host=u.host,
+                    port=u.port or 5432,
+                    user=u.username,
+                    password=u.password,
+                    dbname=u.database,
+                )
+                con.execute(
+                    "CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE PRECISION, "
+                    'y DOUBLE PRECISION, s TEXT COLLATE "C")'
+                )
+                con.commit()
+                pid: int | None = int(con.info.backend_pid)
+            else:
+                import MySQLdb  # type: ignore[import-untyped]
+
+                con = MySQLdb.connect(
+                    host=u.host,
+                    port=u.port or 3306,
+                    user=u.username,
+                    password=u.password or "",
+                    database=u.database,
+                    charset="utf8mb4",
+                )
+                con.cursor().execute(
+                    "CREATE TABLE t (id BIGINT, n BIGINT, x DOUBLE, y DOUBLE, s LONGTEXT "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin)"
+                )
+                pid = _mysqld_pid()
+            s0 = _proc_cpu(pid) if pid else 0.0
+            t0 = CLOCK[0]()
+            for _ in range(self.n):
+                if arrow:
+                    rows: Any = zip(*(c.to_pylist() for c in self.arrow.columns), strict=True)
+                else:
+                    rows = map(pick, self.batch)
+                if self.engine == "postgres":
+                    with (
+                        con.cursor() as cur,
+                        cur.copy("COPY t (id, n, x, y, s) FROM STDIN") as copy,
+                    ):
+                        for row in rows:
+                            copy.write_row(row)
+                else:
+                    cur = con.cursor()
+                    cur.executemany(
+                        "INSERT INTO t (id, n, x, y, s) VALUES (%s, %s, %s, %s, %s)", list(rows)
+                    )
+                    cur.close()
+                con.commit()
+            took = CLOCK[0]() - t0
+            if pid:
+                SERVER_CPU.setdefault("raw arrow" if arrow else "raw dicts", []).append(
+                    _proc_cpu(pid) - s0
+                )
+            con.close()
+        finally:
+            server.close()
+        return took
 
     def _raw_duckdb(self, tmp: Path, arrow: bool) -> float:
         import duckdb
@@ -248,13 +386,17 @@ def main() -> None:
             "ibis arrow": partial(in_tmp, run.ibis, True),
             "raw arrow": partial(in_tmp, run.raw, True),
         }
+        if engine in SERVERS:  # ibis's own inserts there are not a bulk path (RESULTS_ibis)
+            del sides["ibis from_pylist"], sides["ibis arrow"]
+        SERVER_CPU.clear()
         times: dict[str, list[float]] = {k: [] for k in sides}
         for _ in range(args.repeat):
             for label, fn in sides.items():
                 times[label].append(fn())
                 print(engine, label, f"{times[label][-1]:.2f}s", file=sys.stderr)
         results[engine] = {k: statistics.median(v) for k, v in times.items()}
-        if args.fresh:
+        results[engine].update({f"server {k}": statistics.median(v) for k, v in SERVER_CPU.items()})
+        if args.fresh and engine not in SERVERS:
             f_times: dict[str, list[float]] = {"facade": [], "raw": []}
             for _ in range(args.fresh):
                 for side, found in f_times.items():
@@ -310,6 +452,8 @@ def render(
             "ibis arrow",
             "raw arrow",
         ):
+            if label not in r:
+                continue
             raw = r["raw arrow" if "arrow" in label else "raw dicts"]
             ratio = r[label] / raw
             target = ""
@@ -321,7 +465,24 @@ def render(
                 f"| {engine} | {label} | {r[label]:.2f} | {r[label] / total * 1e6:.2f} | "
                 f"{ratio:.2f}x | {target} |"
             )
-    if args.fresh:
+    server_cpu = {e: r for e, r in results.items() if any(k.startswith("server ") for k in r)}
+    if server_cpu:
+        lines += [
+            "",
+            "CPU seconds of the server side during the same runs (medians; PostgreSQL: the "
+            "backend process of the connection; MariaDB: the whole `mysqld`, shared with other "
+            "clients):",
+            "",
+            "| engine | side | server CPU s | client s (above) |",
+            "| --- | --- | ---: | ---: |",
+        ]
+        for engine, r in server_cpu.items():
+            for label in ("db.insert(dicts)", "raw dicts", "db.insert(arrow)", "raw arrow"):
+                if f"server {label}" in r:
+                    lines.append(
+                        f"| {engine} | {label} | {r[f'server {label}']:.2f} | {r[label]:.2f} |"
+                    )
+    if any(e not in SERVERS for e in results) and args.fresh:
         lines += [
             "",
             f"First insert of {args.batch:,} dicts in a fresh process (imports, connection, "
@@ -332,6 +493,8 @@ def render(
             "| --- | ---: | ---: | ---: |",
         ]
         for engine, r in results.items():
+            if "fresh facade" not in r:
+                continue
             f, w = r["fresh facade"], r["fresh raw"]
             lines.append(f"| {engine} | {f:.2f} | {w:.2f} | {f - w:+.2f} |")
     if streams:
