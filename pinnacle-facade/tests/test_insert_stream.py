@@ -183,3 +183,8 @@ def test_a_bad_row_in_a_converted_part_is_named_by_its_place_in_the_batch(db: Da
     with pytest.raises(SchemaError, match=pattern):
         db.insert("t", rows(), batch_rows=batch)
     assert db.count("t") == batch
+
+
+def test_an_empty_stream_into_a_missing_table_writes_nothing(db: Datalayer) -> None:
+    """As before the conversion by parts: an empty stream is 0 rows, not an error."""
+    assert db.insert("nope", iter([])) == 0

@@ -514,10 +514,12 @@ class Datalayer:
             return None
         if self._listeners.snapshot().by_table.get(table):
             return None
-        schema = backend.table_schema(table)
+        found: list[PortableSchema] = []  # read at the first row: an empty stream reads nothing
 
         def convert(rows: list[Any], first: int) -> Any:
-            return canonical_table(schema, rows, table, first)
+            if not found:
+                found.append(backend.table_schema(table))
+            return canonical_table(found[0], rows, table, first)
 
         return convert
 
