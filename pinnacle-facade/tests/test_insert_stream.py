@@ -104,6 +104,12 @@ def test_ids_of_a_long_stream_stay_small() -> None:
     assert [type(v) for v in _join_ids(parts)[-2:]] == [bool, bool]
 
 
+#: The source batches' pool. Module-wide: pyarrow's buffers keep a bare pointer to the pool
+#: that allocated them, so it must outlive any buffer (a pool local to a test could be freed
+#: before the last of them and crash the process).
+_SOURCE_POOL = pa.proxy_memory_pool(pa.default_memory_pool())
+
+
 class _Row(dict[str, Any]):
     """A dict that counts how many of its kind are alive (CPython frees it at once)."""
 
@@ -145,7 +151,7 @@ def test_a_dicts_stream_holds_a_bounded_number_of_source_rows(db: Datalayer) -> 
 def test_an_arrow_stream_lets_each_batch_go_before_the_next_is_made(db: Datalayer) -> None:
     """The generator's batches are allocated from a pool of their own: when it is asked for
     the next batch, none of the bytes of the batches before is alive any more."""
-    pool = pa.proxy_memory_pool(pa.default_memory_pool())
+    pool = _SOURCE_POOL
     held: list[int] = []
 
     def batches() -> Iterator[Any]:
@@ -164,6 +170,7 @@ def test_an_arrow_stream_lets_each_batch_go_before_the_next_is_made(db: Datalaye
     result = db.insert("t", batches(), batch_rows=BATCH)
     assert result == 60
     assert held == [0, 0, 0]
+    assert pool.bytes_allocated() == 0  # nor the last one once the insert returned
     stored = sorted(db.select("t"), key=lambda r: r["id"])
     assert stored == [{"id": i, "n": i % 7, "s": f"r{i}"} for i in range(60)]
     assert list(result.ids) == list(range(60))
