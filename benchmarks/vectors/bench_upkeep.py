@@ -181,7 +181,7 @@ def bench_engine(
     cpu: list[float] = []
     compactions = 0
     pc = time.perf_counter
-    cpu = time.process_time
+    clock = time.process_time
 
     def indexed(rows: pa.Table) -> None:
         sides["upkeep"].append(0.0)
@@ -191,20 +191,20 @@ def bench_engine(
         cpu.append(time.process_time() - c)
 
     def plain(rows: pa.Table) -> None:
-        t, c = pc(), cpu()
+        t, c = pc(), clock()
         db.insert("plain", rows)
         vectors = np.asarray(model.predict(rows.column("k").to_pylist()), np.float32)
         sides["plain"].append(pc() - t)
-        sides["plain_cpu"].append(cpu() - c)
+        sides["plain_cpu"].append(clock() - c)
         t = pc()
         alone.add(rows.column("id").to_pylist(), vectors)
         sides["added"].append(sides["plain"][-1] + pc() - t)
 
     def listened(rows: pa.Table) -> None:
-        t, c = pc(), cpu()
+        t, c = pc(), clock()
         db.insert("listened", rows)
         sides["listened"].append(pc() - t)
-        sides["listened_cpu"].append(cpu() - c)
+        sides["listened_cpu"].append(clock() - c)
 
     order = [indexed, plain, listened]
     for b in range(batches):
