@@ -328,3 +328,70 @@ def test_coerce_columns_names_the_first_bad_row_across_columns() -> None:
     table = pa.table({"a": [1.0, 2.0, float("nan")], "b": ["x", "y\x00", "z"]})
     with pytest.raises(SchemaError, match=r"row 1: strings must not contain NUL"):
         arrow.coerce_columns(schema, table, "t")
+
+
+# ---------------------------------------------------------------------- canonical_columns
+def _columns(schema: Schema, data: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """``data`` column by column (a column no row has is left out, as a caller would)."""
+    names = [n for n in schema.names if any(n in r for r in data)]
+    return {n: [r.get(n) for r in data] for n in names}
+
+
+def test_canonical_columns_equals_canonical_table_without_the_slow_path(
+    no_slow_path: None,
+) -> None:
+    got = arrow.canonical_columns(SCHEMA, _columns(SCHEMA, GOOD), "t")
+    assert got.equals(arrow.canonical_table(SCHEMA, GOOD, "t"))
+
+
+#: Columns have no row of their own to lack a key: an unknown column is every row's.
+COLUMN_BAD_ROWS = [(c, b) for c, b in BAD_ROWS if set(b) <= set(SCHEMA.names)]
+
+
+@pytest.mark.parametrize(("case", "bad"), COLUMN_BAD_ROWS, ids=[c for c, _ in COLUMN_BAD_ROWS])
+def test_canonical_columns_gives_the_reference_error(case: str, bad: dict[str, Any]) -> None:
+    data = [*GOOD, bad, {"k": 5, "i": "also bad"}]
+    with pytest.raises(SchemaError) as reference:
+        arrow.coerce_rows(SCHEMA, data, "t")
+    with pytest.raises(SchemaError) as got:
+        arrow.canonical_columns(SCHEMA, _columns(SCHEMA, data), "t")
+    assert str(got.value) == str(reference.value)
+
+
+def test_canonical_columns_takes_a_vector_batch_as_one_arrow_array(no_slow_path: None) -> None:
+    """A FixedSizeList of float32 (a model's 2-D array) is cast, not made Python floats."""
+    np = pytest.importorskip("numpy")
+    batch = np.array([[1.5, 2.0], [-3.0, 0.25]], dtype=np.float32)
+    fsl = pa.FixedSizeListArray.from_arrays(pa.array(batch.reshape(-1)), 2)
+    got = arrow.canonical_columns(SCHEMA, {"k": [0, 1], "v": fsl}, "t")
+    as_lists = [{"k": 0, "v": [1.5, 2.0]}, {"k": 1, "v": [-3.0, 0.25]}]
+    assert got.equals(arrow.canonical_table(SCHEMA, as_lists, "t"))
+
+
+def test_a_bad_vector_batch_gives_the_error_of_the_same_vectors_as_lists() -> None:
+    np = pytest.importorskip("numpy")
+    for bad in ([[1.0, 2.0], [float("inf"), 1.0]], [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]):
+        arr = np.array(bad, dtype=np.float32)
+        fsl = pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
+        with pytest.raises(SchemaError) as reference:
+            arrow.coerce_rows(SCHEMA, [{"k": 0, "v": r} for r in arr.tolist()], "t")
+        with pytest.raises(SchemaError) as got_error:
+            arrow.canonical_columns(SCHEMA, {"k": [0, 1], "v": fsl}, "t")
+        assert str(got_error.value) == str(reference.value)
+
+
+def test_canonical_columns_of_different_lengths_are_refused() -> None:
+    with pytest.raises(SchemaError, match="different lengths"):
+        arrow.canonical_columns(SCHEMA, {"k": [0, 1], "i": [1]}, "t")
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), schema=schemas(max_columns=4))
+def test_canonical_columns_agrees_with_canonical_table_on_random_rows(
+    data: st.DataObject, schema: Schema
+) -> None:
+    drawn = data.draw(st.lists(rows(schema), max_size=5))
+    columns = {n: [r.get(n) for r in drawn] for n in schema.names}
+    assert arrow.canonical_columns(schema, columns, "t").equals(
+        arrow.canonical_table(schema, drawn, "t")
+    )

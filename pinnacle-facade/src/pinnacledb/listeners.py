@@ -29,10 +29,13 @@ How outputs stay current, and why it is correct:
   keep the in-process path; deletes always do (they run no model). Writes to an outputs
   table go through the same path, so downstream listeners of a chain run after their
   upstream outputs are written (dependency order).
-  Where the databackend has ``SupportsInsertMany`` (DuckDB), a small insert whose listeners
-  are cached writes its rows and their outputs in one transaction, one commit instead of two
-  (:meth:`ListenerEngine.insert_with_outputs`; the epoch is still read after it, and a
-  changed listener set is corrected then).
+  Where the databackend has ``SupportsInsertMany`` (DuckDB), a small insert (dicts or an
+  Arrow table) whose listeners are cached writes its rows and their outputs in one
+  transaction, one commit instead of two (:meth:`ListenerEngine.insert_with_outputs`; the
+  epoch is still read after it, and a changed listener set is corrected then). That path
+  works column by column: an Arrow insert's inputs are read as columns, the input hashes are
+  computed a column at a time (:func:`input_hashes`), and the outputs go as one Arrow table,
+  a vector model's 2-D numpy batch as one ``FixedSizeList`` (no Python float per value).
 * **Seeing other processes' listeners.** The listener set is cached per Datalayer, keyed by
   the value of the metadata key :data:`EPOCH_KEY`, which every listener apply/remove sets to a
   new uuid. A write reads that one key *after* its data write; ``apply`` sets it *before* the
@@ -67,7 +70,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 from attrs import frozen
@@ -108,6 +111,8 @@ from pinnacledb.components.listener import Listener
 from pinnacledb.jobs._predict import python_value
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from pinnacle_protocols.filters import Filter
     from pinnacle_protocols.protocols import MetadataStore
     from pinnacledb.base._host import EngineHost, JobHost
@@ -218,6 +223,52 @@ def input_hash(values: Sequence[Any]) -> str:
     """
     text = "[" + ",".join([_hash_piece(v) for v in values]) + "]"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _hash_pieces(values: Sequence[Any]) -> list[str]:
+    """``[_hash_piece(v) for v in values]``, a column of ints or of strings in one C-level map."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return list(map(int.__repr__, values))
+    if kinds == {str}:
+        return list(map(_encode_str, values))
+    return list(map(_hash_piece, values))
+
+
+def input_hashes(columns: Sequence[Sequence[Any]], rows: int) -> list[str]:
+    """``[input_hash(row) for row in zip(*columns)]`` for ``rows`` rows, a column at a time."""
+    sha = hashlib.sha256
+    if not columns:
+        return [sha(b"[]").hexdigest()] * rows
+    if len(columns) == 1:
+        texts = ["[" + p + "]" for p in _hash_pieces(columns[0])]
+    else:
+        pieces = [_hash_pieces(c) for c in columns]
+        texts = ["[" + ",".join(row) + "]" for row in zip(*pieces, strict=True)]
+    return [sha(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts]
+
+
+def _float_batch(raw: Any, n: int) -> Any:
+    """``raw`` (a model's ``n`` outputs) as one C-contiguous 2-D float32/float64 numpy array
+    when it is one or a list of 1-D ones of one length and dtype; else None."""
+    import numpy as np
+
+    floats = (np.dtype(np.float32), np.dtype(np.float64))
+    if isinstance(raw, np.ndarray):
+        if raw.ndim == 2 and raw.dtype in floats and len(raw) == n and raw.shape[1]:
+            return np.ascontiguousarray(raw)
+        return None
+    if not isinstance(raw, list) or len(raw) != n or not n:
+        return None
+    if set(map(type, raw)) != {np.ndarray}:
+        return None
+    shapes = {(y.dtype, y.shape) for y in raw}
+    if len(shapes) != 1:
+        return None
+    ((dtype, shape),) = shapes
+    if dtype not in floats or len(shape) != 1 or not shape[0]:
+        return None
+    return np.stack(raw)
 
 
 def _and(*filters: Filter | None) -> Filter | None:
@@ -587,11 +638,11 @@ class ListenerEngine:
         return failures
 
     def insert_with_outputs(
-        self, table: str, rows: Sequence[Mapping[str, Any]]
+        self, table: str, rows: Sequence[Mapping[str, Any]] | pa.Table
     ) -> tuple[int, list[ListenerFailure]] | None:
-        """Insert ``rows`` and their listeners' outputs in one transaction (one commit), or
-        do nothing and return None: then the caller writes the rows and calls
-        :meth:`after_insert` (two commits).
+        """Insert ``rows`` (dicts or a ``pyarrow.Table``) and their listeners' outputs in one
+        transaction (one commit), or do nothing and return None: then the caller writes the
+        rows and calls :meth:`after_insert` (two commits).
 
         The hot path of a small insert into a table with listeners. Done where the backend
         has :class:`~pinnacle_protocols.protocols.SupportsInsertMany`, the cached listener set
@@ -602,6 +653,11 @@ class ListenerEngine:
         If it changed meanwhile, outputs written for listeners no longer applied (or applied
         at another version) are deleted again and listeners new to the set get theirs the
         usual way, so the rows end up exactly as after the two-commit path.
+
+        Column by column: an Arrow insert's inputs are read as columns (no dict per row where
+        the listener has no ``where``), and each listener's outputs go to the backend as one
+        Arrow table (:func:`~pinnacle_protocols.arrow.canonical_columns`; a model returning
+        its vectors as one 2-D float array: a single ``FixedSizeList`` column, no Python float).
         """
         backend = self._db.databackend
         cached = self._snap
@@ -618,26 +674,36 @@ class ListenerEngine:
             not a.outputs_seen or cached.by_table.get(a.output_table) for a in actives
         ):
             return None
+        arrow = not isinstance(rows, Sequence)
+        dicts: list[Sequence[Mapping[str, Any]]] = (
+            [] if arrow else [cast(Sequence[Mapping[str, Any]], rows)]
+        )
+
+        def as_dicts() -> Sequence[Mapping[str, Any]]:
+            if not dicts:
+                dicts.append(cast("pa.Table", rows).to_pylist())
+            return dicts[0]
+
         run = f"listener.trigger-{uuid.uuid4().hex}"
-        writes: list[tuple[str, Sequence[Mapping[str, Any]]]] = [(table, rows)]
-        done: list[tuple[Active, list[tuple[_Item, Any]], list[dict[str, Any]]]] = []
+        writes: list[tuple[str, Any]] = [(table, rows)]
+        done: list[tuple[Active, list[tuple[_Item, Any]], list[str]]] = []
         try:
             for active in actives:
-                match = matcher(active.where)
-                items = []
-                for row in rows:
-                    raw = row.get(active.id_column)
-                    if raw is None:
-                        return None  # the usual path says which row
-                    if match(row):
-                        items.append(self._item(active, raw, row, None))
+                found = (
+                    self._column_items(active, rows)
+                    if arrow and active.where is None
+                    else self._row_items(active, as_dicts())
+                )
+                if found is None:
+                    return None  # a row without its id: the usual path says which
+                items = found
                 if not items:
                     done.append((active, [], []))
                     continue
-                pairs = list(zip(items, self._predict(active, [i.x for i in items]), strict=True))
-                out_rows = self._output_rows(active, pairs, run)
-                writes.append((active.output_table, out_rows))
-                done.append((active, pairs, out_rows))
+                ys, vectors = self._predict_batch(active, [i.x for i in items])
+                data, out_ids = self._output_table(active, items, ys, vectors, run)
+                writes.append((active.output_table, data))
+                done.append((active, list(zip(items, ys, strict=True)), out_ids))
         except Exception:  # the usual path isolates and records the failure
             return None
         try:
@@ -648,16 +714,17 @@ class ListenerEngine:
         after = self.snapshot()
         handled: set[str] = set()
         failures: list[ListenerFailure] = []
-        for active, pairs, out_rows in done:
+        for active, pairs, out_ids in done:
             now = after.by_id.get(active.identifier)
             try:
                 if now is not None and now.key == active.key:
                     handled.add(active.identifier)
                     if pairs and after.indexes.get(now.identifier):
-                        self._vectors().written(after, now, [(i.sid, y) for i, y in pairs])
-                elif out_rows:  # removed or replaced meanwhile: take these outputs back
-                    ids = [r["id"] for r in out_rows]
-                    self._delete_outputs(after, active, {"id": {"$in": ids}})
+                        self._vectors().written(
+                            after, now, [(i.sid, python_value(y)) for i, y in pairs]
+                        )
+                elif out_ids:  # removed or replaced meanwhile: take these outputs back
+                    self._delete_outputs(after, active, {"id": {"$in": out_ids}})
             except TableNotFound:
                 pass  # removed with its outputs table meanwhile
             except Exception as exc:  # as after_insert: recorded, the data write stands
@@ -666,31 +733,98 @@ class ListenerEngine:
                 )
         rest = [a for a in after.by_table.get(table, ()) if a.identifier not in handled]
         if rest:
-            failures += self.after_insert(after, table, rows, rows, None, actives=rest)
+            given = as_dicts()
+            failures += self.after_insert(after, table, given, given, None, actives=rest)
         return count, failures
 
-    def _output_rows(
-        self, active: Active, pairs: Sequence[tuple[_Item, Any]], run: str
-    ) -> list[dict[str, Any]]:
-        """The outputs-table rows of ``pairs`` (item, output), with the input copies."""
-        copies = active.copies(self._db)
+    def _row_items(self, active: Active, rows: Sequence[Mapping[str, Any]]) -> list[_Item] | None:
+        """The items of the rows matching ``active.where`` (None: a row has no id)."""
+        match = matcher(active.where)
+        items = []
+        for row in rows:
+            raw = row.get(active.id_column)
+            if raw is None:
+                return None
+            if match(row):
+                items.append(self._item(active, raw, row, None))
+        return items
+
+    def _column_items(self, active: Active, rows: pa.Table) -> list[_Item] | None:
+        """:meth:`_row_items` of an Arrow table for a listener without ``where``, read column
+        by column (None: the id column is missing or has a null)."""
+        names = rows.column_names
+        idc = active.id_column
+        if idc not in names or rows.column(idc).null_count:
+            return None
+        n = rows.num_rows
+        raws = rows.column(idc).to_pylist()
+        columns = [rows.column(c).to_pylist() if c in names else [None] * n for c in active.columns]
+        hashes = input_hashes(columns, n)
+        plain_ids = active.id_type(self._db) is DType.INT
+        sid = active.sid
+        db = self._db
+        sids = [r if plain_ids and type(r) is int else sid(db, r) for r in raws]
+        values = list(zip(*columns, strict=True))
+        xs: list[Any] = columns[0] if active.single else [list(v) for v in values]
+        return [
+            _Item(sid=s, raw=r, hash=h, x=x, values=v)
+            for s, r, h, x, v in zip(sids, raws, hashes, xs, values, strict=True)
+        ]
+
+    def _predict_batch(self, active: Active, xs: list[Any]) -> tuple[list[Any], Any]:
+        """The model's outputs of ``xs``, and -- for a vector listener whose model returned
+        them as float32/float64 numpy arrays (one 2-D array, or a list of 1-D arrays of one
+        length and dtype) -- the batch as one Arrow ``FixedSizeList`` (else None). The outputs
+        are then numpy rows (:func:`python_value` makes them lists where lists are needed)."""
+        model = active.component(self._db).model
+        raw = model.predict(xs)
+        if active.output_type == DType.VECTOR.value:
+            batch = _float_batch(raw, len(xs))
+            if batch is not None:
+                import pyarrow as pa
+
+                flat = pa.array(batch.reshape(-1))
+                return list(batch), pa.FixedSizeListArray.from_arrays(flat, batch.shape[1])
+        ys = [python_value(y) for y in raw]
+        if len(ys) != len(xs):
+            raise PinnacleError(
+                f"model {model.identifier!r} returned {len(ys)} outputs for {len(xs)} inputs"
+            )
+        return ys, None
+
+    def _output_table(
+        self, active: Active, items: Sequence[_Item], ys: Sequence[Any], vectors: Any, run: str
+    ) -> tuple[pa.Table | list[dict[str, Any]], list[str]]:
+        """The outputs-table rows of ``items`` and their outputs ``ys`` (``vectors``: the same
+        as one Arrow array, or None), with the input copies, as one canonical Arrow table
+        built column by column (dict rows where the table has a JSON column); and their
+        output ids."""
+        from pinnacle_protocols.arrow import canonical_columns
+
+        n = len(items)
         version = active.model_version
-        model = active.model_identifier
-        out = []
-        for item, y in pairs:
-            row = {
-                "id": f"{version}:{item.sid}",
-                "source_id": item.sid,
-                "model": model,
-                "model_version": version,
-                "job_id": run,
-                "input_hash": item.hash,
-                "output": y,
-            }
-            if copies:
-                row.update(zip(copies, item.values, strict=True))
-            out.append(row)
-        return out
+        sids = [i.sid for i in items]
+        ids = [f"{version}:{s}" for s in sids]
+        columns: dict[str, Any] = {
+            "id": ids,
+            "source_id": sids,
+            "model": [active.model_identifier] * n,
+            "model_version": [version] * n,
+            "job_id": [run] * n,
+            "input_hash": [i.hash for i in items],
+            "output": ys if vectors is None else vectors,
+        }
+        for k, name in enumerate(active.copies(self._db)):
+            columns[name] = [i.values[k] for i in items]
+        schema = self._db.databackend.table_schema(active.output_table)
+        if any(f.dtype is DType.JSON for f in schema.fields):
+            # a canonical table holds JSON as its text, which an insert would read as a JSON
+            # string: outputs stored as JSON go as dict rows
+            columns["output"] = [python_value(y) for y in ys]
+            names = list(columns)
+            rows = [dict(zip(names, r, strict=True)) for r in zip(*columns.values(), strict=True)]
+            return rows, ids
+        return canonical_columns(schema, columns, active.output_table), ids
 
     def changed_ids(self, snap: Snapshot, table: str, where: Filter | None) -> list[Any] | None:
         """Before an update/delete: the source ids the write will touch (None: no listeners)."""

@@ -60,7 +60,7 @@ from pinnacle_protocols.errors import (
 )
 from pinnacle_protocols.filters import Filter, compile_filter, validate_filter
 from pinnacle_protocols.point import SLOW, PointPlan, RowShape, operand_check, point_key
-from pinnacle_protocols.protocols import OrderBy, Rows
+from pinnacle_protocols.protocols import ArrowTableLike, OrderBy, Rows
 from pinnacle_protocols.records import DType, Field, Schema, index_name
 from pinnacle_protocols.tables import SCHEMAS_TABLE, schema_from_text, schema_to_text
 from pinnacle_protocols.uri import RedactedURI
@@ -1084,7 +1084,7 @@ class DuckDBDataBackend(SQLDataBackend):
         finally:
             con.unregister(view)
 
-    def insert_many(self, writes: Sequence[tuple[str, Rows]]) -> list[int]:
+    def insert_many(self, writes: Sequence[tuple[str, Rows | ArrowTableLike]]) -> list[int]:
         """Append rows to several tables in one transaction (one commit); see
         :class:`pinnacle_protocols.protocols.SupportsInsertMany` (used by listeners: a row and
         its outputs).

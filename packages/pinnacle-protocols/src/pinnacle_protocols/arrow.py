@@ -57,6 +57,7 @@ __all__ = [
     "arrow_type",
     "as_arrow",
     "canonical_arrow_schema",
+    "canonical_columns",
     "canonical_table",
     "coerce_columns",
     "coerce_rows",
@@ -416,6 +417,51 @@ def canonical_table(schema: Schema, rows: Any, table: str, first: int = 0) -> pa
             pa.array(col, type=arrow_type(f)) for col, f in zip(columns, schema.fields, strict=True)
         ]
     return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+
+def canonical_columns(
+    schema: Schema, columns: Mapping[str, Sequence[Any] | pa.Array], table: str
+) -> pa.Table:
+    """:func:`canonical_table` of rows given column by column: ``columns`` maps a column name
+    to its values (a list, or an Arrow array such as a ``FixedSizeList`` of a vector batch),
+    all of one length; a column left out is null. No dict per row is made.
+
+    Each column takes the vectorised checks of :func:`canonical_table`; when any is unsure, the
+    rows are made into dicts and :func:`canonical_table` gives its own answer (the same table,
+    or its SchemaError naming the first bad row and column).
+    """
+    import pyarrow as pa
+
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise SchemaError(f"insert into {table!r}: the columns have different lengths {lengths}")
+    n = lengths.pop() if lengths else 0
+    arrays: list[pa.Array] = []
+    usable = set(columns) <= set(schema.names)
+    for field in schema.fields if usable else ():
+        values = columns.get(field.name)
+        array: pa.Array | None
+        if values is None:
+            array = pa.nulls(n, type=arrow_type(field))
+        elif isinstance(values, (pa.Array, pa.ChunkedArray)):
+            chunked = values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
+            column = _canonical_column(field, chunked, table)
+            array = None if column is None else column.combine_chunks()
+        else:
+            array = _fast_column(field, list(values))
+        if array is None or (array.null_count and not field.nullable):
+            usable = False
+            break
+        arrays.append(array)
+    if usable:
+        return pa.Table.from_arrays(arrays, schema=canonical_arrow_schema(schema))
+    names = list(columns)
+    cells = [
+        v.to_pylist() if isinstance(v, (pa.Array, pa.ChunkedArray)) else v for v in columns.values()
+    ]
+    return canonical_table(
+        schema, [dict(zip(names, row, strict=True)) for row in zip(*cells, strict=True)], table
+    )
 
 
 def rows_to_arrow(fields: Sequence[Field], rows: Sequence[Mapping[str, Any]]) -> pa.Table:

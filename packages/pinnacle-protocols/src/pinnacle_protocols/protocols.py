@@ -628,8 +628,10 @@ class SupportsInsertMany(Protocol):
     outputs with one commit (instead of one per table), and a crash leaves both or neither.
     """
 
-    def insert_many(self, writes: Sequence[tuple[str, Rows]]) -> list[int]:
+    def insert_many(self, writes: Sequence[tuple[str, Rows | ArrowTableLike]]) -> list[int]:
         """Append each ``(table, rows)`` in order, all in one transaction; return the counts.
+
+        ``rows`` as ``insert`` takes them: dicts or a ``pyarrow.Table``.
 
         Every row is validated as ``insert`` validates it before anything is written; an
         error anywhere writes nothing to any table. Raises what ``insert`` raises

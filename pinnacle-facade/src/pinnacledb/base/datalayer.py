@@ -541,12 +541,19 @@ class Datalayer:
         if not isinstance(chunk, list) and (codec or isinstance(backend, InsertReturningIds)):
             chunk = chunk.to_pylist()  # Python values are needed: encoders, native ids
         if not isinstance(chunk, list):  # Arrow, straight to the backend (validated there)
-            count = backend.insert(table, chunk)
-            snap = self._listeners.snapshot() if snap is None else snap
+            # with its listeners' outputs in one transaction where it can be done
+            together = self._listeners.insert_with_outputs(table, chunk) if snap is None else None
             failures: list[ListenerFailure] = []
-            if snap.by_table.get(table):
-                given = chunk.to_pylist()
-                failures = self._listeners.after_insert(snap, table, given, given, None, jobs=jobs)
+            if together is not None:
+                count, failures = together
+            else:
+                count = backend.insert(table, chunk)
+                snap = self._listeners.snapshot() if snap is None else snap
+                if snap.by_table.get(table):
+                    given = chunk.to_pylist()
+                    failures = self._listeners.after_insert(
+                        snap, table, given, given, None, jobs=jobs
+                    )
             ids = chunk.column("id") if "id" in chunk.column_names else []
             return count, ids, failures
         given = chunk
