@@ -395,3 +395,91 @@ def test_canonical_columns_agrees_with_canonical_table_on_random_rows(
     assert arrow.canonical_columns(schema, columns, "t").equals(
         arrow.canonical_table(schema, drawn, "t")
     )
+
+
+# ------------------------------------------- coerce_columns: plain columns without Arrow
+PLAIN = Schema(
+    fields=(
+        Field(name="a", dtype=DType.INT, nullable=False),
+        Field(name="x", dtype=DType.FLOAT),
+        Field(name="s", dtype=DType.STR),
+    )
+)
+
+
+class _Str(str):
+    """A str subclass: coerce_value makes it a plain str."""
+
+
+def test_plain_int_float_str_columns_are_checked_without_arrow(
+    no_slow_path: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full rows of only-int, only-float and only-str columns are proved valid by C-level
+    passes over the lists (min/max, sum, join): no Arrow array, no per-cell loop."""
+
+    def refuse(*_: object, **__: object) -> Any:
+        raise AssertionError("an Arrow array was built for a plain column")
+
+    monkeypatch.setattr(arrow, "_exact_columns", refuse)
+    rows = [{"a": -(2**63), "x": 1e308, "s": "é"}, {"a": 2**63 - 1, "x": -0.0, "s": ""}]
+    with monkeypatch.context() as m:
+        m.setattr(pa, "array", refuse)
+        columns = arrow.coerce_columns(PLAIN, rows, "t")
+    assert columns == [[-(2**63), 2**63 - 1], [1e308, -0.0], ["é", ""]]
+    assert all(c[i] is r[n] for c, n in zip(columns, "axs", strict=True) for i, r in
+               enumerate(rows))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"a": 0, "x": 1.0, "s": "a"}, {"a": 2**63, "x": 1.0, "s": "b"}],
+        [{"a": 0, "x": 1.0, "s": "a"}, {"a": -(2**63) - 1, "x": 1.0, "s": "b"}],
+        [{"a": 0, "x": 1e308, "s": "a"}, {"a": 1, "x": 1e308, "s": "b"}],  # the sum overflows
+        [{"a": 0, "x": 1.0, "s": "a"}, {"a": 1, "x": float("inf"), "s": "b"}],
+        [{"a": 0, "x": float("inf"), "s": "a"}, {"a": 1, "x": float("-inf"), "s": "b"}],
+        [{"a": 0, "x": float("nan"), "s": "a"}, {"a": 1, "x": 2.0, "s": "b"}],
+        [{"a": 0, "x": 1.0, "s": "a\x00"}, {"a": 1, "x": 2.0, "s": "b"}],
+        [{"a": 0, "x": 1.0, "s": "\ud800"}, {"a": 1, "x": 2.0, "s": "\udc00"}],
+        [{"a": 0, "x": 1.0, "s": "é\udfff"}, {"a": 1, "x": 2.0, "s": "b\x00"}],
+        [{"a": 0, "x": 1.0, "s": _Str("a")}, {"a": 1, "x": 2.0, "s": "b"}],
+        [{"a": 0, "x": 1, "s": "a"}, {"a": True, "x": 2.0, "s": "b"}],
+        [{"a": 0, "x": 1.0, "s": "a"}, {"a": 1, "x": 2.0, "zz": "b"}],  # full width, a wrong key
+        [{"a": 0, "x": 1.0, "s": "a"}, {"a": 1, "zz": 2.0, "s": "b"}],
+        [{"a": 0, "x": 1.0, "s": "a"}, {"a": 1, "x": 2.0}],  # a key left out: null
+        [{"a": 0, "x": 1.0, "s": "a"}, {"x": 2.0, "s": "b", "zz": 1}],
+        [{"a": 0, "x": None, "s": None}, {"a": 1, "x": 2.0, "s": "b"}],
+    ],
+    ids=repr,
+)
+def test_plain_columns_give_the_reference_answer(rows: list[dict[str, Any]]) -> None:
+    """Edge values of the C-level checks: accept/reject, the error text, the values, types."""
+    want = _cell_reference(PLAIN, rows, True, ())
+    got = _outcome(lambda: arrow.coerce_columns(PLAIN, rows, "t"))
+    assert got == want
+    if not isinstance(want, str):
+        assert [list(map(type, c)) for c in got] == [list(map(type, c)) for c in want]
+
+
+_PLAIN_CELLS: dict[str, Any] = {
+    "a": st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers()),
+    "x": st.floats(width=64),
+    "s": st.text(st.characters(codec=None, categories=None), max_size=4),
+}
+_ODD = st.sampled_from([None, True, 1, 1.5, "x", b"x", _Str("y")])
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_plain_columns_agree_with_coerce_value_per_cell(data: st.DataObject) -> None:
+    """Random full rows of int, float and str columns (with out-of-range ints, NaN, inf, NUL,
+    surrogates, and now and then a value of another type) agree with the per-cell rules."""
+    row = st.fixed_dictionaries(
+        {n: st.one_of(s, _ODD) if data.draw(st.booleans()) else s for n, s in _PLAIN_CELLS.items()}
+    )
+    drawn = data.draw(st.lists(row, max_size=8))
+    want = _cell_reference(PLAIN, drawn, True, ())
+    got = _outcome(lambda: arrow.coerce_columns(PLAIN, drawn, "t"))
+    assert got == want
+    if not isinstance(want, str):
+        assert [list(map(type, c)) for c in got] == [list(map(type, c)) for c in want]

@@ -32,6 +32,7 @@ column and raise its error, so the fast path and the reference give the same ans
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timezone
@@ -575,15 +576,27 @@ def _fast_python_columns(
         return [[] for _ in (*schema.fields, *extra)]
     if set(map(type, rows)) != {dict}:
         return None
-    keys = set().union(*rows)
+    # Rows of as many keys as the table has columns hold exactly its columns when each row has
+    # each column (the picks below raise KeyError otherwise): no union of all keys is needed.
+    full = not extra and set(map(len, rows)) == {len(schema.fields)}
+    keys = set(schema.names) if full else set().union(*rows)
     if not keys <= {*schema.names, *extra}:
         return None
+    try:
+        picked = _picked(schema, rows) if full else None
+    except KeyError:  # a row lacks a column, so it has an unknown key: the exact loop says which
+        return None
     columns = []
-    for field in schema.fields:
+    for i, field in enumerate(schema.fields):
         name = field.name
         try:
-            values = list(map(itemgetter(name), rows))  # C-level when every row has the key
+            if picked is not None:
+                values = picked[i :: len(schema.fields)]
+            else:
+                values = list(map(itemgetter(name), rows))  # C-level when rows have the key
         except KeyError:
+            if full:  # a row lacks a column, so it has an unknown key: the exact loop says which
+                return None
             values = [r.get(name) for r in rows]
         column = _python_column(field, values, json_text)
         if column is None:
@@ -592,6 +605,19 @@ def _fast_python_columns(
     for key in extra:
         columns.append([r.get(key, ABSENT) for r in rows] if key in keys else [ABSENT] * len(rows))
     return columns
+
+
+def _picked(schema: Schema, rows: Sequence[Any]) -> list[Any] | None:
+    """Every row's values in the schema's column order, one flat list (column ``i`` is the
+    slice ``[i::width]``), picked in one C-level pass; None for fewer than two columns.
+
+    Raises:
+        KeyError: a row lacks a column.
+    """
+    if len(schema.fields) < 2:
+        return None
+    # the row tuples are consumed as made (none is held): cheaper than one pass per column
+    return list(chain.from_iterable(map(itemgetter(*schema.names), rows)))
 
 
 def _python_column(field: Field, values: list[Any], json_text: bool) -> list[Any] | None:
@@ -608,6 +634,8 @@ def _python_column(field: Field, values: list[Any], json_text: bool) -> list[Any
         return None
     if types == {_NONE} or dtype in (DType.BOOL, DType.BYTES):
         return values  # exact bools and bytes are their own coerced values
+    if len(types) == 1 and _plain_column(dtype, types, values):
+        return values
     if dtype is DType.DATETIME:
         present = values if _NONE not in types else list(filter(_not_none, values))
         zones = set(map(_tzinfo, present))
@@ -640,6 +668,33 @@ def _python_column(field: Field, values: list[Any], json_text: bool) -> list[Any
     except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError):
         return None
     return values
+
+
+def _plain_column(dtype: DType, types: set[type], values: list[Any]) -> bool:
+    """Whether a column of only ``int``, only ``float`` or only ``str`` values (no None) passes
+    the rules, proved with C-level passes over the list and no Arrow array.
+
+    False means "not proved": the caller runs the Arrow checks, which decide. A 64-bit int
+    column's extremes are in range; a float column's sum is finite only if every value is
+    (an ``inf`` or ``NaN`` makes the sum ``inf`` or ``NaN``; finite values whose sum overflows
+    are merely not proved); a string column's joined text holds NUL or a lone surrogate exactly
+    when one of its strings does.
+    """
+    if dtype is DType.INT and types == {int}:
+        return bool(min(values) >= INT64_MIN and max(values) <= INT64_MAX)
+    if dtype is DType.FLOAT and types == {float}:
+        return math.isfinite(sum(values))
+    if dtype is DType.STR and types == {str}:
+        text = "".join(values)
+        if "\x00" in text:
+            return False
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        return True
+    return False
 
 
 def arrow_python_columns(
