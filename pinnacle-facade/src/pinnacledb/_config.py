@@ -24,11 +24,17 @@ __all__ = [
     "DEFAULT_GC_GRACE_SECONDS",
     "DEFAULT_METADATA_URI",
     "DEFAULT_TRIGGER_JOB_ROWS",
+    "DEFAULT_VECTOR_COMPACT_FRACTION",
+    "DEFAULT_VECTOR_COMPACT_MIN_ROWS",
+    "DEFAULT_VECTOR_FOLD_MIN_ROWS",
+    "DEFAULT_VECTOR_MAX_DELTAS",
     "ENV_PREFIX",
     "Config",
     "ResolvedConfig",
     "Setting",
+    "check_fraction",
     "check_grace_seconds",
+    "check_positive_int",
     "check_trigger_job_rows",
     "resolve_config",
 ]
@@ -45,6 +51,15 @@ DEFAULT_GC_GRACE_SECONDS: Final = 3600.0
 #: A write changing at least this many rows runs its listener work as a job on an
 #: out-of-process compute backend (smaller writes compute in the writing process).
 DEFAULT_TRIGGER_JOB_ROWS: Final = 10_000
+#: Vector index upkeep (:mod:`pinnacledb.vector_search`): a write that finds this many change
+#: files after the base build stores a new base instead (compaction).
+DEFAULT_VECTOR_MAX_DELTAS: Final = 100
+#: ...or when the change files touch more than max(this many ids, this fraction of the index)...
+DEFAULT_VECTOR_COMPACT_MIN_ROWS: Final = 1000
+DEFAULT_VECTOR_COMPACT_FRACTION: Final = 0.1
+#: ...where an approximate (two-tier) engine, whose compaction folds its pending segment into
+#: the graph, uses this many ids instead of ``vector_compact_min_rows``.
+DEFAULT_VECTOR_FOLD_MIN_ROWS: Final = 10_000
 
 #: Names of the settings, in the order they are shown.
 _KEYS: Final = (
@@ -55,7 +70,18 @@ _KEYS: Final = (
     "gc_grace_seconds",
     "compute",
     "trigger_job_rows",
+    "vector_max_deltas",
+    "vector_compact_min_rows",
+    "vector_compact_fraction",
+    "vector_fold_min_rows",
 )
+#: The positive-int settings -> what they count (for error messages).
+_COUNTS: Final = {
+    "trigger_job_rows": "rows",
+    "vector_max_deltas": "change files",
+    "vector_compact_min_rows": "ids",
+    "vector_fold_min_rows": "ids",
+}
 
 
 def _config_error(message: str) -> Exception:
@@ -116,14 +142,43 @@ def check_grace_seconds(value: object, where: str = "gc_grace_seconds") -> float
 def check_trigger_job_rows(value: object, where: str = "trigger_job_rows") -> int:
     """Return ``value`` if it is an int >= 1 (a row count), else raise ConfigError naming
     ``where``."""
+    return check_positive_int(value, where, "rows")
+
+
+def check_positive_int(value: object, where: str, what: str) -> int:
+    """Return ``value`` if it is an int >= 1 (a number of ``what``), else raise ConfigError
+    naming ``where`` and the value.
+
+    The one rule of every count setting (``trigger_job_rows``, ``vector_max_deltas``,
+    ``vector_compact_min_rows``, ``vector_fold_min_rows``) wherever it comes from.
+    """
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
-    raise _config_error(f"{where} must be an int >= 1 (a number of rows), got {value!r:.60}")
+    raise _config_error(
+        f"{where} must be an int >= 1 (a number of {what}), got {value!r:.60}; "
+        "set a whole number >= 1, or unset it for the built-in default"
+    )
 
 
-def _check_rows(_inst: object, _attribute: Any, value: object) -> None:
+def check_fraction(value: object, where: str = "vector_compact_fraction") -> float:
+    """Return ``value`` as a float if it is a number in (0, 1] (a share of an index), else
+    raise ConfigError naming ``where`` and the value."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1:
+        return float(value)
+    raise _config_error(
+        f"{where} must be a number in (0, 1] (a fraction of the index's vectors), "
+        f"got {value!r:.60}; set e.g. 0.1 for 10%, or unset it for the built-in default"
+    )
+
+
+def _check_count(_inst: object, attribute: Any, value: object) -> None:
     if value is not None:
-        check_trigger_job_rows(value, "CFG.trigger_job_rows")
+        check_positive_int(value, f"CFG.{attribute.name}", _COUNTS[attribute.name])
+
+
+def _check_fraction(_inst: object, attribute: Any, value: object) -> None:
+    if value is not None:
+        check_fraction(value, f"CFG.{attribute.name}")
 
 
 def _check_grace(_inst: object, _attribute: Any, value: object) -> None:
@@ -150,6 +205,17 @@ class Config:
             changing at least this many rows (per written batch) runs its listener work as a
             partitioned job there, and waits for it; smaller writes compute in the writing
             process (default :data:`DEFAULT_TRIGGER_JOB_ROWS`).
+        vector_max_deltas: A vector index write that finds this many change files after the
+            base build stores the whole engine as a new base instead (compaction; default
+            :data:`DEFAULT_VECTOR_MAX_DELTAS`, see :mod:`pinnacledb.vector_search`).
+        vector_compact_min_rows: A write also compacts when the change files touch more than
+            ``max(vector_compact_min_rows, vector_compact_fraction * count)`` ids (default
+            :data:`DEFAULT_VECTOR_COMPACT_MIN_ROWS`).
+        vector_compact_fraction: That fraction of the index's vectors, in (0, 1] (default
+            :data:`DEFAULT_VECTOR_COMPACT_FRACTION`).
+        vector_fold_min_rows: What ``vector_compact_min_rows`` is for an approximate engine
+            (faiss, usearch, hnswlib), whose compaction folds its pending segment into the
+            graph (default :data:`DEFAULT_VECTOR_FOLD_MIN_ROWS`).
     """
 
     databackend: str | None = field(default=None, validator=_check_uri, repr=_uri_repr)
@@ -158,7 +224,11 @@ class Config:
     trust_serializers: frozenset[str] | None = field(default=None, converter=_to_trust)
     gc_grace_seconds: float | None = field(default=None, validator=_check_grace)
     compute: str | None = field(default=None, validator=_check_uri)
-    trigger_job_rows: int | None = field(default=None, validator=_check_rows)
+    trigger_job_rows: int | None = field(default=None, validator=_check_count)
+    vector_max_deltas: int | None = field(default=None, validator=_check_count)
+    vector_compact_min_rows: int | None = field(default=None, validator=_check_count)
+    vector_compact_fraction: float | None = field(default=None, validator=_check_fraction)
+    vector_fold_min_rows: int | None = field(default=None, validator=_check_count)
 
     def reset(self) -> None:
         """Unset every setting (useful in tests and notebooks)."""
@@ -192,6 +262,10 @@ class ResolvedConfig:
     gc_grace_seconds: Setting
     compute: Setting
     trigger_job_rows: Setting = Setting(value=None, source="default")
+    vector_max_deltas: Setting = Setting(value=None, source="default")
+    vector_compact_min_rows: Setting = Setting(value=None, source="default")
+    vector_compact_fraction: Setting = Setting(value=None, source="default")
+    vector_fold_min_rows: Setting = Setting(value=None, source="default")
 
     def sources(self) -> dict[str, str]:
         """Setting name -> where its value came from."""
@@ -232,14 +306,22 @@ def _parse_value(key: str, value: object, where: str) -> Any:
             raise _config_error(
                 f"{where}: {key!r} must be a finite number of seconds >= 0, got {value!r}"
             ) from None
-    if key == "trigger_job_rows":
+    if key in _COUNTS:
         rows: object = value
         if isinstance(value, str):
             try:
                 rows = int(value.strip())
             except ValueError:
                 rows = value
-        return check_trigger_job_rows(rows, f"{where}: {key!r}")
+        return check_positive_int(rows, f"{where}: {key!r}", _COUNTS[key])
+    if key == "vector_compact_fraction":
+        share: object = value
+        if isinstance(value, str):
+            try:
+                share = float(value.strip())
+            except ValueError:
+                share = value
+        return check_fraction(share, f"{where}: {key!r}")
     raise AssertionError(key)  # pragma: no cover - keys are checked before
 
 

@@ -13,10 +13,16 @@ from pinnacledb._config import (
     DEFAULT_GC_GRACE_SECONDS,
     DEFAULT_METADATA_URI,
     DEFAULT_TRIGGER_JOB_ROWS,
+    DEFAULT_VECTOR_COMPACT_FRACTION,
+    DEFAULT_VECTOR_COMPACT_MIN_ROWS,
+    DEFAULT_VECTOR_FOLD_MIN_ROWS,
+    DEFAULT_VECTOR_MAX_DELTAS,
     Config,
     ResolvedConfig,
     Setting,
+    check_fraction,
     check_grace_seconds,
+    check_positive_int,
     check_trigger_job_rows,
     resolve_config,
 )
@@ -66,6 +72,10 @@ def pinnacle(
     trust_serializers: Collection[str] | None = None,
     gc_grace_seconds: float | None = None,
     trigger_job_rows: int | None = None,
+    vector_max_deltas: int | None = None,
+    vector_compact_min_rows: int | None = None,
+    vector_compact_fraction: float | None = None,
+    vector_fold_min_rows: int | None = None,
     components: Iterable[type[Component]] = (),
     registry: StoreRegistry | None = None,
     relocate_artifacts: bool = False,
@@ -104,6 +114,18 @@ def pinnacle(
             a partitioned job on that backend and waits for it; smaller writes compute in
             this process. Default 10,000; also ``CFG.trigger_job_rows``,
             ``PINNACLEDB_TRIGGER_JOB_ROWS`` or the config file key ``trigger_job_rows``.
+        vector_max_deltas: Vector index upkeep (:mod:`pinnacledb.vector_search`): a write
+            that finds this many change files after the base build stores the whole engine
+            as a new base instead (compaction). An int >= 1, default 100.
+        vector_compact_min_rows: A write also compacts when the change files touch more than
+            ``max(vector_compact_min_rows, vector_compact_fraction * count)`` ids. An int
+            >= 1, default 1,000.
+        vector_compact_fraction: That fraction of the index's vectors: a number in (0, 1],
+            default 0.1.
+        vector_fold_min_rows: What ``vector_compact_min_rows`` is for an approximate engine
+            (faiss, usearch, hnswlib), whose compaction folds the pending segment into the
+            graph. An int >= 1, default 10,000. Each of the four is also ``CFG.<name>``,
+            ``PINNACLEDB_<NAME>`` or the config file key ``<name>``.
         components: Extra component classes ``db.load`` may build.
         registry: Scheme registry (default: the installed entry points).
         relocate_artifacts: The artifacts were moved: record ``artifact_store`` as this
@@ -115,7 +137,8 @@ def pinnacle(
     Raises:
         ConfigError: bad configuration (names the key or argument: a store that is neither a
             URI string nor an object with the methods of its Protocol, a grace period that is
-            not a finite number >= 0), an unknown scheme
+            not a finite number >= 0, a count that is not an int >= 1, a fraction outside
+            (0, 1]), an unknown scheme
             (``UnknownSchemeError``, says what to install) or a scheme claimed twice
             (``SchemeConflictError``).
     """
@@ -130,11 +153,19 @@ def pinnacle(
         trust_serializers=trust_serializers,
         gc_grace_seconds=gc_grace_seconds,
         trigger_job_rows=trigger_job_rows,
+        vector_max_deltas=vector_max_deltas,
+        vector_compact_min_rows=vector_compact_min_rows,
+        vector_compact_fraction=vector_compact_fraction,
+        vector_fold_min_rows=vector_fold_min_rows,
         registry=registry,
     )
     trust = resolved.trust_serializers.value or frozenset()
     grace = resolved.gc_grace_seconds.value
     rows = resolved.trigger_job_rows.value
+
+    def chosen(setting: Setting, default: Any) -> Any:
+        return default if setting.value is None else setting.value
+
     return Datalayer(
         databackend=slots["databackend"],
         metadata=slots["metadata"],
@@ -143,6 +174,14 @@ def pinnacle(
         trust_serializers=trust,
         gc_grace_seconds=DEFAULT_GC_GRACE_SECONDS if grace is None else grace,
         trigger_job_rows=DEFAULT_TRIGGER_JOB_ROWS if rows is None else rows,
+        vector_max_deltas=chosen(resolved.vector_max_deltas, DEFAULT_VECTOR_MAX_DELTAS),
+        vector_compact_min_rows=chosen(
+            resolved.vector_compact_min_rows, DEFAULT_VECTOR_COMPACT_MIN_ROWS
+        ),
+        vector_compact_fraction=chosen(
+            resolved.vector_compact_fraction, DEFAULT_VECTOR_COMPACT_FRACTION
+        ),
+        vector_fold_min_rows=chosen(resolved.vector_fold_min_rows, DEFAULT_VECTOR_FOLD_MIN_ROWS),
         components=components,
         config=resolved,
         artifact_home=ArtifactHome(
@@ -163,6 +202,10 @@ def resolve_stores(
     trust_serializers: Collection[str] | None = None,
     gc_grace_seconds: float | None = None,
     trigger_job_rows: int | None = None,
+    vector_max_deltas: int | None = None,
+    vector_compact_min_rows: int | None = None,
+    vector_compact_fraction: float | None = None,
+    vector_fold_min_rows: int | None = None,
     registry: StoreRegistry | None = None,
     cfg: Config = CFG,
 ) -> tuple[ResolvedConfig, dict[str, LazyStore[Any]]]:
@@ -179,6 +222,16 @@ def resolve_stores(
         gc_grace_seconds = check_grace_seconds(gc_grace_seconds)
     if trigger_job_rows is not None:
         trigger_job_rows = check_trigger_job_rows(trigger_job_rows)
+    counts = {
+        "vector_max_deltas": (vector_max_deltas, "change files"),
+        "vector_compact_min_rows": (vector_compact_min_rows, "ids"),
+        "vector_fold_min_rows": (vector_fold_min_rows, "ids"),
+    }
+    for name, (count, what) in counts.items():
+        if count is not None:
+            check_positive_int(count, name, what)
+    if vector_compact_fraction is not None:
+        vector_compact_fraction = check_fraction(vector_compact_fraction)
     explicit: dict[str, Any] = {
         "databackend": databackend,
         "metadata": metadata_store,
@@ -187,6 +240,10 @@ def resolve_stores(
         "gc_grace_seconds": gc_grace_seconds,
         "compute": compute,
         "trigger_job_rows": trigger_job_rows,
+        "vector_max_deltas": vector_max_deltas,
+        "vector_compact_min_rows": vector_compact_min_rows,
+        "vector_compact_fraction": vector_compact_fraction,
+        "vector_fold_min_rows": vector_fold_min_rows,
     }
     if trust_serializers is not None:
         if isinstance(trust_serializers, str):

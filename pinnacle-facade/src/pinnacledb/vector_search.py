@@ -26,9 +26,13 @@ How an index is stored, kept current and searched:
   brought forward when another process moved the pointer) gets the removals and additions, one
   change file of that write is stored and the pointer names it, so a write costs in proportion
   to what it changed, not to the size of the index. When the change files hold more than
-  ``max(compact_min_rows, compact_fraction * count)`` ids (1,000 and 10% by default) or number
-  ``max_deltas`` (100), the write stores the whole engine as a new base instead (compaction;
-  the old base and change files become garbage for ``pinnacle gc``). Each put is journaled
+  ``max(vector_compact_min_rows, vector_compact_fraction * count)`` ids (1,000 and 10% by
+  default) or number ``vector_max_deltas`` (100), the write stores the whole engine as a new
+  base instead (compaction; the old base and change files become garbage for ``pinnacle gc``).
+  These thresholds (and ``vector_fold_min_rows`` below) are settings like ``trigger_job_rows``:
+  ``pinnacle(..., vector_max_deltas=20)``, ``CFG.vector_max_deltas``,
+  ``PINNACLEDB_VECTOR_MAX_DELTAS`` or the config file key ``vector_max_deltas``, and are
+  ``db.vector_max_deltas`` etc. on the Datalayer (read at each write). Each put is journaled
   (a RUNNING job of kind ``vector_index`` naming the sha256, so gc keeps the bytes until the
   pointer names them); once the pointer names them the journal job is deleted, so writes do
   not pile up job records. A failure does not fail the user's write (as for listeners): it is
@@ -42,8 +46,8 @@ How an index is stored, kept current and searched:
   files after the base added (a process loading base + change files puts them there, with no
   graph add), so they are durable before the write returns. They are folded into the graph (one
   batch add) when a new base is stored: at compaction, which for these engines is due when the
-  change files touch more than ``max(fold_min_rows, compact_fraction * count)`` ids (10,000 and
-  10%: a scan of 10,000 pending 384-float vectors costs a few ms per search, and one fold per
+  change files touch more than ``max(vector_fold_min_rows, vector_compact_fraction * count)``
+  ids (10,000 and 10%: a scan of 10,000 pending 384-float vectors is a few ms a search; one fold per
   10,000 changed ids keeps the number of base builds stored low), by ``db.catch_up`` (also with
   ``stale=False``: "folded") and by ``pinnacle index rebuild``. The fold is where the graph-add
   cost goes: the same work per row as before, paid by one write in many (or by catch_up).
@@ -137,15 +141,6 @@ logger = logging.getLogger("pinnacledb")
 POINTER_PREFIX: Final = "pinnacledb.vector_index."
 #: Candidates asked of the engine per wanted result when ``where`` is given.
 OVERFETCH: Final = 4
-#: Change files after which the next write compacts the index into a new base build.
-MAX_DELTAS: Final = 100
-#: Ids the change files may touch before compaction: at least this many...
-COMPACT_MIN_ROWS: Final = 1000
-#: ...or this fraction of the index (so compaction's cost stays a fixed share per change).
-COMPACT_FRACTION: Final = 0.1
-#: Ids the change files of an approximate (graph) engine may touch before the next write folds
-#: the pending segment into the graph and compacts: at least this many (or COMPACT_FRACTION).
-FOLD_MIN_ROWS: Final = 10_000
 #: Tries of one write's (or rebuild's) pointer swap before it gives up (module docstring).
 SWAP_ATTEMPTS: Final = 60
 
@@ -371,12 +366,9 @@ def _usable(measure: Measure, matrix: np.ndarray[Any, Any]) -> np.ndarray[Any, A
 class VectorIndexEngine:
     """Build, upkeep and search of the vector indexes of one Datalayer (module docstring).
 
-    Attributes:
-        max_deltas: A write that finds this many change files compacts into a new base.
-        compact_min_rows: Change files may touch this many ids in all before compaction...
-        compact_fraction: ...or this fraction of the index's vectors, whichever is larger.
-        fold_min_rows: What ``compact_min_rows`` is for an approximate engine, whose
-            compaction folds its pending segment into the graph (module docstring).
+    The upkeep thresholds are the Datalayer's settings (``db.vector_max_deltas``,
+    ``db.vector_compact_min_rows``, ``db.vector_compact_fraction``,
+    ``db.vector_fold_min_rows``), read at each write; the properties below are views of them.
     """
 
     def __init__(self, db: Datalayer) -> None:
@@ -385,10 +377,43 @@ class VectorIndexEngine:
         self._cache: dict[str, _Loaded] = {}
         self._pending: dict[str, _Pending] = {}
         self._depth = 0
-        self.max_deltas = MAX_DELTAS
-        self.compact_min_rows = COMPACT_MIN_ROWS
-        self.compact_fraction = COMPACT_FRACTION
-        self.fold_min_rows = FOLD_MIN_ROWS
+
+    @property
+    def max_deltas(self) -> int:
+        """A write that finds this many change files compacts into a new base."""
+        return self._db.vector_max_deltas
+
+    @max_deltas.setter
+    def max_deltas(self, value: int) -> None:
+        self._db.vector_max_deltas = value
+
+    @property
+    def compact_min_rows(self) -> int:
+        """Change files may touch this many ids in all before compaction..."""
+        return self._db.vector_compact_min_rows
+
+    @compact_min_rows.setter
+    def compact_min_rows(self, value: int) -> None:
+        self._db.vector_compact_min_rows = value
+
+    @property
+    def compact_fraction(self) -> float:
+        """...or this fraction of the index's vectors, whichever is larger."""
+        return self._db.vector_compact_fraction
+
+    @compact_fraction.setter
+    def compact_fraction(self, value: float) -> None:
+        self._db.vector_compact_fraction = value
+
+    @property
+    def fold_min_rows(self) -> int:
+        """What ``compact_min_rows`` is for an approximate engine, whose compaction folds its
+        pending segment into the graph (module docstring)."""
+        return self._db.vector_fold_min_rows
+
+    @fold_min_rows.setter
+    def fold_min_rows(self, value: int) -> None:
+        self._db.vector_fold_min_rows = value
 
     # ------------------------------------------------------------------ pointers, loading
     def pointer(self, identifier: str) -> Pointer | None:

@@ -53,7 +53,13 @@ from pinnacle_protocols.records import Schema as PortableSchema
 from pinnacledb._config import (
     DEFAULT_GC_GRACE_SECONDS,
     DEFAULT_TRIGGER_JOB_ROWS,
+    DEFAULT_VECTOR_COMPACT_FRACTION,
+    DEFAULT_VECTOR_COMPACT_MIN_ROWS,
+    DEFAULT_VECTOR_FOLD_MIN_ROWS,
+    DEFAULT_VECTOR_MAX_DELTAS,
+    check_fraction,
     check_grace_seconds,
+    check_positive_int,
     check_trigger_job_rows,
 )
 from pinnacledb.base._artifact_home import describe_location
@@ -238,6 +244,10 @@ class Datalayer:
         trust_serializers: Iterable[str] = (),
         gc_grace_seconds: float = DEFAULT_GC_GRACE_SECONDS,
         trigger_job_rows: int = DEFAULT_TRIGGER_JOB_ROWS,
+        vector_max_deltas: int = DEFAULT_VECTOR_MAX_DELTAS,
+        vector_compact_min_rows: int = DEFAULT_VECTOR_COMPACT_MIN_ROWS,
+        vector_compact_fraction: float = DEFAULT_VECTOR_COMPACT_FRACTION,
+        vector_fold_min_rows: int = DEFAULT_VECTOR_FOLD_MIN_ROWS,
         components: Iterable[type[Component]] = (),
         config: ResolvedConfig | None = None,
         artifact_home: ArtifactHome | None = None,
@@ -254,6 +264,14 @@ class Datalayer:
             trigger_job_rows: On an out-of-process compute backend, a write changing at
                 least this many rows runs its listener work there as a job (see
                 :meth:`insert`); smaller writes compute in this process.
+            vector_max_deltas: A vector index write that finds this many change files
+                compacts the index into a new base build.
+            vector_compact_min_rows: ...as does one whose change files touch more than
+                ``max(vector_compact_min_rows, vector_compact_fraction * count)`` ids.
+            vector_compact_fraction: That fraction, in (0, 1].
+            vector_fold_min_rows: What ``vector_compact_min_rows`` is for an approximate
+                (two-tier) engine, whose compaction folds its pending segment into the graph
+                (see :mod:`pinnacledb.vector_search` and :func:`pinnacledb.pinnacle`).
             components: Extra component classes ``load`` may build.
             config: The resolved configuration (shown by ``pinnacle info``).
             artifact_home: Checks the artifact store against the location recorded in the
@@ -274,6 +292,16 @@ class Datalayer:
             self.components.register(cls)
         self.gc_grace_seconds = check_grace_seconds(gc_grace_seconds)
         self.trigger_job_rows = check_trigger_job_rows(trigger_job_rows)
+        self.vector_max_deltas = check_positive_int(
+            vector_max_deltas, "vector_max_deltas", "change files"
+        )
+        self.vector_compact_min_rows = check_positive_int(
+            vector_compact_min_rows, "vector_compact_min_rows", "ids"
+        )
+        self.vector_compact_fraction = check_fraction(vector_compact_fraction)
+        self.vector_fold_min_rows = check_positive_int(
+            vector_fold_min_rows, "vector_fold_min_rows", "ids"
+        )
         self.config = config
         self._artifact_home = artifact_home
         self._home_lock = threading.Lock()
