@@ -123,6 +123,49 @@ def test_pinnacle_show_on_the_embedded_default_imports_no_migration_tool(tmp_pat
     assert _loaded(mods, drivers) == []
 
 
+_DEMO_SETUP = """
+import numpy as np
+from pinnacledb import pinnacle
+from pinnacledb._demo import DEMO_MODEL, DEMO_TABLE, FEATURES, TARGET
+from pinnacledb._iris import iris_rows
+from pinnacledb.components import LinearModel, Table
+
+db = pinnacle()
+db.apply(Table.of(DEMO_TABLE, id="int", sepal_length="float", sepal_width="float",
+                  petal_length="float", petal_width="float", species="str"))
+rows = iris_rows()
+db.insert(DEMO_TABLE, rows)
+xs = np.array([[r[f] for f in FEATURES] for r in rows], dtype=float)
+ys = np.array([r[TARGET] for r in rows], dtype=float)
+db.apply(LinearModel.fit(DEMO_MODEL, xs, ys, features=list(FEATURES)))
+db.close()
+"""
+
+
+@pytest.mark.duckdb
+@pytest.mark.sqlite
+def test_the_demo_child_predicts_on_duckdb_without_ibis(tmp_path: Path) -> None:
+    """The demo's fresh process (load a model, predict over a DuckDB table into an outputs
+    table) runs on DuckDB's own connection: ibis, whose DuckDB backend imports every dialect's
+    compiler (~0.2 s of CPU per process), is not imported (benchmarks/RESULTS.md, "Fixed
+    costs per command")."""
+    _modules_after(_DEMO_SETUP, tmp_path)
+    code = (
+        "import sys\nfrom pinnacledb._demo import _child_main\n"
+        "assert _child_main(['0']) == 0\nsys.stdout.flush()"
+    )
+    mods = _modules_after(code, tmp_path)
+    assert "duckdb" in mods
+    assert "pinnacle_ibis.engines" in mods
+    assert _loaded(mods, ("ibis",)) == []
+    db_code = (
+        "from pinnacledb import pinnacle\ndb = pinnacle()\n"
+        "assert db.count('outputs__iris_petal_width') == 150\n"
+        "assert [j.status.value for j in db.show_jobs('predict')] == ['success']"
+    )
+    _modules_after(db_code, tmp_path)
+
+
 def test_building_a_datalayer_with_a_pool_runner_starts_no_pool(tmp_path: Path) -> None:
     """Building runners imports no pool; the Dask runner is checked where pinnacle-dask is
     installed (the workspace; the facade's install-alone venv has only the facade's extras)."""

@@ -124,6 +124,105 @@ def test_import_is_cheap() -> None:
     assert out.strip() == "[]"
 
 
+#: Portable CRUD on a DuckDB file in a fresh process; prints the modules it loaded.
+_DUCKDB_CRUD = """
+import json, sys
+from pinnacle_ibis import IbisDataBackend
+from pinnacle_protocols.records import Schema
+
+store = IbisDataBackend.from_uri(sys.argv[1])
+store.create_table("t", Schema.of(id="int", name="str", x="float", t="datetime"))
+store.insert("t", [{"id": i, "name": f"n{i}", "x": i / 2} for i in range(20)])
+store.insert("t", [{"id": 99, "name": "one"}])
+assert store.count("t", {"x": {"$gte": 5}}) == 10
+assert store.select("t", {"id": 3})[0]["name"] == "n3"
+assert [r["id"] for r in store.select("t", {"id": {"$in": [1, 2]}}, order_by=["id"])] == [1, 2]
+assert len(store.select("t", columns=["id"], order_by=["id"], limit=5)) == 5
+store.update("t", {"id": 3}, {"name": "three"})
+store.delete("t", {"id": {"$lt": 2}})
+assert store.select("t", {"name": "three"})[0]["id"] == 3
+assert store.list_tables() == ["t"]
+assert store.select_arrow("t", {"id": 99}).num_rows == 1
+con = store._dbapi
+settings = dict(con.execute(
+    "SELECT name, value FROM duckdb_settings() "
+    "WHERE name IN ('TimeZone', 'python_enable_replacements')"
+).fetchall())
+print(json.dumps({"ibis": sorted(m for m in sys.modules if m.split(".")[0] == "ibis"),
+                  "settings": settings}))
+"""
+
+
+@pytest.mark.duckdb
+def test_duckdb_crud_runs_without_ibis(tmp_path: Path) -> None:
+    """Portable CRUD on DuckDB runs on DuckDB's own connection: ibis (its import loads every
+    dialect's compiler, ~0.2 s of CPU) is not imported; the connection is set up as ibis sets
+    it up (UTC, no replacement scans of Python variables)."""
+    import json
+
+    for uri in (f"duckdb://{tmp_path / 'x.duckdb'}", "duckdb://"):
+        out = subprocess.run(
+            [sys.executable, "-c", _DUCKDB_CRUD, uri], capture_output=True, text=True, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout.strip().splitlines()[-1])
+        assert report["ibis"] == [], uri
+        assert report["settings"] == {"TimeZone": "UTC", "python_enable_replacements": "false"}
+
+
+@pytest.mark.duckdb
+def test_duckdb_builds_ibis_on_its_own_connection(tmp_path: Path) -> None:
+    """The ibis backend, built when an ibis expression is needed, wraps the connection the
+    CRUD calls used: an in-memory database's rows are seen by both, and close() closes it."""
+    store = DuckDBDataBackend.from_uri("duckdb://")
+    assert isinstance(store, DuckDBDataBackend)
+    store.create_table("t", Schema.of(a="int"))
+    store.insert("t", [{"a": 1}, {"a": 2}])
+    raw = store._dbapi
+    assert store._con is None  # no ibis backend yet
+    assert store.native("t").count().execute() == 2
+    assert store.connection.con is raw
+    assert store.count("t", {"a": {"$in": list(range(40_000))}}) == 2  # the ibis-compiled way
+    store.insert("t", [{"a": 3}])
+    assert store.native("t").a.sum().execute() == 6
+    store.close()
+    with pytest.raises(BackendUnavailable):
+        store.count("t")
+    with pytest.raises(duckdb_error()):
+        raw.execute("SELECT 1")
+
+
+def duckdb_error() -> type[Exception]:
+    import duckdb
+
+    return duckdb.Error
+
+
+@pytest.mark.duckdb
+def test_duckdb_options_and_read_only(tmp_path: Path) -> None:
+    """``read_only`` opens DuckDB's connection directly; other options go through ibis as
+    before (``threads`` is a DuckDB setting ibis passes on)."""
+    path = tmp_path / "x.duckdb"
+    store = IbisDataBackend.from_uri(f"duckdb://{path}")
+    store.create_table("t", Schema.of(a="int"))
+    store.insert("t", [{"a": 1}])
+    store.close()
+    reader = DuckDBDataBackend.from_uri(f"duckdb://{path}", read_only=True)
+    assert isinstance(reader, DuckDBDataBackend)
+    assert reader.select("t") == [{"a": 1}]
+    assert reader._con is None  # no ibis backend: DuckDB's connection, opened read-only
+    assert reader._raw is not None
+    with pytest.raises(PinnacleError, match="read-only"):
+        reader.insert("t", [{"a": 2}])
+    reader.close()
+    tuned = DuckDBDataBackend.from_uri(f"duckdb://{path}", threads=1)
+    assert isinstance(tuned, DuckDBDataBackend)
+    assert tuned.select("t") == [{"a": 1}]
+    assert tuned._con is not None  # ibis connected it
+    assert tuned._dbapi.execute("SELECT current_setting('threads')").fetchone() == (1,)
+    tuned.close()
+
+
 def test_default_uris(tmp_path: Path) -> None:
     """Metadata goes to the same database where pinnacle-sql can hold it; artifacts never."""
     for uri in ("sqlite://x.db", "postgres://u:secret@h/db", "mysql://r@h/d",

@@ -940,6 +940,117 @@ class DuckDBDataBackend(SQLDataBackend):
             "connection, then retry"
         )
 
+    # ------------------------------------------------------------------ connection
+    # Portable CRUD runs on DuckDB's own connection; the ibis backend (whose import loads
+    # ibis and every dialect's compiler: ~0.2 s of CPU per process) is built on that same
+    # connection only when an ibis expression is needed (native(), execute(), a filter the
+    # bound statements cannot express...). See benchmarks/RESULTS.md, "Fixed costs".
+
+    #: The DuckDB connection opened without ibis (None: not yet, or ibis opened it).
+    _raw: Any = attrs.field(default=None, init=False, repr=False)
+
+    @property
+    def _dbapi(self) -> Any:
+        con = self._con
+        if con is not None:
+            return con.con
+        raw = self._raw
+        return raw if raw is not None else self._open_raw()
+
+    def _plain_database(self) -> str | None:
+        """The database ``ibis.connect(target, **options)`` would open, when it is a local
+        file or ``:memory:`` opened with no option but ``read_only`` (None: ibis opens it).
+
+        Computed as ibis 12's DuckDB backend does (``_from_url``, ``do_connect``).
+        """
+        from pathlib import Path
+        from urllib.parse import urlparse
+
+        if type(self)._connect is not IbisDataBackend._connect or (
+            type(self)._after_connect is not IbisDataBackend._after_connect
+        ):
+            return None  # an engine that connects its own way
+        options = self._options
+        if self._target is None or any(k != "read_only" for k in options):
+            return None
+        if not isinstance(options.get("read_only", False), bool):
+            return None
+        url = urlparse(self._target)
+        if url.scheme != "duckdb" or url.query or url.params or url.fragment:
+            return None
+        netloc = url.netloc
+        parts = [p for p in (netloc, url.path[bool(netloc) :]) if p]
+        if not parts or parts == [":memory:"]:
+            return ":memory:"
+        database = str(Path(*parts))
+        if database.startswith(("md:", "motherduck:")):
+            return None
+        return str(Path(database).absolute())
+
+    def _open_raw(self) -> Any:
+        """Connect DuckDB without ibis, set up as ibis's ``_post_connect`` does."""
+        self._check_open()
+        database = self._plain_database()
+        if database is None:
+            return self._conn().con
+        try:
+            import duckdb
+
+            raw = duckdb.connect(database, read_only=bool(self._options.get("read_only", False)))
+        except Exception as exc:
+            raise self._connect_error(exc) from exc
+        try:
+            # what ibis.duckdb's _post_connect sets (its settings["..."] = value)
+            raw.execute("SET timezone = 'UTC'")
+            raw.execute("SET python_enable_replacements = 'False'")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                raw.close()
+            raise
+        self._raw = raw
+        self._owns_connection = True
+        self._invalidate()  # nothing cached from an earlier connection is trusted
+        return raw
+
+    def _conn(self) -> Any:
+        raw = self._raw
+        if self._con is None and raw is not None:
+            self._check_open()
+            try:
+                import ibis
+
+                self._con = ibis.duckdb.from_connection(raw)
+            except Exception as exc:
+                raise self._connect_error(exc) from exc
+            return self._con
+        return super()._conn()
+
+    def _engine(self) -> str:
+        return "duckdb"
+
+    def _dialect(self) -> Any:
+        if self._con is not None:
+            return self._con.dialect
+        from sqlglot.dialects.duckdb import DuckDB  # what ibis's DuckDB backend renders with
+
+        return DuckDB
+
+    def _lost(self, op: str, exc: Exception) -> BackendUnavailable:
+        raw, self._raw = self._raw, None
+        if raw is not None and self._con is None and self._owns_connection:
+            with contextlib.suppress(Exception):
+                raw.close()
+        return super()._lost(op, exc)
+
+    def close(self) -> None:
+        """Release the connection (a borrowed one is left open); later calls raise."""
+        with self._lock:
+            raw, self._raw = self._raw, None
+            super().close()
+            if raw is not None:  # only ever a connection this backend opened
+                with contextlib.suppress(Exception):
+                    raw.close()
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Any]:
         con = self._dbapi
