@@ -134,15 +134,32 @@ were taken, so wall seconds are inflated and noisy and the CPU columns are the o
   imported only when a MySQL/MariaDB engine renders `JSONText`/`Timestamp` (same DDL on every
   dialect). Guarded by `pinnacle-facade/tests/test_import.py` (a fresh `pinnacle show` on a
   store with a component imports neither) and `pinnacle-protocols/tests/test_import_cost.py`.
-- Demo child (~1.5 s CPU): the process imports what predicting with a NumPy model over a
-  DuckDB table needs. ibis's DuckDB backend, loaded by `ibis.connect` through its entry point,
-  ~0.5 s CPU with DuckDB (ibis's `backends.sql.compilers` package imports every dialect's
-  compiler, and sqlglot's); pandas ~0.4 s, imported by DuckDB 1.5 itself whenever a query binds
-  a non-NULL parameter or scans an Arrow table (checked: `con.execute("select ?", [1])` alone
-  imports pandas; pandas is installed because `ibis-framework[duckdb]` requires it); pyarrow
-  ~0.14 s, NumPy ~0.1 s, SQLAlchemy ~0.23 s. Not cut: connecting DuckDB without ibis (only
-  building the ibis backend when an ibis expression is needed) is a change of pinnacle-ibis's
-  DuckDB engine, and pandas comes from DuckDB's parameter binding.
+- Cut now (#16, ~0.45 s CPU of the demo child, 1.73 -> 1.27 s): pinnacle-ibis's DuckDB engine
+  runs portable CRUD on DuckDB's own connection (`duckdb.connect`, set up as ibis's
+  `_post_connect` does: TimeZone UTC, `python_enable_replacements` off; statements rendered
+  with sqlglot's DuckDB dialect, the one ibis's DuckDB backend uses) and builds the ibis
+  backend on that same connection (`ibis.duckdb.from_connection`) only when an ibis
+  expression is needed (`native()`, `execute()`, a filter the bound statements cannot
+  express). The child no longer imports ibis at all: ibis itself ~0.1 s, its dialects
+  ~0.035 s and `backends.sql.compilers` (every dialect's compiler) ~0.08 s of import, plus
+  `ibis.connect`'s work (the `ibis.backends` entry-point scan, the DuckDB version lookup,
+  building the backend). Options other than `read_only`, and MotherDuck, still connect
+  through `ibis.connect`. Guarded by `pinnacle-ibis/tests/test_backend.py`
+  (`test_duckdb_crud_runs_without_ibis`) and `pinnacle-facade/tests/test_import.py`
+  (`test_the_demo_child_predicts_on_duckdb_without_ibis`).
+- Demo child after the cut (~1.27 s CPU): SQLAlchemy ~0.15-0.23 s (the SQLite metadata
+  store), pandas ~0.15-0.3 s, NumPy ~0.08-0.13 s, sqlglot ~0.08 s (pinnacle-ibis renders its
+  statements with it), pyarrow ~0.04 s, duckdb ~0.035 s, pyarrow.dataset ~0.02 s (imported
+  by DuckDB's Arrow scan), attrs and pinnacle_protocols ~0.05 s; the rest is the work itself
+  and unmarshalling bytecode. Not cut: pandas. It is imported whenever pandas is installed
+  (it is: `ibis-framework[duckdb]` requires it) by two libraries on every write and most
+  reads, not by pinnacledb: DuckDB 1.5's Python parameter binding (`GetPythonObjectType`
+  compares every non-None parameter with `pandas.NaT` through DuckDB's import cache,
+  which imports pandas) and pyarrow 26's `pa.array()` of any Python sequence (its
+  `_is_array_like` asks the pandas shim, which imports pandas). With pandas blocked the
+  child runs the same (checked), so nothing of pinnacledb needs it; avoiding it would mean
+  no bound parameters on DuckDB and no `pa.array()` from Python lists, i.e. rewriting the
+  insert and filter paths around two libraries' internals.
 - No bytecode: with `PYTHONDONTWRITEBYTECODE=1` (set in the sandbox these figures come from)
   every module is compiled from source on every command (~3x the CPU). An installed package
   has its bytecode: the "compiled" rows are what a user meets.
