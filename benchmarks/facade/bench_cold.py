@@ -117,49 +117,49 @@ def bench(before: str, runs: int, tmp: Path) -> dict[str, dict[str, float]]:
 
 NOTES = """\
 Where the time goes (profiled with `python -X importtime`, cProfile and `getrusage` CPU time in
-fresh processes, compiled bytecode; CPU seconds are user+sys, load 7-11 on 2 cores while these
+fresh processes, compiled bytecode; CPU seconds are user+sys, load 4-11 on 2 cores while these
 were taken, so wall seconds are inflated and noisy and the CPU columns are the ones to compare):
 
-- `pinnacle show` (~0.37 s CPU after; the bare interpreter is ~0.01 s): SQLAlchemy itself
+- `pinnacle show` (~0.3-0.4 s CPU; the bare interpreter is ~0.01 s): SQLAlchemy itself
   ~0.23 s (the SQLite metadata store is built on SQLAlchemy Core; the largest remaining
   cost), the entry-point scan that finds the store factories ~0.04 s (`importlib.metadata`
   and one pass over the installed distributions' entry points, done once per process),
   attrs ~0.03 s, pinnacle_protocols' own modules ~0.015 s, `pinnacledb.cli` ~0.025 s.
 - Cut earlier (b7c047e): Alembic, Mako and SQLAlchemy's PostgreSQL dialect are imported only
   to migrate; opening an up-to-date store reads the one revision row with a plain `SELECT`.
-- Cut now (#16, ~0.05 s CPU of `pinnacle show`): the cattrs record converter
+- Cut earlier (#16, ~0.05 s CPU of `pinnacle show`): the cattrs record converter
   (`pinnacle_protocols.serialization.converter`, and the copy each Datalayer's ComponentIO
   made) is built when a record is first (un)structured, not on import, and `show` lists keys
   without structuring a record; SQLAlchemy's MySQL dialect package (all its driver modules) is
   imported only when a MySQL/MariaDB engine renders `JSONText`/`Timestamp` (same DDL on every
   dialect). Guarded by `pinnacle-facade/tests/test_import.py` (a fresh `pinnacle show` on a
   store with a component imports neither) and `pinnacle-protocols/tests/test_import_cost.py`.
-- Cut now (#16, ~0.45 s CPU of the demo child, 1.73 -> 1.27 s): pinnacle-ibis's DuckDB engine
-  runs portable CRUD on DuckDB's own connection (`duckdb.connect`, set up as ibis's
-  `_post_connect` does: TimeZone UTC, `python_enable_replacements` off; statements rendered
-  with sqlglot's DuckDB dialect, the one ibis's DuckDB backend uses) and builds the ibis
-  backend on that same connection (`ibis.duckdb.from_connection`) only when an ibis
-  expression is needed (`native()`, `execute()`, a filter the bound statements cannot
-  express). The child no longer imports ibis at all: ibis itself ~0.1 s, its dialects
-  ~0.035 s and `backends.sql.compilers` (every dialect's compiler) ~0.08 s of import, plus
-  `ibis.connect`'s work (the `ibis.backends` entry-point scan, the DuckDB version lookup,
-  building the backend). Options other than `read_only`, and MotherDuck, still connect
-  through `ibis.connect`. Guarded by `pinnacle-ibis/tests/test_backend.py`
-  (`test_duckdb_crud_runs_without_ibis`) and `pinnacle-facade/tests/test_import.py`
+- Cut now (#16, 0.3-0.45 s CPU of the demo child, 0.75x): pinnacle-ibis's DuckDB engine runs
+  portable CRUD on DuckDB's own connection (`duckdb.connect`, set up as ibis's `_post_connect`
+  does: TimeZone UTC, `python_enable_replacements` off; statements rendered with sqlglot's
+  DuckDB dialect, the one ibis's DuckDB backend uses) and builds the ibis backend on that same
+  connection (`ibis.duckdb.from_connection`) only when an ibis expression is needed (`native()`,
+  `execute()`, a filter the bound statements cannot express). The child no longer imports ibis
+  at all: ibis itself ~0.1 s, its dialects ~0.035-0.05 s and `backends.sql.compilers` (every
+  dialect's compiler) ~0.035-0.08 s of import, plus `ibis.connect`'s work (the `ibis.backends`
+  entry-point scan, the DuckDB version lookup, building the backend). Options other than
+  `read_only`, and MotherDuck, still connect through `ibis.connect`. Guarded by
+  `pinnacle-ibis/tests/test_backend.py` (`test_duckdb_crud_runs_without_ibis`) and
+  `pinnacle-facade/tests/test_import.py`
   (`test_the_demo_child_predicts_on_duckdb_without_ibis`).
-- Demo child after the cut (~1.27 s CPU): SQLAlchemy ~0.15-0.23 s (the SQLite metadata
-  store), pandas ~0.15-0.3 s, NumPy ~0.08-0.13 s, sqlglot ~0.08 s (pinnacle-ibis renders its
-  statements with it), pyarrow ~0.04 s, duckdb ~0.035 s, pyarrow.dataset ~0.02 s (imported
-  by DuckDB's Arrow scan), attrs and pinnacle_protocols ~0.05 s; the rest is the work itself
-  and unmarshalling bytecode. Not cut: pandas. It is imported whenever pandas is installed
-  (it is: `ibis-framework[duckdb]` requires it) by two libraries on every write and most
-  reads, not by pinnacledb: DuckDB 1.5's Python parameter binding (`GetPythonObjectType`
-  compares every non-None parameter with `pandas.NaT` through DuckDB's import cache,
-  which imports pandas) and pyarrow 26's `pa.array()` of any Python sequence (its
-  `_is_array_like` asks the pandas shim, which imports pandas). With pandas blocked the
-  child runs the same (checked), so nothing of pinnacledb needs it; avoiding it would mean
-  no bound parameters on DuckDB and no `pa.array()` from Python lists, i.e. rewriting the
-  insert and filter paths around two libraries' internals.
+- Demo child after the cut (~1.0-1.3 s CPU; imports measured one after another in a fresh
+  process, load 3.5): SQLAlchemy ~0.15-0.2 s (the SQLite metadata store), pandas ~0.13-0.2 s,
+  sqlglot ~0.1 s with its DuckDB dialect (pinnacle-ibis renders its statements with it), NumPy
+  ~0.06-0.08 s, pyarrow ~0.05 s, duckdb ~0.03 s, attrs and pinnacle_protocols ~0.05 s; the rest
+  is the work itself and unmarshalling bytecode. Not cut: pandas. It is imported whenever pandas
+  is installed (it is: `ibis-framework[duckdb]` requires it) by two libraries on every write and
+  most reads, not by pinnacledb: DuckDB 1.5's Python parameter binding (`GetPythonObjectType`
+  compares every non-None parameter with `pandas.NaT` through DuckDB's import cache, which
+  imports pandas) and pyarrow 26's `pa.array()` of any Python sequence (its `_is_array_like`
+  asks the pandas shim, which imports pandas). With pandas blocked the child runs the same
+  (checked), so nothing of pinnacledb needs it; avoiding it would mean no bound parameters on
+  DuckDB and no `pa.array()` from Python lists, i.e. rewriting the insert and filter paths
+  around two libraries' internals.
 - No bytecode: with `PYTHONDONTWRITEBYTECODE=1` (set in the sandbox these figures come from)
   every module is compiled from source on every command (~3x the CPU). An installed package
   has its bytecode: the "compiled" rows are what a user meets.

@@ -993,20 +993,19 @@ class DuckDBDataBackend(SQLDataBackend):
         database = self._plain_database()
         if database is None:
             return self._conn().con
+        raw = None
         try:
             import duckdb
 
             raw = duckdb.connect(database, read_only=bool(self._options.get("read_only", False)))
-        except Exception as exc:
-            raise self._connect_error(exc) from exc
-        try:
             # what ibis.duckdb's _post_connect sets (its settings["..."] = value)
             raw.execute("SET timezone = 'UTC'")
             raw.execute("SET python_enable_replacements = 'False'")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                raw.close()
-            raise
+        except Exception as exc:
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    raw.close()
+            raise self._connect_error(exc) from exc
         self._raw = raw
         self._owns_connection = True
         self._invalidate()  # nothing cached from an earlier connection is trusted
