@@ -720,9 +720,8 @@ class ListenerEngine:
                 if now is not None and now.key == active.key:
                     handled.add(active.identifier)
                     if pairs and after.indexes.get(now.identifier):
-                        self._vectors().written(
-                            after, now, [(i.sid, python_value(y)) for i, y in pairs]
-                        )
+                        # numpy rows as they are: the index stacks them into one matrix
+                        self._vectors().written(after, now, [(i.sid, y) for i, y in pairs])
                 elif out_ids:  # removed or replaced meanwhile: take these outputs back
                     self._delete_outputs(after, active, {"id": {"$in": out_ids}})
             except TableNotFound:

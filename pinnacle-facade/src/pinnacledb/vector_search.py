@@ -93,16 +93,18 @@ from attrs import frozen
 from pinnacle_protocols.errors import (
     ArtifactCorrupted,
     ArtifactNotFound,
+    BackendUnavailable,
     ComponentNotFound,
     IndexNotBuilt,
     InvalidRecord,
     InvalidVector,
     NotVectorOutputs,
+    PinnacleError,
     SerializationError,
     TableNotFound,
     VectorIndexError,
 )
-from pinnacle_protocols.protocols import SupportsMetadataSwap
+from pinnacle_protocols.protocols import SupportsArrowSelect, SupportsMetadataSwap
 from pinnacle_protocols.records import (
     ArtifactRef,
     ComponentKey,
@@ -143,6 +145,10 @@ POINTER_PREFIX: Final = "pinnacledb.vector_index."
 OVERFETCH: Final = 4
 #: Tries of one write's (or rebuild's) pointer swap before it gives up (module docstring).
 SWAP_ATTEMPTS: Final = 60
+#: Source ids per read of the outputs table when a process loads format-2 change files.
+READ_BATCH: Final = 1000
+#: In a chain being loaded: an id whose last change added it, its vector to be read back.
+_READ: Final[Any] = object()
 
 
 class _Moved(Exception):
@@ -322,6 +328,10 @@ class _Loaded:
     stamp: str
     chain: tuple[str, ...]  # sha256 of the base build and of each change file applied
     engine: VectorEngine | None
+    #: Ids the chain holds that were left out at load: their current output is gone or
+    #: unusable (a later write changes them; when that write is this process's, its change
+    #: file must still remove them).
+    absent: frozenset[VectorId] = frozenset()
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -360,6 +370,66 @@ def _usable(measure: Measure, matrix: np.ndarray[Any, Any]) -> np.ndarray[Any, A
     if measure == "cosine":
         ok &= np.any(matrix != 0, axis=1)
     return ok
+
+
+def _as_matrix(
+    active: Active, values: Sequence[Any], dim: int | None = None
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Outputs as one ``(len(values), dim)`` float32 matrix, each read as :func:`_as_vector`
+    reads it (raises NotVectorOutputs naming the listener, also when the outputs, or the
+    outputs and ``dim``, differ in dimension). 1-d float numpy rows (a model's batch) are
+    stacked at once."""
+    if values and all(
+        type(v) is np.ndarray and v.ndim == 1 and v.dtype.kind == "f" and v.shape[0] for v in values
+    ):
+        dims = {v.shape[0] for v in values}
+        if len(dims) == 1 and dim in (None, *dims):
+            return np.stack(values).astype(np.float32, copy=False)
+    vectors = [_as_vector(active, v) for v in values]
+    dims = {v.shape[0] for v in vectors}
+    if dim is not None:
+        dims.add(dim)
+    if len(dims) > 1:
+        raise _vector_error(active, f"found outputs of dimensions {sorted(dims)}")
+    return np.stack(vectors)
+
+
+def _arrow_outputs(table: Any) -> dict[VectorId, Any]:
+    """``source_id -> output`` of the non-null outputs of a canonical Arrow select: a float
+    list column (a ``vector`` output) as numpy rows of one matrix when every row has the
+    same length and no null item, JSON text decoded, anything else as Python values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    sids: list[VectorId] = table.column("source_id").to_pylist()
+    col = table.column("output").combine_chunks()
+    live = [i for i, ok in enumerate(col.is_valid().to_pylist()) if ok]
+    if len(live) != len(sids):
+        sids = [sids[i] for i in live]
+        col = col.filter(col.is_valid())
+    typ = col.type
+    if (
+        (pa.types.is_list(typ) or pa.types.is_large_list(typ))
+        and pa.types.is_floating(typ.value_type)
+        and len(col)
+    ):
+        lengths = pc.list_value_length(col)
+        first = lengths[0].as_py()
+        flat = col.flatten()
+        if (
+            first
+            and pc.all(pc.equal(lengths, first)).as_py()
+            and not flat.null_count
+            and len(flat) == first * len(col)
+        ):
+            matrix = flat.to_numpy(zero_copy_only=False).reshape(len(col), first)
+            return dict(zip(sids, matrix, strict=True))
+    values = col.to_pylist()
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        import json
+
+        values = [json.loads(v) for v in values]
+    return {sid: v for sid, v in zip(sids, values, strict=True) if v is not None}
 
 
 # ---------------------------------------------------------------------- the engine
@@ -432,10 +502,18 @@ class VectorIndexEngine:
             and ptr.model_version == active.model_version
         )
 
-    def engine_at(self, info: IndexInfo, ptr: Pointer) -> VectorEngine | None:
+    def engine_at(
+        self, info: IndexInfo, ptr: Pointer, active: Active | None = None
+    ) -> VectorEngine | None:
         """The engine of the build ``ptr`` names: base plus change files, each read and
         verified; this process's copy when it has it, brought forward by the change files it
-        has not applied yet."""
+        has not applied yet.
+
+        The vectors of the ids a format-2 change file added are read back from the outputs
+        table of the index's listener (``active``, else the current one), at the pointer's
+        model version: each id's *current* output, checked as a write checks it; an id whose
+        output is gone, None or unusable is left out (removed), as a write leaves it out.
+        """
         chain = tuple(r.sha256 for r in ptr.refs)
         cached = self._cache.get(info.identifier)
         if cached is not None and cached.stamp == ptr.stamp:
@@ -449,6 +527,9 @@ class VectorIndexEngine:
             and chain[: len(cached.chain)] == cached.chain  # same base, more change files
         ):
             engine, start = cached.engine, len(cached.chain) - 1
+            absent = set(cached.absent)
+        else:
+            absent = set()
         self._cache.pop(info.identifier, None)  # the copy is changed below
         if ptr.artifact is not None:
             store = self._db.artifact_store
@@ -465,6 +546,9 @@ class VectorIndexEngine:
                             f"vector index {info.identifier!r}: the stored build uses measure "
                             f"{engine.measure!r}, the index {info.measure!r}; rebuild it"
                         )
+                # the chain's net change: each id ends as its last change left it
+                gone: set[VectorId] = set()
+                adds: dict[VectorId, Any] = {}  # a float32 row (format 1) or _READ (format 2)
                 for seq in range(start, len(ptr.deltas)):
                     delta = unpack_delta(
                         store.get(ptr.deltas[seq]),
@@ -472,18 +556,92 @@ class VectorIndexEngine:
                         seq=seq,
                         dim=engine.dim,
                     )
-                    if delta.removed:
-                        engine.remove(delta.removed)
-                    if delta.added:
-                        engine.add(delta.added, delta.vectors)
+                    for i in delta.removed:
+                        adds.pop(i, None)
+                        gone.add(i)
+                    if delta.vectors is None:
+                        adds.update(dict.fromkeys(delta.added, _READ))
+                    else:
+                        adds.update(zip(delta.added, delta.vectors, strict=True))
             except (ArtifactNotFound, ArtifactCorrupted, SerializationError, InvalidVector) as exc:
                 raise IndexNotBuilt(
                     f"vector index {info.identifier!r}: its stored build cannot be read "
                     f"({type(exc).__name__}: {exc}); run `pinnacle index rebuild "
                     f"{info.identifier}` or db.catch_up()"
                 ) from exc
-        self._cache[info.identifier] = _Loaded(stamp=ptr.stamp, chain=chain, engine=engine)
+            absent -= gone | adds.keys()
+            wanted = [i for i, v in adds.items() if v is _READ]
+            if wanted:
+                found = self._read_back(info, ptr, engine.dim, wanted, active)
+                for i in wanted:
+                    row = found.get(i)
+                    if row is None:
+                        del adds[i]
+                        gone.add(i)
+                        absent.add(i)
+                    else:
+                        adds[i] = row
+            drop = [i for i in gone if i not in adds and i in engine]
+            if drop:
+                engine.remove(drop)
+            if adds:
+                engine.add(list(adds), np.stack(list(adds.values())))
+        self._cache[info.identifier] = _Loaded(
+            stamp=ptr.stamp, chain=chain, engine=engine, absent=frozenset(absent)
+        )
         return engine
+
+    def _read_back(
+        self,
+        info: IndexInfo,
+        ptr: Pointer,
+        dim: int,
+        ids: Sequence[VectorId],
+        active: Active | None,
+    ) -> dict[VectorId, np.ndarray[Any, np.dtype[np.float32]]]:
+        """The current, usable vectors of ``ids`` in the outputs table of the index's listener
+        at the pointer's model version (ids without one are absent), read ``READ_BATCH`` ids at
+        a time. Raises IndexNotBuilt when the table cannot be read or holds non-vectors."""
+        if active is None:
+            active = self._db._listeners.snapshot().by_id.get(info.listener)
+        backend = self._db.databackend
+        try:
+            if active is None:
+                raise ComponentNotFound(f"its listener {info.listener!r} is not applied")
+            outputs: dict[VectorId, Any] = {}
+            for at in range(0, len(ids), READ_BATCH):
+                cond: Filter = {
+                    "$and": [
+                        {"model_version": ptr.model_version},
+                        {"source_id": {"$in": list(ids[at : at + READ_BATCH])}},
+                    ]
+                }
+                if isinstance(backend, SupportsArrowSelect):
+                    table = backend.select_arrow(
+                        active.output_table, cond, columns=["source_id", "output"]
+                    )
+                    outputs.update(_arrow_outputs(table))
+                else:
+                    for row in backend.select(
+                        active.output_table, cond, columns=["source_id", "output"]
+                    ):
+                        if row["output"] is not None:
+                            outputs[row["source_id"]] = row["output"]
+            if not outputs:
+                return {}
+            have = list(outputs)
+            matrix = _as_matrix(active, list(outputs.values()), dim)
+        except BackendUnavailable:
+            raise
+        except (PinnacleError, ValueError, TypeError) as exc:
+            raise IndexNotBuilt(
+                f"vector index {info.identifier!r}: the vectors its change files add cannot be "
+                f"read from the outputs table of listener {info.listener!r} "
+                f"({type(exc).__name__}: {exc}); run `pinnacle index rebuild "
+                f"{info.identifier}` or db.catch_up()"
+            ) from exc
+        ok = _usable(info.measure, matrix)
+        return {i: matrix[r] for r, i in enumerate(have) if ok[r]}
 
     def _store(
         self, info: IndexInfo, data: bytes, then: Callable[[ArtifactRef], Pointer]
@@ -653,11 +811,7 @@ class VectorIndexEngine:
         if not outputs:
             return None
         ids = list(outputs)
-        vectors = [_as_vector(active, v) for v in outputs.values()]
-        dims = {v.shape[0] for v in vectors}
-        if len(dims) > 1:
-            raise _vector_error(active, f"found outputs of dimensions {sorted(dims)}")
-        matrix = np.stack(vectors)
+        matrix = _as_matrix(active, list(outputs.values()))
         ok = _usable(info.measure, matrix)
         if not ok.all():
             logger.warning(
@@ -835,19 +989,17 @@ class VectorIndexEngine:
             if ptr is not None or info.identifier in self._db.show("vector_index"):
                 self.build(info, active, kind="vector_index.rebuild")
             return
-        engine = self.engine_at(info, ptr)
-        removes = [] if engine is None else [i for i in p.removes if i in engine]
+        engine = self.engine_at(info, ptr, active)
+        loaded = self._cache.get(info.identifier)
+        absent = frozenset() if loaded is None else loaded.absent
+        removes = [] if engine is None else [i for i in p.removes if i in engine or i in absent]
         ids: list[VectorId] = []
         matrix: np.ndarray[Any, Any] = np.empty((0, 0), np.float32)
         if p.adds:
             ids = list(p.adds)
-            vectors = [_as_vector(active, v) for v in p.adds.values()]
-            dims = {v.shape[0] for v in vectors}
-            if engine is not None:
-                dims.add(engine.dim)
-            if len(dims) > 1:
-                raise _vector_error(active, f"found outputs of dimensions {sorted(dims)}")
-            matrix = np.stack(vectors)
+            matrix = _as_matrix(
+                active, list(p.adds.values()), None if engine is None else engine.dim
+            )
             ok = _usable(info.measure, matrix)
             if not ok.all():
                 logger.warning(
@@ -861,7 +1013,7 @@ class VectorIndexEngine:
                     removes += [
                         i
                         for i, keep in zip(ids, ok.tolist(), strict=True)
-                        if not keep and i in engine
+                        if not keep and (i in engine or i in absent)
                     ]
                 ids = [i for i, keep in zip(ids, ok.tolist(), strict=True) if keep]
                 matrix = matrix[ok]
@@ -883,13 +1035,13 @@ class VectorIndexEngine:
         if ids:
             engine.add(ids, matrix)
         assert ptr.artifact is not None
+        # format 2: ids only; the vectors are in the outputs table already (module docstring)
         delta = Delta(
             base=ptr.artifact.sha256,
             seq=len(ptr.deltas),
             dim=engine.dim,
             removed=tuple(removes),
             added=tuple(ids),
-            vectors=matrix if ids else np.empty((0, engine.dim), np.float32),
         )
         if self._compact_due(ptr, ptr.delta_rows + delta.rows, engine):
             self._persist(info, active, engine, raw)
@@ -972,7 +1124,7 @@ class VectorIndexEngine:
             raw, ptr = self._read_pointer(info.identifier)
             if ptr is None or not self._current(info, active, ptr):
                 return False
-            engine = self.engine_at(info, ptr)
+            engine = self.engine_at(info, ptr, active)
             if not isinstance(engine, TieredEngine) or engine.pending == 0:
                 return False
             try:
@@ -988,7 +1140,7 @@ class VectorIndexEngine:
             ptr = self.pointer(info.identifier)
             if ptr is None or not self._current(info, active, ptr):
                 return False
-            engine = self.engine_at(info, ptr)
+            engine = self.engine_at(info, ptr, active)
         except IndexNotBuilt:
             return False
         have = 0 if engine is None else len(engine)
@@ -1041,7 +1193,7 @@ class VectorIndexEngine:
                 f"vector index {identifier!r} {why}; run `pinnacle index rebuild {identifier}` "
                 "or db.catch_up()"
             )
-        engine = self.engine_at(info, ptr)
+        engine = self.engine_at(info, ptr, active)
         if engine is None or n == 0 or len(engine) == 0:
             return []
         query = self._query(info, active, like, engine.dim)

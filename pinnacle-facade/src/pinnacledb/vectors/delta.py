@@ -2,15 +2,28 @@
 
 A vector index is stored as a base build (the engine's own bytes) plus a chain of change files,
 one per write that changed it (:mod:`pinnacledb.vector_search`). A change file is small: the ids
-removed, the ids added (inserted or replaced) and their float32 vectors, framed like an engine
-build and never pickled::
+removed and the ids added (inserted or replaced), framed like an engine build and never
+pickled. Two formats are read:
 
-    b"PNVD" | format version (u16) | header length (u32) | JSON header | payload
+* **Format 2** (what every write stores): ids only. The vectors of the added ids are *not* in
+  the file: they are the listener's outputs, which the listener stored durably in its outputs
+  table before the index upkeep ran, so storing them again here would write every vector twice.
+  A process that loads the chain reads the added ids' *current* outputs back from the outputs
+  table (:meth:`pinnacledb.vector_search.VectorIndexEngine.engine_at`)::
+
+      b"PNVD" | 2 (u16) | header length (u32) | JSON header | sha256 of the JSON header (32 bytes)
+
+* **Format 1** (stored before): the same plus the added ids' float32 vectors::
+
+      b"PNVD" | 1 (u16) | header length (u32) | JSON header | payload
+
+  with ``payload_size`` and ``payload_sha256`` in the header (``len(added) * dim``
+  little-endian float32). Still read, so an index stored by an older pinnacledb loads as it is.
 
 The JSON header holds ``base`` (the sha256 of the base build this change follows, so a change
 file is never applied to another build), ``seq`` (its position in the chain), ``dim``,
-``removed``, ``added``, and the size and sha256 of the payload (``len(added) * dim``
-little-endian float32). :func:`unpack_delta` checks all of it before anything is applied.
+``removed`` and ``added``. :func:`unpack_delta` checks all of it (and the checksum) before
+anything is applied.
 """
 
 from __future__ import annotations
@@ -31,28 +44,34 @@ __all__ = ["DELTA_FORMAT_VERSION", "DELTA_MAGIC", "Delta", "pack_delta", "unpack
 
 #: First bytes of every change file.
 DELTA_MAGIC: Final = b"PNVD"
-#: Version of the change file format.
-DELTA_FORMAT_VERSION: Final = 1
+#: Version of the change file format :func:`pack_delta` writes for a change without vectors
+#: (the newest; format 1, with the vectors, is still written for a :class:`Delta` that has them).
+DELTA_FORMAT_VERSION: Final = 2
+_WITH_VECTORS: Final = 1
+_SHA = 32  # bytes of the sha256 after a format-2 header
 _PREFIX = struct.Struct("<4sHI")  # magic, format version, header length
 _F32 = np.dtype("<f4")
 
 
-def _matrix(value: Any) -> npt.NDArray[np.float32]:
+def _matrix(value: Any) -> npt.NDArray[np.float32] | None:
+    if value is None:
+        return None
     out: npt.NDArray[np.float32] = np.ascontiguousarray(value, dtype=_F32)
     return out
 
 
 @frozen(kw_only=True)
 class Delta:
-    """One write's change to an index: remove ``removed``, then add ``added`` with ``vectors``.
+    """One write's change to an index: remove ``removed``, then add ``added``.
 
     Attributes:
         base: sha256 of the base build the change follows.
         seq: Position in the chain of changes after that base (0 = first).
         dim: Dimension of the vectors.
         removed: Ids removed (unknown ids are ignored when applied).
-        added: Ids inserted or replaced, one row of ``vectors`` each.
-        vectors: ``(len(added), dim)`` float32.
+        added: Ids inserted or replaced.
+        vectors: ``(len(added), dim)`` float32, one row per added id (format 1); None when the
+            vectors are the listener's outputs, not part of the change (format 2).
     """
 
     base: str
@@ -60,12 +79,14 @@ class Delta:
     dim: int
     removed: tuple[VectorId, ...]
     added: tuple[VectorId, ...]
-    vectors: npt.NDArray[np.float32] = field(converter=_matrix, eq=False)
+    vectors: npt.NDArray[np.float32] | None = field(default=None, converter=_matrix, eq=False)
 
     def __attrs_post_init__(self) -> None:
         """Refuse a matrix that does not fit ``added`` and ``dim``."""
-        if self.vectors.shape != (len(self.added), self.dim) and not (
-            not self.added and self.vectors.size == 0
+        if (
+            self.vectors is not None
+            and self.vectors.shape != (len(self.added), self.dim)
+            and not (not self.added and self.vectors.size == 0)
         ):
             raise InvalidVector(
                 f"a change of {len(self.added)} ids of dimension {self.dim} got vectors of "
@@ -79,23 +100,33 @@ class Delta:
 
 
 def pack_delta(delta: Delta) -> bytes:
-    """The change file of ``delta`` (see the module docstring)."""
-    payload = delta.vectors.tobytes() if delta.added else b""
-    header = {
+    """The change file of ``delta``: format 2 (ids only) when it has no vectors, else format 1
+    (see the module docstring)."""
+    header: dict[str, Any] = {
         "base": delta.base,
         "seq": delta.seq,
         "dim": delta.dim,
         "removed": list(delta.removed),
         "added": list(delta.added),
-        "payload_size": len(payload),
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
-    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    return b"".join((_PREFIX.pack(DELTA_MAGIC, DELTA_FORMAT_VERSION, len(head)), head, payload))
+    if delta.vectors is None:
+        head = _json(header)
+        digest = hashlib.sha256(head).digest()
+        return b"".join((_PREFIX.pack(DELTA_MAGIC, DELTA_FORMAT_VERSION, len(head)), head, digest))
+    payload = delta.vectors.tobytes() if delta.added else b""
+    header["payload_size"] = len(payload)
+    header["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+    head = _json(header)
+    return b"".join((_PREFIX.pack(DELTA_MAGIC, _WITH_VECTORS, len(head)), head, payload))
+
+
+def _json(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def unpack_delta(data: bytes, *, base: str, seq: int, dim: int) -> Delta:
-    """Check and read a change file that must follow ``base`` at position ``seq``.
+    """Check and read a change file (format 1 or 2) that must follow ``base`` at position
+    ``seq``; a format-2 file gives a :class:`Delta` without vectors.
 
     Raises:
         SerializationError: Not a change file, a newer format, truncated, corrupted (checksum),
@@ -114,16 +145,28 @@ def unpack_delta(data: bytes, *, base: str, seq: int, dim: int) -> Delta:
             f"vector index change file format {version} is newer than this pinnacledb "
             f"understands ({DELTA_FORMAT_VERSION}): upgrade pinnacledb"
         )
+    if version < _WITH_VECTORS:
+        raise SerializationError(f"vector index change file of unknown format {version}")
     start = _PREFIX.size + head_len
     if len(view) < start:
         raise SerializationError("vector index change file is truncated inside its header")
+    ids_only = version >= 2
+    if ids_only:
+        digest = bytes(view[start:])
+        if len(digest) != _SHA:
+            raise SerializationError(
+                f"vector index change file is truncated or padded: {len(digest)} bytes after "
+                f"the header, expected its {_SHA}-byte sha256"
+            )
+        if hashlib.sha256(view[_PREFIX.size : start]).digest() != digest:
+            raise SerializationError("vector index change file is corrupted (sha256 mismatch)")
     try:
         meta = json.loads(bytes(view[_PREFIX.size : start]).decode("utf-8"))
         if not isinstance(meta, dict):
             raise TypeError("the header is not a JSON object")
         got = (meta["base"], meta["seq"], meta["dim"])
         removed, added = meta["removed"], meta["added"]
-        size, sha = meta["payload_size"], meta["payload_sha256"]
+        size, sha = (None, None) if ids_only else (meta["payload_size"], meta["payload_sha256"])
         if not isinstance(removed, list) or not isinstance(added, list):
             raise TypeError("removed and added must be lists")
         removed_ids = tuple(check_ids(removed))
@@ -135,6 +178,8 @@ def unpack_delta(data: bytes, *, base: str, seq: int, dim: int) -> Delta:
             f"vector index change file is for base {str(got[0])[:12]}, position {got[1]}, "
             f"dimension {got[2]}; expected base {base[:12]}, position {seq}, dimension {dim}"
         )
+    if ids_only:
+        return Delta(base=base, seq=seq, dim=dim, removed=removed_ids, added=added_ids)
     payload = bytes(view[start:])
     if size != len(payload) or len(payload) != len(added_ids) * dim * _F32.itemsize:
         raise SerializationError(
