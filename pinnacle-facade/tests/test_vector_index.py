@@ -552,6 +552,223 @@ def test_a_failed_upkeep_leaves_a_failed_job_and_the_next_write_repairs(
     same(make().search("idx", like=q, n=5), expected(db, q, 5))
 
 
+# ---------------------------------------------------------------------- vectors stored once
+def _outputs(db: Datalayer) -> str:
+    """The outputs table of the index's listener."""
+    return db._listeners.snapshot().by_id["emb"].output_table
+
+
+def _vector_of(db: Datalayer, id_: int) -> list[float] | None:
+    """The vector ``db``'s loaded engine holds for ``id_`` (None: not indexed)."""
+    vectors = db._vectors
+    info, active = vectors._resolve("idx")
+    ptr = vectors.pointer("idx")
+    assert ptr is not None
+    engine = vectors.engine_at(info, ptr, active)
+    assert engine is not None
+    if id_ not in engine:
+        return None
+    found = engine.search(np.zeros(engine.dim, np.float32), len(engine), allowed=[id_])
+    assert list(found.ids) == [id_]
+    return [-float(found.scores[0])]  # l2: minus the distance to the origin
+
+
+def _without_upkeep(db: Datalayer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``db``'s writes no longer reach the index: a later write whose change file is not in
+    the chain yet (another process's, in flight) or whose upkeep failed."""
+    vectors = db._vectors
+    monkeypatch.setattr(vectors, "flush", vectors._pending.clear)
+
+
+def test_change_files_hold_ids_only_and_another_process_reads_the_vectors_back(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pinnacledb.vectors.delta import unpack_delta
+
+    db = make()
+    _setup(db, n=40)
+    db.update("t", {"id": 5}, {"x": 9.0})
+    db.delete("t", {"id": 7})
+    db.insert("t", [{"id": 500 + i, "x": 1.0 + i / 7, "tag": "a"} for i in range(30)])
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.artifact is not None
+    assert len(ptr.deltas) == 3
+    for seq, ref in enumerate(ptr.deltas):
+        data = db.artifact_store.get(ref)
+        assert data[4:6] == b"\x02\x00"  # format 2
+        assert unpack_delta(data, base=ptr.artifact.sha256, seq=seq, dim=3).vectors is None
+    assert ptr.deltas[-1].size < 30 * 3 * 4 + 200  # ids, not 30 vectors
+    # the writer keeps its own engine (no read of the outputs table)
+    backend = db.databackend
+    reads: list[Any] = []
+    for name in ("select", "select_arrow"):
+        if hasattr(backend, name):
+            real = getattr(backend, name)
+
+            def counting(*a: Any, _real: Any = real, **k: Any) -> Any:
+                reads.append(a)
+                return _real(*a, **k)
+
+            monkeypatch.setattr(backend, name, counting)
+    assert _vector_of(db, 500) is not None
+    assert reads == []
+    other = make()
+    for q in (planar(1.0), planar(9.0), planar(0.37 * 7)):
+        same(other.search("idx", like=q, n=6), expected(db, q, 6))
+    info, active = other._vectors._resolve("idx")
+    engine = other._vectors.engine_at(info, ptr, active)
+    assert engine is not None
+    assert len(engine) == 40 - 1 + 30
+    assert 7 not in engine
+
+
+def test_an_id_changed_after_its_change_file_loads_its_current_vector_or_none(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change file names ids; the vectors are the outputs table's current ones at the
+    pointer's model version: an update, a delete or an unusable output after the change
+    file (its own change file not in the chain yet) is what another process loads."""
+    db = make()
+    _setup(db, n=20)
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "a"}, {"id": 501, "x": 2.0, "tag": "a"}])
+    db.update("t", {"id": 3}, {"x": 4.0})  # a base id the chain now lists as added
+    db.update("t", {"id": 4}, {"x": 5.0})
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert len(ptr.deltas) == 3
+    outputs = _outputs(db)
+    # an output of another model version for a listed id (left over by an older version)
+    db.databackend.insert(
+        outputs,
+        [
+            {
+                "id": f"99:{i}",
+                "source_id": i,
+                "model": "planar",
+                "model_version": 99,
+                "job_id": "old",
+                "input_hash": "old",
+                "output": [50.0, 50.0, 50.0],
+            }
+            for i in (500, 501, 3, 4)
+        ],
+    )
+    _without_upkeep(db, monkeypatch)
+    db.update("t", {"id": 500}, {"x": 3.0})  # newest vector: planar(3.0)
+    db.delete("t", {"id": 501})
+    db.databackend.update(outputs, {"source_id": 3, "model_version": 0}, {"output": [0.0] * 3})
+    db.databackend.update(outputs, {"source_id": 4, "model_version": 0}, {"output": None})
+    assert db._vectors.pointer("idx") == ptr  # none of it reached the chain
+    fresh = make()
+    assert _vector_of(fresh, 500) == pytest.approx([math.dist(planar(3.0), [0, 0, 0])])
+    assert _vector_of(fresh, 501) is None  # deleted: absent
+    assert _vector_of(fresh, 3) == pytest.approx([0.0])  # l2 takes a zero vector
+    assert _vector_of(fresh, 4) is None  # output None: removed from the base it was in
+    assert _vector_of(fresh, 2) == pytest.approx([math.dist(planar(0.74), [0, 0, 0])])
+
+
+@pytest.mark.parametrize("output", [[0.0, 0.0, 0.0], None], ids=["zero", "none"])
+def test_an_unusable_current_output_is_removed_not_kept_stale(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch, output: Any
+) -> None:
+    """Under cosine a zero vector cannot be indexed: an id the chain lists whose current
+    output is zero (or None) is removed from the engine, not kept with its base vector."""
+    db = make()
+    _setup(db, n=20, measure="cosine")
+    db.update("t", {"id": 3}, {"x": 4.0})  # id 3 is in the base and in a change file
+    _without_upkeep(db, monkeypatch)
+    db.databackend.update(_outputs(db), {"source_id": 3}, {"output": output})
+    fresh = make()
+    info, active = fresh._vectors._resolve("idx")
+    ptr = fresh._vectors.pointer("idx")
+    assert ptr is not None
+    engine = fresh._vectors.engine_at(info, ptr, active)
+    assert engine is not None
+    assert 3 not in engine
+    assert len(engine) == 19
+    assert 3 not in {h.id for h in fresh.search("idx", like=planar(4.0), n=20)}
+
+
+def test_a_later_write_of_the_loading_process_removes_an_id_whose_output_is_gone(
+    make: MakeDB,
+) -> None:
+    """A process that loads the chain in its own write's upkeep, after that write deleted an
+    output the chain lists: the change file still removes it (the pointer counts it out)."""
+    db = make()
+    _setup(db, n=10)
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "a"}])
+    fresh = make()  # has not loaded the index
+    fresh.delete("t", {"id": 500})
+    ptr = fresh._vectors.pointer("idx")
+    assert ptr is not None
+    assert len(ptr.deltas) == 2
+    assert ptr.count == 10
+    same(make().search("idx", like=planar(1.0), n=5), expected(db, planar(1.0), 5))
+
+
+def test_a_format_1_change_file_still_loads_before_and_after_format_2_ones(
+    make: MakeDB,
+) -> None:
+    """An index stored by an older pinnacledb: its change files carry the vectors, which
+    are used as they are (not read back); format-2 files after them are read back."""
+    from pinnacledb.vectors.delta import Delta, pack_delta
+
+    db = make()
+    _setup(db, n=10)
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "a"}])
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.artifact is not None
+    # the first change file as format 1: id 500 with the vector of x=6.0 (the outputs table
+    # says planar(1.0): a file read back would hold that one)
+    old = pack_delta(
+        Delta(
+            base=ptr.artifact.sha256,
+            seq=0,
+            dim=3,
+            removed=(),
+            added=(500,),
+            vectors=np.array([planar(6.0)]),
+        )
+    )
+    assert old[4:6] == b"\x01\x00"
+    ref = db.artifact_store.put(old)
+    v1 = attrs.evolve(ptr, deltas=(ref,), stamp="v1")
+    db.metadata.set_metadata(POINTER_PREFIX + "idx", v1.to_json())
+    fresh = make()
+    assert _vector_of(fresh, 500) == pytest.approx([math.dist(planar(6.0), [0, 0, 0])])
+    db = make()
+    db.insert("t", [{"id": 501, "x": 2.0, "tag": "a"}])  # a format-2 file after it
+    db.delete("t", {"id": 2})
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.deltas[0] == ref
+    assert len(ptr.deltas) == 3
+    fresh = make()
+    assert _vector_of(fresh, 500) == pytest.approx([math.dist(planar(6.0), [0, 0, 0])])
+    assert _vector_of(fresh, 501) == pytest.approx([math.dist(planar(2.0), [0, 0, 0])])
+    assert _vector_of(fresh, 2) is None
+    assert _vector_of(fresh, 1) is not None
+
+
+@pytest.mark.parametrize("damage", ["dropped", "not vectors", "other dimension"])
+def test_an_unreadable_outputs_table_raises_index_not_built(make: MakeDB, damage: str) -> None:
+    db = make()
+    _setup(db, n=10)
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "a"}])
+    outputs = _outputs(db)
+    if damage == "dropped":
+        db.databackend.drop_table(outputs)
+    else:
+        value: Any = "oops" if damage == "not vectors" else [1.0, 2.0]
+        db.databackend.update(outputs, {"source_id": 500}, {"output": value})
+    fresh = make()
+    with pytest.raises(IndexNotBuilt, match=r"outputs table of listener 'emb'.*rebuild idx"):
+        fresh.search("idx", like=planar(1.0), n=3)
+    assert db.search("idx", like=planar(1.0), n=1)[0].id == 500  # the writer's own engine
+
+
 # ---------------------------------------------------------------------- copy
 def test_copy_carries_the_build_and_the_target_searches_without_rebuilding(
     make: MakeDB, monkeypatch: pytest.MonkeyPatch
