@@ -5,16 +5,37 @@ How an index is stored, kept current and searched:
 * **Stored build.** An index is stored as a base build plus a chain of change files. The base
   is the engine's own bytes (:meth:`~pinnacle_protocols.VectorEngine.to_bytes`: a checksummed
   header plus what the library writes, never pickle); a change file
-  (:mod:`pinnacledb.vectors.delta`) holds what one write removed and added (ids and float32
-  vectors), names the base and its position in the chain, and is checksummed too. Both go into
-  the artifact store (content-addressed; the store verifies the sha256 when it reads them back,
-  the envelopes check their own checksums again), and the metadata key
+  (:mod:`pinnacledb.vectors.delta`) holds which ids one write removed and which it added, names
+  the base and its position in the chain, and is checksummed too. Both go into the artifact
+  store (content-addressed; the store verifies the sha256 when it reads them back, the
+  envelopes check their own checksums again), and the metadata key
   ``pinnacledb.vector_index.<identifier>`` holds a :class:`Pointer` to them: the index version
   and listener model version the build is for, the base ref, the change file refs in order,
   the count and dimension, and a fresh ``stamp``. Another process reads the pointer, loads the
   base, applies the change files and searches, without recomputing or rebuilding anything; a
   process that already holds the engine for a prefix of the chain applies only the new change
   files. gc keeps every artifact a pointer names.
+* **Vectors stored once.** A change file holds ids, not vectors (format 2; format 1 files,
+  which carried float32 vectors, are still read). The vectors are the listener's outputs, which
+  the listener stored durably in its outputs table before the index upkeep runs: a 1,000-row
+  write of 384-float vectors stores a change file of a few KB instead of 1.5 MB of vectors a
+  second time. The writing process adds the vectors it has in memory to its engine. A process
+  that *loads* change files (:meth:`VectorIndexEngine.engine_at`) works out the chain's net
+  change (each id as its last change file left it), then reads the added ids' *current*
+  outputs from the outputs table at the pointer's model version, ``READ_BATCH`` ids per read
+  (Arrow where the backend selects into Arrow), and checks them exactly as a write does
+  (:func:`_as_vector`, :func:`_usable`): an id whose output is gone, None or unusable (not
+  finite; zero under cosine) is left out, i.e. removed if the base holds it. Reading the
+  current output is right for the current state: a write that changed the id after the change
+  file also lists it in its own change file (or its upkeep failed, which catch_up repairs). An
+  id left out that way is remembered, so that when the loading process's own write removes it
+  the change file says so. An outputs table that cannot be read (dropped, or holding
+  non-vectors or vectors of another dimension) raises
+  :class:`~pinnacle_protocols.errors.IndexNotBuilt`, as an unreadable build does. The
+  trade-off: loading costs a read of the pending vectors from the data backend instead of an
+  artifact read (on DuckDB an Arrow read of ``DOUBLE[]``; with JSON outputs, as on SQLite,
+  each output's text is parsed, which costs more), once per process and change file; the base
+  build still carries its vectors, and compaction bounds what is pending.
 * **Which vectors.** The outputs of the listener's current model version (the listener
   identifier's latest version), keyed by the source row id. An index whose pointer is for an
   older index or model version is rebuilt from the outputs table when the listener or the
@@ -43,8 +64,9 @@ How an index is stored, kept current and searched:
   index is a :class:`~pinnacledb.vectors.tiered.TieredEngine`, whose writes go into an exact
   *pending* segment (and remove replaced ids from the graph); a search asks the graph and scans
   the pending segment and merges the two. The pending vectors are exactly those the change
-  files after the base added (a process loading base + change files puts them there, with no
-  graph add), so they are durable before the write returns. They are folded into the graph (one
+  files after the base added (a process loading base + change files reads them from the
+  outputs table and puts them there, with no graph add); they are durable before the write
+  returns (in the outputs table, and the change file naming them is stored). They are folded into the graph (one
   batch add) when a new base is stored: at compaction, which for these engines is due when the
   change files touch more than ``max(vector_fold_min_rows, vector_compact_fraction * count)``
   ids (10,000 and 10%: a scan of 10,000 pending 384-float vectors is a few ms a search; one fold per

@@ -16,11 +16,13 @@ library's engine (the *graph*) and an :class:`~pinnacledb.vectors.exact.ExactEng
   segment. :meth:`~TieredEngine.to_bytes` folds first: a stored base build is always the graph
   alone (the same bytes as the library engine's), and what is pending is exactly what the
   change files after the base added, which is how another process restores it (the base into
-  the graph, the change files into the pending segment, no graph add at load).
+  the graph, the vectors of the ids the change files added into the pending segment, no graph
+  add at load).
 
 When a fold happens is the caller's business (:mod:`pinnacledb.vector_search`: at compaction,
-``db.catch_up`` and rebuilds). The pending vectors are never only in memory: the change file of
-the write that added them is stored before the write returns.
+``db.catch_up`` and rebuilds). The pending vectors are never only in memory: they are the
+listener's outputs (stored in its outputs table), and the change file naming their ids is stored
+before the write returns.
 """
 
 from __future__ import annotations
