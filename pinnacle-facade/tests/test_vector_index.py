@@ -96,11 +96,17 @@ def _setup(
     measure: Measure = "l2",
     engine: str = "exact",
     where: dict[str, Any] | None = None,
+    output_type: str | None = None,
 ) -> None:
     db.create_table("t", {"id": "int", "x": "float", "tag": "str"})
     db.insert("t", [{"id": i, "x": i * 0.37, "tag": _tag(i)} for i in range(n)])
     listener = Listener(
-        identifier="emb", model=Planar(identifier="planar"), table="t", inputs="x", where=where
+        identifier="emb",
+        model=Planar(identifier="planar"),
+        table="t",
+        inputs="x",
+        where=where,
+        output_type=output_type,
     )
     db.apply(VectorIndex(identifier="idx", listener=listener, measure=measure, engine=engine))
 
@@ -580,13 +586,14 @@ def _without_upkeep(db: Datalayer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vectors, "flush", vectors._pending.clear)
 
 
+@pytest.mark.parametrize("output_type", [None, "vector"], ids=["json", "vector"])
 def test_change_files_hold_ids_only_and_another_process_reads_the_vectors_back(
-    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch, output_type: str | None
 ) -> None:
     from pinnacledb.vectors.delta import unpack_delta
 
     db = make()
-    _setup(db, n=40)
+    _setup(db, n=40, output_type=output_type)
     db.update("t", {"id": 5}, {"x": 9.0})
     db.delete("t", {"id": 7})
     db.insert("t", [{"id": 500 + i, "x": 1.0 + i / 7, "tag": "a"} for i in range(30)])
@@ -623,14 +630,15 @@ def test_change_files_hold_ids_only_and_another_process_reads_the_vectors_back(
     assert 7 not in engine
 
 
+@pytest.mark.parametrize("output_type", [None, "vector"], ids=["json", "vector"])
 def test_an_id_changed_after_its_change_file_loads_its_current_vector_or_none(
-    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch, output_type: str | None
 ) -> None:
     """A change file names ids; the vectors are the outputs table's current ones at the
     pointer's model version: an update, a delete or an unusable output after the change
     file (its own change file not in the chain yet) is what another process loads."""
     db = make()
-    _setup(db, n=20)
+    _setup(db, n=20, output_type=output_type)
     db.insert("t", [{"id": 500, "x": 1.0, "tag": "a"}, {"id": 501, "x": 2.0, "tag": "a"}])
     db.update("t", {"id": 3}, {"x": 4.0})  # a base id the chain now lists as added
     db.update("t", {"id": 4}, {"x": 5.0})
