@@ -159,3 +159,17 @@ def test_corrupt_or_foreign_format_2_files_are_refused(mangle: object, match: st
 def test_a_change_file_for_another_dimension_is_refused() -> None:
     with pytest.raises(SerializationError, match=r"dimension 3; expected .* dimension 4"):
         unpack_delta(pack_delta(_delta()), base=BASE, seq=2, dim=4)
+
+
+def test_delta_position_reads_format_2_headers_only() -> None:
+    """What gc asks of a small artifact: (base, seq) of a sound format-2 change file."""
+    from pinnacledb.vectors.delta import delta_position
+
+    data = pack_delta(_ids_only())
+    assert delta_position(data) == (BASE, 2)
+    assert delta_position(pack_delta(_delta())) is None  # format 1
+    assert delta_position(data[:-1] + bytes([data[-1] ^ 1])) is None  # checksum
+    assert delta_position(data + b"\0") is None
+    assert delta_position(b"PNVD") is None
+    assert delta_position(b"x" * 100) is None
+    assert delta_position(_reframe(data, seq="2")) is None

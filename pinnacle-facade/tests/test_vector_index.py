@@ -8,6 +8,7 @@ same stores) so it stays cheap.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ from pinnacle_protocols.errors import (
     NotVectorOutputs,
 )
 from pinnacle_protocols.memory import MemoryArtifactStore, MemoryDataBackend, MemoryMetadataStore
-from pinnacle_protocols.records import JobStatus
+from pinnacle_protocols.records import ArtifactRef, JobStatus
 from pinnacle_protocols.vectors import Measure, VectorId, brute_force
 from pinnacledb import HashingTextEncoder, LinearModel, Listener, Model, VectorIndex, pinnacle
 from pinnacledb.base.datalayer import Datalayer
@@ -508,6 +509,107 @@ def test_change_files_are_compacted_into_a_new_base_and_gc_drops_the_old_chain(
     same(make().search("idx", like=q, n=6), expected(db, q, 6))
 
 
+@pytest.mark.memory
+def test_gc_between_a_writes_put_and_its_pointer_swap_keeps_the_change_file() -> None:
+    """A change file is put without a journal job: gc (grace 0) running after the put and
+    before the pointer names it keeps it, because it follows the pointer's chain."""
+    md = RacingMetadataStore.from_uri("memory://")
+    stores: dict[str, Any] = {
+        "databackend": MemoryDataBackend.from_uri("memory://"),
+        "metadata_store": md,
+        "artifact_store": MemoryArtifactStore.from_uri("memory://"),
+    }
+    db = pinnacle(**stores, components=[Planar])
+    _setup(db, n=10)
+    jobs = len(db.show_jobs())
+    reports: list[Any] = []
+    md.before_swap = lambda: reports.append(db.gc(grace_seconds=0))
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "a"}])
+    assert len(reports) == 1
+    assert reports[0].deleted == ()
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert len(ptr.deltas) == 1
+    assert db.artifact_store.exists(ptr.deltas[0])
+    assert len(db.show_jobs()) == jobs  # no journal job
+    fresh = pinnacle(**stores, components=[Planar])
+    same(fresh.search("idx", like=planar(1.0), n=3), expected(db, planar(1.0), 3))
+
+
+def test_gc_deletes_a_change_file_once_the_pointer_has_passed_its_position(
+    make: MakeDB,
+) -> None:
+    """A change file no pointer names is kept while it may still be named (it follows the
+    pointer's base at a position not yet passed: a writer between its put and its swap, or
+    one that died there) and deleted once the pointer has moved past it or to a new base."""
+    from pinnacledb.vectors.delta import Delta, pack_delta
+
+    db = make()
+    _setup(db, n=10)
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "a"}])
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.artifact is not None
+    orphan = db.artifact_store.put(
+        pack_delta(Delta(base=ptr.artifact.sha256, seq=1, dim=3, removed=(9,), added=()))
+    )
+    late = db.artifact_store.put(  # at a position the pointer has passed: never named
+        pack_delta(Delta(base=ptr.artifact.sha256, seq=0, dim=3, removed=(8,), added=()))
+    )
+    report = db.gc(grace_seconds=0)
+    assert {r.sha256 for r in report.deleted} == {late.sha256}
+    assert db.artifact_store.exists(orphan)
+    db.insert("t", [{"id": 501, "x": 2.0, "tag": "a"}])  # the pointer passes position 1
+    assert len(db._vectors.pointer("idx").deltas) == 2  # type: ignore[union-attr]
+    report = db.gc(grace_seconds=0)
+    assert {r.sha256 for r in report.deleted} == {orphan.sha256}
+    same(make().search("idx", like=planar(2.0), n=3), expected(db, planar(2.0), 3))
+
+
+def test_a_change_file_put_waits_for_a_gc_run_deleting_the_same_bytes(
+    make: MakeDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gc fence: a gc run that announced the change file's bytes (the same content
+    stored before, now garbage) finishes its delete before the write puts them."""
+    import threading
+    import time
+
+    from pinnacledb.base import _gcfence as fence
+    from pinnacledb.vectors.delta import Delta, pack_delta
+
+    db = make()
+    _setup(db, n=10)
+    ptr = db._vectors.pointer("idx")
+    assert ptr is not None
+    assert ptr.artifact is not None
+    data = pack_delta(Delta(base=ptr.artifact.sha256, seq=0, dim=3, removed=(), added=(500,)))
+    ref = ArtifactRef(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    run = fence.announce(db.metadata, [ref.sha256])
+    events: list[str] = []
+    store = db.artifact_store
+    put = store.put
+
+    def recording(value: Any) -> Any:
+        events.append("put")
+        return put(value)
+
+    monkeypatch.setattr(store, "put", recording)
+
+    def gc_finishes() -> None:
+        time.sleep(0.3)
+        events.append("withdraw")
+        fence.withdraw(db.metadata, run)
+
+    thread = threading.Thread(target=gc_finishes)
+    thread.start()
+    db.insert("t", [{"id": 500, "x": 1.0, "tag": "a"}])
+    thread.join()
+    assert events == ["withdraw", "put"]
+    now = db._vectors.pointer("idx")
+    assert now is not None
+    assert now.deltas == (ref,)
+
+
 def test_a_missing_or_foreign_change_file_raises_and_catch_up_rebuilds(make: MakeDB) -> None:
     db = make()
     _setup(db)
@@ -546,7 +648,8 @@ def test_a_failed_upkeep_leaves_a_failed_job_and_the_next_write_repairs(
     monkeypatch.setattr(store, "put", broken)
     db.insert("t", [{"id": 100, "x": 1.0, "tag": "a"}])  # the data write is kept
     failed = [j for j in db.show_jobs() if j.status is JobStatus.FAILED]
-    assert {j.kind for j in failed} == {"vector_index", "vector_index.upkeep"}
+    # a change file is not journaled (gc keeps it by its position): only the upkeep's job
+    assert {j.kind for j in failed} == {"vector_index.upkeep"}
     assert all("disk full" in (j.error or "") for j in failed)
     monkeypatch.setattr(store, "put", put)
     db.insert("t", [{"id": 101, "x": 2.0, "tag": "a"}])

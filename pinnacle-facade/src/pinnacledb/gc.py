@@ -11,19 +11,25 @@ metadata store:
   bound of when its artifacts were last claimed, and a RUNNING job whose owner process is still
   running (checked when gc runs on the same host, :mod:`pinnacledb.base._owner`) claims its
   artifacts now, however long the write takes.
-  Vector index upkeep journals its puts the same way (kind ``vector_index``) and deletes the
-  job once the index pointer names the artifact (a pointer is a reference, see below), so
-  frequent writes do not pile up job records.
+  Vector index upkeep journals its base builds the same way (kind ``vector_index``) and deletes
+  the job once the index pointer names the artifact (a pointer is a reference, see below), so
+  frequent writes do not pile up job records. Its small change files (ids only, at most
+  ``UNJOURNALED_MAX`` bytes) are not journaled: gc reads an unreferenced artifact of that size
+  and keeps it when it is a change file that follows a current index pointer's base at a
+  position the pointer has not passed, i.e. one a write may still name
+  (:func:`pinnacledb.vector_search.upcoming_change_files`); the write passes the fence below
+  after reading the pointer and before its put.
 * First seen. An unreferenced artifact that no journal job mentions (written by another tool,
   or before this scheme existed) gets a "first seen" time in the metadata key
   ``pinnacle.gc.first_seen`` the first time ``gc`` meets it (not in dry runs).
 
 An artifact is deleted only if (1) no component record or vector index pointer references it
-(``MetadataStore.referenced_artifacts()``), (2) no row of a table with by-reference DataType
-columns holds it, and (3) its last claim (newest journal job naming it, or its first-seen time)
-is older than the grace period. A RUNNING journal job that does not name its artifacts (other
-writers may journal before they know them) blocks every deletion while it is younger than the
-grace period (or while its owner runs), because it may be re-using an existing blob. RUNNING
+(``MetadataStore.referenced_artifacts()``) and it is no change file a pointer may still name, (2) no
+row of a table with by-reference DataType columns holds it, and (3) its last claim (newest journal
+job naming it, or its first-seen time) is older than the grace period. A RUNNING journal job that
+does not name its artifacts (other writers may journal before they know them) blocks every deletion
+while it is younger than the grace period (or while its owner runs), because it may be re-using an
+existing blob. RUNNING
 journal jobs older than the grace period whose owner is gone or cannot be checked (another
 host) belong to processes that died; gc marks them FAILED. A write slower than the grace
 period from another host therefore still needs a grace period longer than the write.
@@ -212,11 +218,25 @@ def _scan_journal(
     return last_claim, blocked
 
 
+def _upcoming(
+    db: StoreHost, refs: list[ArtifactRef], heads: dict[str, tuple[str, int] | None]
+) -> set[str]:
+    """Small vector index change files a write may be about to name (not journaled)."""
+    from pinnacledb.vector_search import upcoming_change_files
+
+    return upcoming_change_files(db, refs, heads)
+
+
 def _still_claimed(
-    db: StoreHost, candidates: list[ArtifactRef], now: datetime, grace: timedelta
+    db: StoreHost,
+    candidates: list[ArtifactRef],
+    now: datetime,
+    grace: timedelta,
+    heads: dict[str, tuple[str, int] | None] | None = None,
 ) -> set[str]:
     """References and journal claims re-read right before deleting."""
     again = set(db.metadata.referenced_artifacts()) | _data_references(db)
+    again |= _upcoming(db, candidates, {} if heads is None else heads)
     for job in _journal(db):
         if job.status is not JobStatus.RUNNING:
             continue
@@ -244,6 +264,8 @@ def collect_garbage(
 
     all_refs = list(store.iter_refs())
     referenced = set(md.referenced_artifacts()) | _data_references(db)
+    heads: dict[str, tuple[str, int] | None] = {}  # change file headers read (upcoming)
+    referenced |= _upcoming(db, [r for r in all_refs if r.sha256 not in referenced], heads)
     last_claim, blocked = _scan_journal(db, now, grace, dry_run=dry_run)
 
     raw_seen = md.get_metadata(FIRST_SEEN_KEY, {})
@@ -275,7 +297,7 @@ def collect_garbage(
             # the fence: announce, then re-read the claims (pinnacledb.base._gcfence)
             run_id = announce(md, (r.sha256 for r in deletable))
             try:
-                again = _still_claimed(db, deletable, now, grace)
+                again = _still_claimed(db, deletable, now, grace, heads)
                 for j, ref in enumerate(deletable, 1):
                     if ref.sha256 not in again:
                         store.delete(ref)

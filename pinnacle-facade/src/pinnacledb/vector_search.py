@@ -53,11 +53,15 @@ How an index is stored, kept current and searched:
   These thresholds (and ``vector_fold_min_rows`` below) are settings like ``trigger_job_rows``:
   ``pinnacle(..., vector_max_deltas=20)``, ``CFG.vector_max_deltas``,
   ``PINNACLEDB_VECTOR_MAX_DELTAS`` or the config file key ``vector_max_deltas``, and are
-  ``db.vector_max_deltas`` etc. on the Datalayer (read at each write). Each put is journaled
-  (a RUNNING job of kind ``vector_index`` naming the sha256, so gc keeps the bytes until the
-  pointer names them); once the pointer names them the journal job is deleted, so writes do
-  not pile up job records. A failure does not fail the user's write (as for listeners): it is
-  logged, recorded as a FAILED ``vector_index.upkeep`` job, and the next write's upkeep or
+  ``db.vector_max_deltas`` etc. on the Datalayer (read at each write). A base build's put is
+  journaled (a RUNNING job of kind ``vector_index`` naming the sha256, so gc keeps the bytes
+  until the pointer names them); once the pointer names them the journal job is deleted, so
+  writes do not pile up job records. A change file (a few KB) is put without a journal job
+  (two metadata writes fewer per write): gc keeps a change file that follows a current
+  pointer's base at a position the pointer has not passed (:func:`upcoming_change_files`), and
+  the write passes the gc fence (:mod:`pinnacledb.base._gcfence`) between reading the pointer
+  and its put. A failure does not fail the user's write (as for listeners): it is logged,
+  recorded as a FAILED ``vector_index.upkeep`` job, and the next write's upkeep or
   ``db.catch_up`` rebuilds.
 * **Two tiers (approximate engines).** A write does not pay the library's graph add (an HNSW
   add of 1,000 vectors costs 0.5-6 s at 10,000-100,000 vectors): the engine of an approximate
@@ -66,14 +70,15 @@ How an index is stored, kept current and searched:
   the pending segment and merges the two. The pending vectors are exactly those the change
   files after the base added (a process loading base + change files reads them from the
   outputs table and puts them there, with no graph add); they are durable before the write
-  returns (in the outputs table, and the change file naming them is stored). They are folded into the graph (one
-  batch add) when a new base is stored: at compaction, which for these engines is due when the
-  change files touch more than ``max(vector_fold_min_rows, vector_compact_fraction * count)``
-  ids (10,000 and 10%: a scan of 10,000 pending 384-float vectors is a few ms a search; one fold per
-  10,000 changed ids keeps the number of base builds stored low), by ``db.catch_up`` (also with
-  ``stale=False``: "folded") and by ``pinnacle index rebuild``. The fold is where the graph-add
-  cost goes: the same work per row as before, paid by one write in many (or by catch_up).
-  ``exact`` (and the memory engine) are used as they are.
+  returns (in the outputs table, and the change file naming them is stored). They are folded
+  into the graph (one batch add) when a new base is stored: at compaction, which for these
+  engines is due when the change files touch more than ``max(vector_fold_min_rows,
+  vector_compact_fraction * count)`` ids (10,000 and 10%: a scan of 10,000 pending 384-float
+  vectors is a few ms a search; one fold per 10,000 changed ids keeps the number of base
+  builds stored low), by ``db.catch_up`` (also with ``stale=False``: "folded") and by
+  ``pinnacle index rebuild``. The fold is where the graph-add cost goes: the same work per row
+  as before, paid by one write in many (or by catch_up). ``exact`` (and the memory engine) are
+  used as they are.
 * **Concurrency.** Several processes may write the same indexed table at once. The pointer is
   moved by compare-and-set (:class:`~pinnacle_protocols.SupportsMetadataSwap`, which every
   metadata store of this project has): a write reads the pointer, brings its engine to that
@@ -105,7 +110,7 @@ import logging
 import numbers
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -139,7 +144,8 @@ from pinnacle_protocols.records import (
 from pinnacle_protocols.serialization import utcnow
 from pinnacle_protocols.uri import redact
 from pinnacle_protocols.vectors import Measure, VectorEngine, VectorId, check_measure
-from pinnacledb.vectors.delta import Delta, pack_delta, unpack_delta
+from pinnacledb.base._gcfence import wait_while_deleting
+from pinnacledb.vectors.delta import Delta, delta_position, pack_delta, unpack_delta
 from pinnacledb.vectors.tiered import TieredEngine, tiered
 
 if TYPE_CHECKING:
@@ -157,6 +163,7 @@ __all__ = [
     "VectorIndexEngine",
     "index_from_record",
     "pointer_references",
+    "upcoming_change_files",
 ]
 
 logger = logging.getLogger("pinnacledb")
@@ -167,6 +174,9 @@ POINTER_PREFIX: Final = "pinnacledb.vector_index."
 OVERFETCH: Final = 4
 #: Tries of one write's (or rebuild's) pointer swap before it gives up (module docstring).
 SWAP_ATTEMPTS: Final = 60
+#: Change files up to this size are put without a journal job: gc reads such an artifact and
+#: keeps it while a write may still name it (:func:`upcoming_change_files`).
+UNJOURNALED_MAX: Final = 1 << 20
 #: Source ids per read of the outputs table when a process loads format-2 change files.
 READ_BATCH: Final = 1000
 #: In a chain being loaded: an id whose last change added it, its vector to be read back.
@@ -322,6 +332,45 @@ def pointer_references(db: StoreHost) -> set[str]:
             if ptr is not None:
                 refs.update(r.sha256 for r in ptr.refs)
     return refs
+
+
+def upcoming_change_files(
+    db: StoreHost,
+    refs: Iterable[ArtifactRef],
+    heads: dict[str, tuple[str, int] | None] | None = None,
+) -> set[str]:
+    """sha256 of the artifacts among ``refs`` a write may be about to name: format-2 change
+    files (of at most ``UNJOURNALED_MAX`` bytes, read here) that follow the base build of a
+    current pointer at a position the pointer has not passed (gc keeps them).
+
+    A write reads the pointer, then the gc fence, then puts its change file and swaps the
+    pointer only if it is still the one it read; so while the pointer has not moved past the
+    file's position on the file's base, the file may yet be named, and once it has, the file
+    never will be. ``heads`` caches what each artifact's header said, across calls.
+    """
+    md = db.metadata
+    tips: dict[str, int] = {}  # base sha256 -> fewest change files a pointer on it names
+    for key in md.show_components("vector_index"):
+        with contextlib.suppress(IndexNotBuilt):
+            ptr = Pointer.from_json(md.get_metadata(pointer_key(key.identifier)), key.identifier)
+            if ptr is not None and ptr.artifact is not None:
+                base = ptr.artifact.sha256
+                tips[base] = min(tips.get(base, len(ptr.deltas)), len(ptr.deltas))
+    if not tips:
+        return set()
+    heads = {} if heads is None else heads
+    out: set[str] = set()
+    for ref in refs:
+        if ref.size > UNJOURNALED_MAX:
+            continue
+        if ref.sha256 not in heads:
+            heads[ref.sha256] = None
+            with contextlib.suppress(PinnacleError, OSError):
+                heads[ref.sha256] = delta_position(db.artifact_store.get(ref))
+        head = heads[ref.sha256]
+        if head is not None and head[0] in tips and head[1] >= tips[head[0]]:
+            out.add(ref.sha256)
+    return out
 
 
 class SearchHit(dict[str, Any]):
@@ -666,17 +715,30 @@ class VectorIndexEngine:
         return {i: matrix[r] for r, i in enumerate(have) if ok[r]}
 
     def _store(
-        self, info: IndexInfo, data: bytes, then: Callable[[ArtifactRef], Pointer]
+        self,
+        info: IndexInfo,
+        data: bytes,
+        then: Callable[[ArtifactRef], Pointer],
+        *,
+        journal: bool = True,
     ) -> Pointer:
         """Put ``data`` (a build or a change file), then move the pointer with ``then(ref)``.
 
-        The put is journaled (kind ``vector_index``) so gc keeps the bytes until the pointer
-        names them; once it does, the journal job has done its work and is deleted (one write
-        leaves no record behind). A failure leaves the job FAILED, with the error.
+        A build's put is journaled (kind ``vector_index``) so gc keeps the bytes until the
+        pointer names them; once it does, the journal job has done its work and is deleted (one
+        write leaves no record behind). A failure leaves the job FAILED, with the error. A small
+        format-2 change file (``journal=False``) needs no job: gc keeps it while it follows the
+        pointer's chain (:func:`upcoming_change_files`); the put only passes the gc fence first
+        (after the pointer was read), so a gc run deleting the same bytes finishes first.
         """
         ref = ArtifactRef(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         io = self._db._io
-        job = io.journal_start("vector_index", {"index": info.identifier}, [ref.sha256])
+        md = self._db.metadata
+        job: JobRecord | None = None
+        if journal:
+            job = io.journal_start("vector_index", {"index": info.identifier}, [ref.sha256])
+        else:
+            wait_while_deleting(md, [ref.sha256])
         try:
             stored = self._db.artifact_store.put(data)
             if stored.sha256 != ref.sha256:
@@ -687,18 +749,21 @@ class VectorIndexEngine:
             ptr = then(ref)
         except _Moved:
             # not a failure: the bytes are garbage for gc, the caller tries again
-            with contextlib.suppress(Exception):
-                self._db.metadata.delete_job(job.job_id)
+            if job is not None:
+                with contextlib.suppress(Exception):
+                    md.delete_job(job.job_id)
             raise
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                io.journal_finish(job, error=exc)
+            if job is not None:
+                with contextlib.suppress(Exception):
+                    io.journal_finish(job, error=exc)
             raise
-        try:
-            self._db.metadata.delete_job(job.job_id)
-        except Exception:  # the write is done; a finished job left behind is harmless
-            with contextlib.suppress(Exception):
-                io.journal_finish(job, component=info.key)
+        if job is not None:
+            try:
+                md.delete_job(job.job_id)
+            except Exception:  # the write is done; a finished job left behind is harmless
+                with contextlib.suppress(Exception):
+                    io.journal_finish(job, component=info.key)
         return ptr
 
     def _persist(
@@ -770,10 +835,12 @@ class VectorIndexEngine:
         """Store one change file after the pointer's chain and point the index at it (if the
         stored pointer is still ``expected``: raises _Moved otherwise)."""
         assert ptr.artifact is not None
+        data = pack_delta(delta)
         return self._store(
             info,
-            pack_delta(delta),
-            lambda ref: self._point(
+            data,
+            journal=delta.vectors is not None or len(data) > UNJOURNALED_MAX,
+            then=lambda ref: self._point(
                 info,
                 active,
                 engine,

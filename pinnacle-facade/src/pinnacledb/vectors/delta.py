@@ -40,7 +40,14 @@ from attrs import field, frozen
 from pinnacle_protocols.errors import InvalidVector, SerializationError
 from pinnacle_protocols.vectors import VectorId, check_ids
 
-__all__ = ["DELTA_FORMAT_VERSION", "DELTA_MAGIC", "Delta", "pack_delta", "unpack_delta"]
+__all__ = [
+    "DELTA_FORMAT_VERSION",
+    "DELTA_MAGIC",
+    "Delta",
+    "delta_position",
+    "pack_delta",
+    "unpack_delta",
+]
 
 #: First bytes of every change file.
 DELTA_MAGIC: Final = b"PNVD"
@@ -190,3 +197,25 @@ def unpack_delta(data: bytes, *, base: str, seq: int, dim: int) -> Delta:
         raise SerializationError("vector index change file is corrupted (sha256 mismatch)")
     vectors = np.frombuffer(payload, dtype=_F32).reshape(len(added_ids), dim)
     return Delta(base=base, seq=seq, dim=dim, removed=removed_ids, added=added_ids, vectors=vectors)
+
+
+def delta_position(data: bytes) -> tuple[str, int] | None:
+    """``(base, seq)`` of a format-2 change file whose checksum holds; None for anything else
+    (what gc asks of a small unreferenced artifact, :mod:`pinnacledb.vector_search`)."""
+    view = memoryview(data)
+    if len(view) < _PREFIX.size + _SHA:
+        return None
+    magic, version, head_len = _PREFIX.unpack_from(view)
+    start = _PREFIX.size + head_len
+    if magic != DELTA_MAGIC or version != 2 or len(view) != start + _SHA:
+        return None
+    if hashlib.sha256(view[_PREFIX.size : start]).digest() != bytes(view[start:]):
+        return None
+    try:
+        meta = json.loads(bytes(view[_PREFIX.size : start]).decode("utf-8"))
+        base, seq = meta["base"], meta["seq"]
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(base, str) or type(seq) is not int:
+        return None
+    return base, seq
