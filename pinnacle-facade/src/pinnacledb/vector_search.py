@@ -465,24 +465,26 @@ def _as_matrix(
     return np.stack(vectors)
 
 
-def _arrow_outputs(table: Any) -> dict[VectorId, Any]:
-    """``source_id -> output`` of the non-null outputs of a canonical Arrow select: a float
-    list column (a ``vector`` output) as numpy rows of one matrix when every row has the
-    same length and no null item, JSON text decoded, anything else as Python values."""
+def _arrow_outputs(table: Any) -> tuple[list[VectorId], Any] | dict[VectorId, Any]:
+    """The non-null outputs of a canonical Arrow select of ``source_id, output``: a float
+    list column (a ``vector`` output) whose rows have one length, no null item and distinct
+    ids as ``(ids, matrix)`` (no Python object per float); otherwise ``source_id -> output``
+    (JSON text decoded, anything else as Python values; the last row of an id wins)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     sids: list[VectorId] = table.column("source_id").to_pylist()
     col = table.column("output").combine_chunks()
-    live = [i for i, ok in enumerate(col.is_valid().to_pylist()) if ok]
-    if len(live) != len(sids):
-        sids = [sids[i] for i in live]
-        col = col.filter(col.is_valid())
+    if col.null_count:
+        valid = col.is_valid()
+        sids = [i for i, ok in zip(sids, valid.to_pylist(), strict=True) if ok]
+        col = col.filter(valid)
     typ = col.type
     if (
         (pa.types.is_list(typ) or pa.types.is_large_list(typ))
         and pa.types.is_floating(typ.value_type)
         and len(col)
+        and len(set(sids)) == len(sids)
     ):
         lengths = pc.list_value_length(col)
         first = lengths[0].as_py()
@@ -493,8 +495,7 @@ def _arrow_outputs(table: Any) -> dict[VectorId, Any]:
             and not flat.null_count
             and len(flat) == first * len(col)
         ):
-            matrix = flat.to_numpy(zero_copy_only=False).reshape(len(col), first)
-            return dict(zip(sids, matrix, strict=True))
+            return sids, flat.to_numpy(zero_copy_only=False).reshape(len(col), first)
     values = col.to_pylist()
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         import json
@@ -617,23 +618,7 @@ class VectorIndexEngine:
                             f"vector index {info.identifier!r}: the stored build uses measure "
                             f"{engine.measure!r}, the index {info.measure!r}; rebuild it"
                         )
-                # the chain's net change: each id ends as its last change left it
-                gone: set[VectorId] = set()
-                adds: dict[VectorId, Any] = {}  # a float32 row (format 1) or _READ (format 2)
-                for seq in range(start, len(ptr.deltas)):
-                    delta = unpack_delta(
-                        store.get(ptr.deltas[seq]),
-                        base=ptr.artifact.sha256,
-                        seq=seq,
-                        dim=engine.dim,
-                    )
-                    for i in delta.removed:
-                        adds.pop(i, None)
-                        gone.add(i)
-                    if delta.vectors is None:
-                        adds.update(dict.fromkeys(delta.added, _READ))
-                    else:
-                        adds.update(zip(delta.added, delta.vectors, strict=True))
+                gone, adds = self._net_change(ptr, start, engine.dim)
             except (ArtifactNotFound, ArtifactCorrupted, SerializationError, InvalidVector) as exc:
                 raise IndexNotBuilt(
                     f"vector index {info.identifier!r}: its stored build cannot be read "
@@ -642,25 +627,53 @@ class VectorIndexEngine:
                 ) from exc
             absent -= gone | adds.keys()
             wanted = [i for i, v in adds.items() if v is _READ]
+            got_ids: list[VectorId] = []
+            got: np.ndarray[Any, Any] = np.empty((0, engine.dim), np.float32)
             if wanted:
-                found = self._read_back(info, ptr, engine.dim, wanted, active)
+                got_ids, got = self._read_back(info, ptr, engine.dim, wanted, active)
+                have = set(got_ids)
                 for i in wanted:
-                    row = found.get(i)
-                    if row is None:
-                        del adds[i]
+                    del adds[i]
+                    if i not in have:
                         gone.add(i)
                         absent.add(i)
-                    else:
-                        adds[i] = row
+                gone -= have
             drop = [i for i in gone if i not in adds and i in engine]
             if drop:
                 engine.remove(drop)
-            if adds:
+            if adds:  # format-1 vectors
                 engine.add(list(adds), np.stack(list(adds.values())))
+            if got_ids:
+                engine.add(got_ids, got)
         self._cache[info.identifier] = _Loaded(
             stamp=ptr.stamp, chain=chain, engine=engine, absent=frozenset(absent)
         )
         return engine
+
+    def _net_change(
+        self, ptr: Pointer, start: int, dim: int
+    ) -> tuple[set[VectorId], dict[VectorId, Any]]:
+        """The net change of the pointer's change files from position ``start`` on, each id as
+        its last change file left it: the ids removed, and the ids added with their float32
+        row (format 1) or ``_READ`` (format 2: the vector is read back)."""
+        assert ptr.artifact is not None
+        gone: set[VectorId] = set()
+        adds: dict[VectorId, Any] = {}
+        for seq in range(start, len(ptr.deltas)):
+            delta = unpack_delta(
+                self._db.artifact_store.get(ptr.deltas[seq]),
+                base=ptr.artifact.sha256,
+                seq=seq,
+                dim=dim,
+            )
+            for i in delta.removed:
+                adds.pop(i, None)
+                gone.add(i)
+            if delta.vectors is None:
+                adds.update(dict.fromkeys(delta.added, _READ))
+            else:
+                adds.update(zip(delta.added, delta.vectors, strict=True))
+        return gone, adds
 
     def _read_back(
         self,
@@ -669,17 +682,20 @@ class VectorIndexEngine:
         dim: int,
         ids: Sequence[VectorId],
         active: Active | None,
-    ) -> dict[VectorId, np.ndarray[Any, np.dtype[np.float32]]]:
-        """The current, usable vectors of ``ids`` in the outputs table of the index's listener
-        at the pointer's model version (ids without one are absent), read ``READ_BATCH`` ids at
-        a time. Raises IndexNotBuilt when the table cannot be read or holds non-vectors."""
+    ) -> tuple[list[VectorId], np.ndarray[Any, np.dtype[np.float32]]]:
+        """The ids among ``ids`` with a current, usable vector in the outputs table of the
+        index's listener at the pointer's model version, and those vectors (float32), read
+        ``READ_BATCH`` ids at a time. Raises IndexNotBuilt when the table cannot be read or
+        holds non-vectors (or vectors of another dimension than ``dim``)."""
         if active is None:
             active = self._db._listeners.snapshot().by_id.get(info.listener)
         backend = self._db.databackend
+        found: list[VectorId] = []
+        blocks: list[np.ndarray[Any, Any]] = []
         try:
             if active is None:
                 raise ComponentNotFound(f"its listener {info.listener!r} is not applied")
-            outputs: dict[VectorId, Any] = {}
+            loose: dict[VectorId, Any] = {}
             for at in range(0, len(ids), READ_BATCH):
                 cond: Filter = {
                     "$and": [
@@ -687,21 +703,26 @@ class VectorIndexEngine:
                         {"source_id": {"$in": list(ids[at : at + READ_BATCH])}},
                     ]
                 }
+                columns = ["source_id", "output"]
                 if isinstance(backend, SupportsArrowSelect):
-                    table = backend.select_arrow(
-                        active.output_table, cond, columns=["source_id", "output"]
+                    got = _arrow_outputs(
+                        backend.select_arrow(active.output_table, cond, columns=columns)
                     )
-                    outputs.update(_arrow_outputs(table))
+                    if isinstance(got, dict):
+                        loose.update(got)
+                    else:  # one matrix per read (each id is in one read)
+                        if got[1].shape[1] != dim:
+                            dims = sorted({dim, got[1].shape[1]})
+                            raise _vector_error(active, f"found outputs of dimensions {dims}")
+                        found += got[0]
+                        blocks.append(got[1])
                 else:
-                    for row in backend.select(
-                        active.output_table, cond, columns=["source_id", "output"]
-                    ):
+                    for row in backend.select(active.output_table, cond, columns=columns):
                         if row["output"] is not None:
-                            outputs[row["source_id"]] = row["output"]
-            if not outputs:
-                return {}
-            have = list(outputs)
-            matrix = _as_matrix(active, list(outputs.values()), dim)
+                            loose[row["source_id"]] = row["output"]
+            if loose:
+                found += list(loose)
+                blocks.append(_as_matrix(active, list(loose.values()), dim))
         except BackendUnavailable:
             raise
         except (PinnacleError, ValueError, TypeError) as exc:
@@ -711,8 +732,13 @@ class VectorIndexEngine:
                 f"({type(exc).__name__}: {exc}); run `pinnacle index rebuild "
                 f"{info.identifier}` or db.catch_up()"
             ) from exc
+        if not found:
+            return [], np.empty((0, dim), np.float32)
+        matrix = np.concatenate(blocks).astype(np.float32, copy=False)
         ok = _usable(info.measure, matrix)
-        return {i: matrix[r] for r, i in enumerate(have) if ok[r]}
+        if ok.all():
+            return found, matrix
+        return [i for i, keep in zip(found, ok.tolist(), strict=True) if keep], matrix[ok]
 
     def _store(
         self,
