@@ -243,3 +243,29 @@ def test_input_hashes_of_plain_int_and_str_columns() -> None:
     assert input_hashes([[datetime(2024, 1, 1, tzinfo=UTC)]], 1) == [
         input_hash([datetime(2024, 1, 1, tzinfo=UTC)])
     ]
+
+
+def test_the_text_encoder_returns_numpy_rows_the_listener_writes_as_one_column() -> None:
+    """HashingTextEncoder returns float64 numpy rows (as embedding libraries do), so a vector
+    listener over it takes the one-Arrow-column path; stored outputs are the same vectors."""
+    from pinnacledb import HashingTextEncoder
+
+    enc = HashingTextEncoder(identifier="enc", dim=16)
+    texts = ["reset my password", "refund a double charge", ""]
+    rows = enc.predict(texts)
+    assert all(isinstance(r, np.ndarray) and r.dtype == np.float64 for r in rows)
+    assert listeners_module._float_batch(rows, len(texts)) is not None
+    assert np.allclose(np.linalg.norm(np.stack(rows[:2]), axis=1), 1.0)
+    assert not rows[2].any()  # the empty text: the zero vector
+    assert [r.tolist() for r in enc.predict(texts)] == [r.tolist() for r in rows]
+
+    db = pinnacle("sqlite://")
+    db.create_table("t", {"id": "int", "text": "str"})
+    listener = Listener(identifier="emb", model=enc, table="t", inputs="text", output_type="vector")
+    db.apply(listener)
+    db.insert("t", [{"id": i, "text": t} for i, t in enumerate(texts)])
+    stored = {
+        r["source_id"]: r["output"]
+        for r in db.databackend.select(listener.output_table, {}, columns=["source_id", "output"])
+    }
+    assert stored == {i: r.tolist() for i, r in enumerate(rows)}

@@ -56,7 +56,13 @@ class HashingTextEncoder(Model):
         return out
 
     def predict(self, inputs: Sequence[Any]) -> list[Any]:
-        """One vector (a list of floats, unit length unless the text is empty) per text."""
+        """One vector per text: a 1-D float64 numpy array of ``dim`` values, unit length unless
+        the text is empty.
+
+        NumPy rows, as embedding libraries return them: a listener with ``output_type="vector"``
+        stores the batch as one Arrow column and hands it to a vector index without a Python
+        float per value (``.tolist()`` gives plain floats).
+        """
         import numpy as np
 
         rows = []
@@ -66,5 +72,5 @@ class HashingTextEncoder(Model):
                 h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "big")
                 vec[h % self.dim] += 1.0 if h >> 63 else -1.0
             norm = float(np.linalg.norm(vec))
-            rows.append((vec / norm if norm else vec).tolist())
+            rows.append(vec / norm if norm else vec)
         return rows
