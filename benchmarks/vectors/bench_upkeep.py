@@ -39,7 +39,7 @@ and filesystem artifacts (the embedded stack):
 ratio indexed / (insert + vectors) (target <= 1.5), and beside it indexed / (insert + vectors
 + raw store) in wall time and in process CPU time (``time.process_time``, all threads: steadier
 than wall time when other jobs share the machine). The mean includes the compactions that fell
-in the run (with the defaults, one every ``max(1000, 10% of the index)`` changed ids).
+in the run (with the defaults, one every ``max(10,000, 10% of the index)`` changed ids).
 
 The model, ``--model key`` (the default): ``Embed``, a cheap deterministic numpy embedding of an
 integer key (one of 1,000 cluster centres plus a per-key offset), so the model call is as cheap

@@ -27,7 +27,7 @@ from pinnacledb.vectors.tiered import TieredEngine
 #: setting -> (its built-in default, two other good values, bad values)
 SETTINGS: dict[str, tuple[Any, Any, Any, list[Any]]] = {
     "vector_max_deltas": (100, 7, 8, [0, -1, 2.5, True, "7", None]),
-    "vector_compact_min_rows": (1000, 50, 60, [0, -3, 1e3, False, "50"]),
+    "vector_compact_min_rows": (10_000, 50, 60, [0, -3, 1e3, False, "50"]),
     "vector_compact_fraction": (0.1, 0.25, 1, [0, 0.0, -0.1, 1.5, math.nan, math.inf, True, "0.2"]),
     "vector_fold_min_rows": (10_000, 20, 30, [0, -1, 10.0, True, "20"]),
 }

@@ -55,7 +55,7 @@ DEFAULT_TRIGGER_JOB_ROWS: Final = 10_000
 #: files after the base build stores a new base instead (compaction).
 DEFAULT_VECTOR_MAX_DELTAS: Final = 100
 #: ...or when the change files touch more than max(this many ids, this fraction of the index)...
-DEFAULT_VECTOR_COMPACT_MIN_ROWS: Final = 1000
+DEFAULT_VECTOR_COMPACT_MIN_ROWS: Final = 10_000
 DEFAULT_VECTOR_COMPACT_FRACTION: Final = 0.1
 #: ...where an approximate (two-tier) engine, whose compaction folds its pending segment into
 #: the graph, uses this many ids instead of ``vector_compact_min_rows``.

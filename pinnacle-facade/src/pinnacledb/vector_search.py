@@ -47,9 +47,11 @@ How an index is stored, kept current and searched:
   brought forward when another process moved the pointer) gets the removals and additions, one
   change file of that write is stored and the pointer names it, so a write costs in proportion
   to what it changed, not to the size of the index. When the change files hold more than
-  ``max(vector_compact_min_rows, vector_compact_fraction * count)`` ids (1,000 and 10% by
-  default) or number ``vector_max_deltas`` (100), the write stores the whole engine as a new
-  base instead (compaction; the old base and change files become garbage for ``pinnacle gc``).
+  ``max(vector_compact_min_rows, vector_compact_fraction * count)`` ids (10,000 and 10% by
+  default: a longer chain only costs a loading process the read-back of its vectors from the
+  outputs table, while a compaction rewrites the whole build) or number ``vector_max_deltas``
+  (100), the write stores the whole engine as a new base instead (compaction; the old base and
+  change files become garbage for ``pinnacle gc``).
   These thresholds (and ``vector_fold_min_rows`` below) are settings like ``trigger_job_rows``:
   ``pinnacle(..., vector_max_deltas=20)``, ``CFG.vector_max_deltas``,
   ``PINNACLEDB_VECTOR_MAX_DELTAS`` or the config file key ``vector_max_deltas``, and are
