@@ -120,6 +120,7 @@ def batches():
             made = pa.Table.from_batches([made]).combine_chunks().to_batches(max_chunksize=4096)
             made = pa.Table.from_batches(made)
         yield made
+        del made  # not alive while the next is made (the insert let it go already)
     checkpoint(total)
 
 
