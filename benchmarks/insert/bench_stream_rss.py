@@ -3,11 +3,14 @@
 Each input kind runs in a fresh process: ``pinnacle(duckdb:///<tmp>/data.db)``, a table of 4
 numbers and 1 string, one warm-up batch inserted and deleted, then ``db.insert(t, gen)`` of a
 generator that makes its rows lazily, either dicts one by one (``dicts``) or
-``pyarrow.RecordBatch``es of ``--batch`` rows made with NumPy and Arrow kernels (``arrow``;
-the same values). ``raw`` is the engine's own share for reference: the same set-up (so the
-same imports and allocator state), then the same generator of RecordBatches written through
-the DuckDB connection alone (``register`` + ``INSERT ... SELECT`` + ``unregister`` per batch,
-each batch let go before the next is made), not through ``db.insert``.
+``pyarrow.RecordBatch``es of ``--batch`` rows made with Arrow kernels (``arrow``; the same
+values; each let go before the next is made). ``arrow4096`` hands the same batches over as
+tables of 4,096-row slices (the shape the dict path gives DuckDB). ``raw`` is the engine's own
+share for reference: the same set-up (so the same imports and allocator state), then the same
+generator of RecordBatches written through the DuckDB connection alone (``register`` +
+``INSERT ... SELECT`` + ``unregister`` per batch), not through ``db.insert``. ``source`` is
+the generator of RecordBatches alone (set up as ``arrow``, nothing inserted): what making the
+batches costs.
 
 The baseline is the RSS after setup and the warm-up (garbage collected), and the peak is
 reset there (``/proc/self/clear_refs``), so a warm-up bigger than the stream's own needs
@@ -15,16 +18,20 @@ cannot hide them. The generator reads ``VmHWM`` (peak RSS) and ``VmRSS`` from
 ``/proc/self/status``, DuckDB's buffer pool (``duckdb_memory()``, summed over tags, on a
 cursor of the same database) and pyarrow's live bytes (``pa.total_allocated_bytes()``) when it
 has made each checkpoint's rows (default 1M, 5M, 10M), so one run shows whether the peak grows
-with the row count and how much of it DuckDB's pool holds.
+with the row count. Between statements DuckDB's pool is below its peak (inside an INSERT it
+fills to its cap and lets go at the end), so a thread polls ``duckdb_memory()`` on a cursor of
+its own every ``--sample-ms`` (default 2) during the stream and keeps the largest sum.
 
 The target of issue 16: peak < baseline + 2x one batch's Arrow size. DuckDB keeps the blocks
 it writes to a file database in its buffer pool (by default up to 80% of RAM), which fills as
 the table grows whatever the caller does; ``--duckdb-memory-limit`` (default 16MB, set with
 ``SET memory_limit``) caps it. That pool is the engine's cache, not the insert path's, so the
 report gives it separately and checks: (1) the peak above the baseline less what DuckDB's pool
-grew by (its largest ``duckdb_memory()`` sum at a checkpoint less the one at the baseline)
-under 2x batch; (2) the peak above the baseline less the raw driver's (the engine, its
-allocator and the source generator, measured in the same run) under 2x batch.
+grew by (its polled peak less its sum at the baseline) under 2x batch; (2) the peak above the
+baseline less the raw driver's (the engine, its allocator and the source generator, measured
+in the same run; the median of the ``raw`` runs) under 2x batch. ``--repeat`` runs every kind
+that many times, alternating, and reports medians: single runs of one kind differ by up to
+~15 MiB (allocator state; see benchmarks/RESULTS.md).
 ``--duckdb-memory-limit ''`` leaves DuckDB's default (the pool then grows to hundreds of MiB).
 
 Run: ``python benchmarks/insert/bench_stream_rss.py --rows 10000000 --batch 100000``
