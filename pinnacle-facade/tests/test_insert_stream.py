@@ -212,7 +212,9 @@ def test_an_arrow_batch_the_engine_rejects_late_leaves_nothing_of_it(tmp_path: P
         artifact_store=f"filesystem://{tmp_path}/artifacts",
     )
     try:
-        db.databackend.raw_sql("CREATE TABLE c (id BIGINT, n BIGINT CHECK (n >= 0), s VARCHAR)")
+        backend = db.databackend
+        assert isinstance(backend, IbisDataBackend)
+        backend.raw_sql("CREATE TABLE c (id BIGINT, n BIGINT CHECK (n >= 0), s VARCHAR)")
         batch = 3 * CONVERT_ROWS
         bad = 2 * batch - 3  # in the last chunk of the second batch
 
