@@ -16,7 +16,7 @@ import pytest
 
 from pinnacle_ibis import IbisDataBackend
 from pinnacle_protocols.arrow import CONVERT_ROWS
-from pinnacle_protocols.errors import SchemaError
+from pinnacle_protocols.errors import PinnacleError, SchemaError
 from pinnacledb import pinnacle
 from pinnacledb.base.datalayer import Datalayer, _join_ids, _keep_ids
 
@@ -195,3 +195,50 @@ def test_a_bad_row_in_a_converted_part_is_named_by_its_place_in_the_batch(db: Da
 def test_an_empty_stream_into_a_missing_table_writes_nothing(db: Datalayer) -> None:
     """As before the conversion by parts: an empty stream is 0 rows, not an error."""
     assert db.insert("nope", iter([])) == 0
+
+
+def test_an_arrow_batch_the_engine_rejects_late_leaves_nothing_of_it(tmp_path: Path) -> None:
+    """On DuckDB a streamed Arrow batch of several chunks is one all-or-nothing write even when
+    the engine itself (not the vectorised validation) rejects a row in its last chunk, after
+    the chunks before were scanned: the batches before it stay, nothing of it is stored.
+
+    The table's CHECK constraint is the engine's: ``n = -1`` is a valid int for pinnacle and
+    fails only inside DuckDB's INSERT. A write per chunk (autocommitted slices) would leave
+    the batch's first chunks behind.
+    """
+    db = pinnacle(
+        f"duckdb:///{tmp_path}/data.db",
+        metadata_store=f"sqlite:///{tmp_path}/meta.db",
+        artifact_store=f"filesystem://{tmp_path}/artifacts",
+    )
+    try:
+        backend = db.databackend
+        assert isinstance(backend, IbisDataBackend)
+        backend.raw_sql("CREATE TABLE c (id BIGINT, n BIGINT CHECK (n >= 0), s VARCHAR)")
+        batch = 3 * CONVERT_ROWS
+        bad = 2 * batch - 3  # in the last chunk of the second batch
+
+        def batches() -> Iterator[Any]:
+            for start in range(0, 3 * batch, batch):
+                ids = list(range(start, start + batch))
+                table = pa.table(
+                    {
+                        "id": pa.array(ids, pa.int64()),
+                        "n": pa.array([-1 if i == bad else i for i in ids], pa.int64()),
+                        "s": pa.array([f"r{i}" for i in ids], pa.string()),
+                    }
+                )
+                # the batch as the engine would get it in slices: chunks of CONVERT_ROWS rows
+                yield pa.Table.from_batches(table.to_batches(max_chunksize=CONVERT_ROWS))
+
+        with pytest.raises(PinnacleError, match=r"(?i)constraint") as caught:
+            db.insert("c", batches(), batch_rows=batch)
+        assert f"starting at row {batch}" in str(caught.value)
+        assert db.count("c") == batch
+        stored = db.select("c", format="arrow").column("id").to_pylist()
+        assert sorted(stored) == list(range(batch))
+        # and the rows of the batch before the bad one are insertable again (nothing half-kept)
+        assert db.insert("c", [{"id": batch, "n": 0, "s": "again"}]) == 1
+        assert db.count("c") == batch + 1
+    finally:
+        db.close()

@@ -503,10 +503,12 @@ class Datalayer:
                 if chunk is None:
                     break
                 n, chunk_ids, chunk_failures = self._insert_chunk(snap, table, chunk, codec, jobs)
-            except SchemaError as exc:
+            except PinnacleError as exc:
                 if not count:  # nothing written: the error as the backend gave it
                     raise
-                raise SchemaError(
+                # a bad value or the engine's refusal (a constraint, the disk): the same type,
+                # saying which batch failed and that the batches before it are committed
+                raise type(exc)(
                     f"{exc} (in the batch of the insert stream starting at row {count}; the "
                     f"{count} rows before it were written)"
                 ) from exc
