@@ -19,7 +19,7 @@ its defaults (M=16, ef_construction=128, ef_search=64), and the raw side uses th
 
 Usage::
 
-    python benchmarks/vectors/bench_vectors.py [--count 100000] [--dim 384] [--queries 1000]
+    python benchmarks/vectors/bench_vectors.py [--count 100000] [--dim 384] [--queries 3000]
         [--engines faiss,usearch,hnswlib] [--write benchmarks/RESULTS_vectors.md]
 """
 
@@ -282,7 +282,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=384)
-    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=3000)
     parser.add_argument("--engines", default="faiss,usearch,hnswlib")
     parser.add_argument("--write", type=Path, default=None)
     args = parser.parse_args()
