@@ -242,3 +242,45 @@ def test_an_arrow_batch_the_engine_rejects_late_leaves_nothing_of_it(tmp_path: P
         assert db.count("c") == batch + 1
     finally:
         db.close()
+
+
+class _QuotaExceeded(PinnacleError):
+    """An error type of a third-party databackend, built with more than a message."""
+
+    def __init__(self, table: str, *, limit: int) -> None:
+        super().__init__(f"table {table!r} is over its quota of {limit} rows")
+        self.limit = limit
+
+
+def test_a_later_batchs_error_of_a_type_built_otherwise_is_kept_and_located() -> None:
+    """A databackend's own PinnacleError subclass whose constructor is not ``(message)`` is
+    raised as it is (not a TypeError from rebuilding it), with a note saying which batch failed
+    and how many rows were written. The backend is the real in-memory one, refusing the second
+    batch as a third-party backend with a row quota would."""
+    from pinnacle_protocols.memory import (
+        MemoryArtifactStore,
+        MemoryDataBackend,
+        MemoryMetadataStore,
+    )
+
+    class QuotaBackend(MemoryDataBackend):
+        def insert(self, table: str, rows: Any) -> int:
+            if self.count(table) >= BATCH:
+                raise _QuotaExceeded(table, limit=BATCH)
+            return super().insert(table, rows)
+
+    db = Datalayer(
+        databackend=QuotaBackend(),
+        metadata=MemoryMetadataStore(),
+        artifact_store=MemoryArtifactStore(),
+    )
+    db.create_table("t", SCHEMA)
+    rows = ({"id": i, "n": i, "s": f"r{i}"} for i in range(3 * BATCH))
+    with pytest.raises(_QuotaExceeded) as caught:
+        db.insert("t", rows, batch_rows=BATCH)
+    assert caught.value.limit == BATCH
+    assert caught.value.__notes__ == [
+        f"in the batch of the insert stream starting at row {BATCH}; the {BATCH} rows before "
+        "it were written"
+    ]
+    assert db.count("t") == BATCH

@@ -508,10 +508,16 @@ class Datalayer:
                     raise
                 # a bad value or the engine's refusal (a constraint, the disk): the same type,
                 # saying which batch failed and that the batches before it are committed
-                raise type(exc)(
-                    f"{exc} (in the batch of the insert stream starting at row {count}; the "
-                    f"{count} rows before it were written)"
-                ) from exc
+                where = (
+                    f"in the batch of the insert stream starting at row {count}; the "
+                    f"{count} rows before it were written"
+                )
+                try:
+                    again = type(exc)(f"{exc} ({where})")
+                except Exception:  # a third-party error type built another way: keep it as is
+                    exc.add_note(where)
+                    raise exc from None
+                raise again from exc
             # a stream holds one batch at a time: this one goes before the next is made
             chunk = None
             count += n
